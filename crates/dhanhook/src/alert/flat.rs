@@ -1,0 +1,209 @@
+//! dhanhook's flat alert format: one order, readable names, easy to write in TradingView.
+//!
+//! ```json
+//! {"secret":"…","strategy":"ema-cross","id":"{{strategy.order.id}}-{{timenow}}",
+//!  "symbol":"{{exchange}}:{{ticker}}","action":"{{strategy.order.action}}",
+//!  "quantity":"{{strategy.order.contracts}}","order_type":"market","product":"intraday",
+//!  "price":"{{close}}","timenow":"{{timenow}}"}
+//! ```
+//!
+//! `symbol` may carry the exchange (`NSE:RELIANCE`) or come with a separate `exchange` field.
+
+use serde_json::{Map, Value};
+
+use super::{
+    AlertFormat, AmoTime, Exchange, FieldProblem, LegOrder, OrderType, Product, Side, Signal,
+    Validity, check_label, check_prices, check_symbol, fields::Fields,
+};
+
+const FIELDS: &[&str] = &[
+    "secret",
+    "id",
+    "strategy",
+    "symbol",
+    "exchange",
+    "action",
+    "quantity",
+    "order_type",
+    "price",
+    "trigger_price",
+    "product",
+    "validity",
+    "amo",
+    "amo_time",
+    "timenow",
+];
+
+const ACTIONS: &str = "buy or sell";
+const ORDER_TYPES: &str = "market, limit, sl or sl-m";
+const PRODUCTS: &str = "intraday, delivery, margin or mtf";
+
+pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProblem>> {
+    let mut out = Vec::new();
+    let f = Fields::new(body, "", FIELDS);
+    f.reject_unknown(&mut out);
+
+    let strategy = check_label(f.text(&mut out, "strategy"), "strategy", &mut out);
+    let id = check_label(f.text(&mut out, "id"), "id", &mut out);
+    let timenow = f.text(&mut out, "timenow");
+
+    let (symbol, exchange) = symbol_and_exchange(&f, &mut out);
+    let side = match f.text(&mut out, "action") {
+        None => {
+            f.problem(&mut out, "action", format!("is required; use {ACTIONS}"));
+            None
+        }
+        Some(a) => match a.to_ascii_lowercase().as_str() {
+            "buy" => Some(Side::Buy),
+            "sell" => Some(Side::Sell),
+            _ => {
+                f.problem(
+                    &mut out,
+                    "action",
+                    format!("'{a}' is not accepted; use {ACTIONS}"),
+                );
+                None
+            }
+        },
+    };
+    let quantity = f.quantity(&mut out, "quantity");
+    let order_type = match f.text(&mut out, "order_type") {
+        None => Some(OrderType::Market),
+        Some(t) => {
+            let parsed = OrderType::parse(&t.to_ascii_uppercase());
+            if parsed.is_none() {
+                f.problem(
+                    &mut out,
+                    "order_type",
+                    format!("'{t}' is not accepted; use {ORDER_TYPES}"),
+                );
+            }
+            parsed
+        }
+    };
+    let product = match f.text(&mut out, "product") {
+        None => {
+            f.problem(&mut out, "product", format!("is required; use {PRODUCTS}"));
+            None
+        }
+        Some(p) => {
+            let parsed = Product::parse(&p.to_ascii_uppercase());
+            if parsed.is_none() {
+                f.problem(
+                    &mut out,
+                    "product",
+                    format!("'{p}' is not accepted; use {PRODUCTS}"),
+                );
+            }
+            parsed
+        }
+    };
+    let validity = f
+        .choice(&mut out, "validity", "day or ioc", Validity::parse)
+        .unwrap_or(Validity::Day);
+    let price = f.price(&mut out, "price");
+    let trigger_price = f.price(&mut out, "trigger_price");
+    let amo = f.boolean(&mut out, "amo").unwrap_or(false);
+    let amo_time = f.choice(&mut out, "amo_time", AmoTime::ACCEPTED, AmoTime::parse);
+    if let Some(order_type) = order_type {
+        check_prices(
+            order_type,
+            price,
+            trigger_price,
+            ("price".to_owned(), "trigger_price".to_owned()),
+            &mut out,
+        );
+    }
+
+    if !out.is_empty() {
+        return Err(out);
+    }
+    let (Some(symbol), Some(exchange), Some(side), Some(quantity), Some(order_type), Some(product)) =
+        (symbol, exchange, side, quantity, order_type, product)
+    else {
+        // Unreachable in practice: every `None` above recorded a problem.
+        return Err(vec![FieldProblem {
+            field: "alert".to_owned(),
+            problem: "is incomplete".to_owned(),
+        }]);
+    };
+    let leg = LegOrder {
+        symbol,
+        exchange,
+        side,
+        quantity,
+        order_type,
+        product,
+        validity,
+        price: price.filter(|p| *p > 0.0),
+        trigger_price: trigger_price.filter(|p| *p > 0.0),
+        instrument: None,
+        option: None,
+        amo,
+        amo_time,
+    };
+    Ok(Signal {
+        format: AlertFormat::Flat,
+        alert_type: "flat".to_owned(),
+        strategy,
+        id,
+        timenow,
+        interval: None,
+        bar_time: None,
+        legs: vec![leg],
+    })
+}
+
+/// `symbol` is `NSE:RELIANCE`, or `RELIANCE` with `exchange`. When both name an exchange they
+/// must agree: a silent pick could trade on the wrong exchange.
+fn symbol_and_exchange(
+    f: &Fields<'_>,
+    out: &mut Vec<FieldProblem>,
+) -> (Option<String>, Option<Exchange>) {
+    let raw_symbol = f.required_text(out, "symbol");
+    let field_exchange = f.choice(out, "exchange", Exchange::ACCEPTED, Exchange::parse);
+    let Some(raw_symbol) = raw_symbol else {
+        return (None, field_exchange);
+    };
+    let (prefix_exchange, ticker) = match raw_symbol.split_once(':') {
+        Some((ex, ticker)) => {
+            let parsed = Exchange::parse(&ex.to_ascii_uppercase());
+            if parsed.is_none() {
+                f.problem(
+                    out,
+                    "symbol",
+                    format!(
+                        "exchange '{ex}' is not accepted; use {}",
+                        Exchange::ACCEPTED
+                    ),
+                );
+            }
+            (parsed, ticker.to_owned())
+        }
+        None => (None, raw_symbol.clone()),
+    };
+    let symbol = check_symbol(&ticker, "symbol", out);
+    let exchange = match (prefix_exchange, field_exchange) {
+        (Some(a), Some(b)) if a != b => {
+            f.problem(
+                out,
+                "exchange",
+                format!("{b} disagrees with the symbol's exchange {a}"),
+            );
+            None
+        }
+        (Some(a), _) => Some(a),
+        (None, Some(b)) => Some(b),
+        (None, None) => {
+            if !raw_symbol.contains(':') {
+                f.problem(
+                    out,
+                    "exchange",
+                    "is required when symbol has no exchange prefix (send NSE:RELIANCE, or add \"exchange\":\"NSE\")",
+                );
+            }
+            None
+        }
+    };
+    (symbol, exchange)
+}

@@ -1,0 +1,297 @@
+//! Alerts: the two JSON formats TradingView can send us, parsed into one validated [`Signal`].
+//!
+//! - **Dhan's TradingView format** ([`dhan`]): what Dhan's web UI generates and the upstream
+//!   Python service accepts: `alertType`, `order_legs[]` with short codes (`B`/`S`, `MKT`, `C`/`I`/`M`).
+//! - **dhanhook's flat format** ([`flat`]): one order per alert with readable names (`action`,
+//!   `order_type`, `product`), easier to write by hand in TradingView.
+//!
+//! Parsing is strict ("parse, don't validate"): the rest of the service only ever sees a
+//! [`Signal`], whose fields are already checked (positive whole quantities, prices where the
+//! order type needs them, known enums). Everything wrong with an alert is reported at once as a
+//! list of [`FieldProblem`]s. The `secret` field is read by the HTTP layer before this module
+//! runs and is never part of a [`Signal`].
+
+mod dhan;
+mod fields;
+mod flat;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// One thing wrong with an alert, as returned in a 422 body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldProblem {
+    pub field: String,
+    pub problem: String,
+}
+
+/// Which format an alert was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertFormat {
+    Dhan,
+    Flat,
+}
+
+impl AlertFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertFormat::Dhan => "dhan",
+            AlertFormat::Flat => "flat",
+        }
+    }
+}
+
+/// A validated alert: one or more order legs to run in order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Signal {
+    pub format: AlertFormat,
+    /// Dhan's `alertType` (`single_order`, `multi_leg_order`), or `flat` for our own format.
+    pub alert_type: String,
+    pub strategy: Option<String>,
+    /// An explicit id from the sender: with `strategy`, the dedupe key.
+    pub id: Option<String>,
+    /// TradingView's `{{timenow}}` (fire time), part of the dedupe hash when present.
+    pub timenow: Option<String>,
+    /// TradingView's `{{interval}}` and `{{time}}` (Dhan format `meta`), kept for the journal.
+    pub interval: Option<String>,
+    pub bar_time: Option<String>,
+    /// Never empty; already in execution order (Dhan's `sort_order`, then array order).
+    pub legs: Vec<LegOrder>,
+}
+
+/// One order as the alert asked for it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LegOrder {
+    /// Upper-case trading symbol as TradingView sent it (`RELIANCE`, `NIFTY1!`, `M&M`).
+    pub symbol: String,
+    pub exchange: Exchange,
+    pub side: Side,
+    /// As sent (units for equity; lots-to-units conversion comes with instrument resolution).
+    pub quantity: u32,
+    pub order_type: OrderType,
+    pub product: Product,
+    pub validity: Validity,
+    /// Limit price: present (and > 0) for LIMIT and STOP_LOSS; for MARKET, the alert's price
+    /// (e.g. `{{close}}`) if it sent one, used as the paper fill price.
+    pub price: Option<f64>,
+    /// Present (and > 0) for STOP_LOSS and STOP_LOSS_MARKET, absent otherwise.
+    pub trigger_price: Option<f64>,
+    pub instrument: Option<Instrument>,
+    pub option: Option<OptionContract>,
+    /// The alert explicitly asked for an after-market order.
+    pub amo: bool,
+    /// The AMO timing to use if this leg is placed as an AMO.
+    pub amo_time: Option<AmoTime>,
+}
+
+/// The option a leg trades (Dhan format fields `option_type`, `strike_price`, `expiry_date`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OptionContract {
+    pub kind: OptionKind,
+    pub strike: f64,
+    pub expiry: NaiveDate,
+}
+
+/// Declares a closed set of values with their canonical spelling, the spellings accepted from
+/// alerts, and the list shown in error messages. One place per enum, so parser, journal and
+/// display cannot drift apart.
+macro_rules! closed_set {
+    ($(#[$meta:meta])* $name:ident, accepted: $accepted:literal, {
+        $($variant:ident => $canonical:literal $(| $alias:literal)*),+ $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        pub enum $name {
+            $(#[serde(rename = $canonical)] $variant),+
+        }
+
+        impl $name {
+            /// The spellings accepted in alerts, for error messages.
+            pub const ACCEPTED: &'static str = $accepted;
+
+            /// The canonical spelling (what the journal stores and responses show).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $canonical),+
+                }
+            }
+
+            /// Parses an upper-cased spelling, canonical or alias.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($canonical $(| $alias)* => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+closed_set!(
+    /// Buy or sell. Canonical spellings are Dhan's `transactionType` values.
+    Side, accepted: "BUY or SELL (B or S)", {
+        Buy => "BUY" | "B",
+        Sell => "SELL" | "S",
+    }
+);
+
+closed_set!(
+    /// Order type; canonical spellings are Dhan's `orderType` values.
+    OrderType, accepted: "MARKET, LIMIT, SL or SL-M (MKT, LMT)", {
+        Market => "MARKET" | "MKT",
+        Limit => "LIMIT" | "LMT",
+        StopLoss => "STOP_LOSS" | "SL",
+        StopLossMarket => "STOP_LOSS_MARKET" | "SL-M" | "SLM" | "SL_M",
+    }
+);
+
+closed_set!(
+    /// Product; canonical spellings are Dhan's `productType` values.
+    Product, accepted: "INTRADAY, DELIVERY, MARGIN or MTF (I, C, M, CNC)", {
+        Intraday => "INTRADAY" | "I" | "MIS" | "INTRA",
+        Delivery => "CNC" | "C" | "DELIVERY",
+        Margin => "MARGIN" | "M" | "NRML",
+        Mtf => "MTF",
+    }
+);
+
+closed_set!(
+    /// Order validity; Dhan's `validity` values.
+    Validity, accepted: "DAY or IOC", {
+        Day => "DAY",
+        Ioc => "IOC",
+    }
+);
+
+closed_set!(
+    /// When Dhan releases an after-market order (Dhan's `amoTime`).
+    AmoTime, accepted: "PRE_OPEN, OPEN, OPEN_30 or OPEN_60", {
+        PreOpen => "PRE_OPEN",
+        Open => "OPEN",
+        Open30 => "OPEN_30",
+        Open60 => "OPEN_60",
+    }
+);
+
+closed_set!(
+    /// The exchange as TradingView names it. Dhan segment names (`NSE_EQ`, `NSE_FNO`...) and
+    /// TradingView's delayed-feed suffixes (`NSE_DLY`, `NSE_DL`) are accepted too.
+    Exchange, accepted: "NSE, BSE, NFO, BFO or MCX", {
+        Nse => "NSE" | "NSE_EQ" | "NSE_DLY" | "NSE_DL",
+        Bse => "BSE" | "BSE_EQ" | "BSE_DLY" | "BSE_DL",
+        Nfo => "NFO" | "NSE_FNO" | "NFO_DLY" | "NFO_DL",
+        Bfo => "BFO" | "BSE_FNO" | "BFO_DLY" | "BFO_DL",
+        Mcx => "MCX" | "MCX_COMM" | "MCX_DLY" | "MCX_DL",
+    }
+);
+
+closed_set!(
+    /// The kind of instrument (Dhan format `instrument`).
+    Instrument, accepted: "EQ, FUT or OPT (FUTIDX, FUTSTK, FUTCOM, OPTIDX, OPTSTK, OPTFUT)", {
+        Equity => "EQ",
+        Future => "FUT" | "FUTIDX" | "FUTSTK" | "FUTCOM",
+        Option => "OPT" | "OPTIDX" | "OPTSTK" | "OPTFUT",
+    }
+);
+
+closed_set!(
+    /// Call or put.
+    OptionKind, accepted: "CE or PE (CALL, PUT)", {
+        Call => "CE" | "CALL" | "C",
+        Put => "PE" | "PUT" | "P",
+    }
+);
+
+/// Longest accepted `strategy` and `id`: both go into the dedupe key and the journal.
+const MAX_LABEL_LEN: usize = 100;
+/// Most legs in one alert. Dhan's UI builds a handful; anything near this is a mistake.
+const MAX_LEGS: usize = 20;
+
+/// Parses an alert body (already known to be a JSON object carrying the right secret).
+///
+/// # Errors
+/// Every problem found, each naming its field (for example `quantity` or
+/// `order_legs[0].orderType`).
+pub fn parse_signal(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProblem>> {
+    if dhan::looks_like_dhan(body) {
+        dhan::parse(body)
+    } else {
+        flat::parse(body)
+    }
+}
+
+/// The rule shared by both formats: the prices each order type needs.
+/// `price_field` and `trigger_field` are the full names of those fields in the alert's format.
+fn check_prices(
+    order_type: OrderType,
+    price: Option<f64>,
+    trigger_price: Option<f64>,
+    (price_field, trigger_field): (String, String),
+    out: &mut Vec<FieldProblem>,
+) {
+    let positive = |v: Option<f64>| v.is_some_and(|p| p > 0.0);
+    if matches!(order_type, OrderType::Limit | OrderType::StopLoss) && !positive(price) {
+        out.push(FieldProblem {
+            field: price_field,
+            problem: "must be greater than 0 for LIMIT and SL orders".to_owned(),
+        });
+    }
+    let needs_trigger = matches!(order_type, OrderType::StopLoss | OrderType::StopLossMarket);
+    if needs_trigger && !positive(trigger_price) {
+        out.push(FieldProblem {
+            field: trigger_field,
+            problem: "is required (greater than 0) for SL and SL-M orders".to_owned(),
+        });
+    } else if !needs_trigger && positive(trigger_price) {
+        out.push(FieldProblem {
+            field: trigger_field,
+            problem: "only applies to SL and SL-M orders".to_owned(),
+        });
+    }
+}
+
+/// Checks `strategy` or `id`: short, printable text.
+fn check_label(value: Option<String>, field: &str, out: &mut Vec<FieldProblem>) -> Option<String> {
+    let v = value?;
+    if v.chars().count() > MAX_LABEL_LEN || v.chars().any(char::is_control) {
+        out.push(FieldProblem {
+            field: field.to_owned(),
+            problem: format!("must be printable text of at most {MAX_LABEL_LEN} characters"),
+        });
+        return None;
+    }
+    Some(v)
+}
+
+/// Checks a trading symbol and upper-cases it. TradingView tickers use letters, digits and a
+/// few marks (`M&M`, `BAJAJ-AUTO`, `NIFTY1!`); anything else is a broken template.
+fn check_symbol(raw: &str, field: &str, out: &mut Vec<FieldProblem>) -> Option<String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "&-_.!".contains(c));
+    if ok {
+        Some(raw.to_ascii_uppercase())
+    } else {
+        out.push(FieldProblem {
+            field: field.to_owned(),
+            problem: format!(
+                "'{}' is not a trading symbol (letters, digits and & - _ . ! only)",
+                fields::clip(raw)
+            ),
+        });
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests;

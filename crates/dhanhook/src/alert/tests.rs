@@ -1,0 +1,256 @@
+use serde_json::{Map, Value, json};
+
+use super::*;
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => panic!("test body must be an object"),
+    }
+}
+
+fn parse(v: Value) -> Result<Signal, Vec<FieldProblem>> {
+    parse_signal(&obj(v))
+}
+
+fn problems_for(v: Value) -> Vec<String> {
+    parse(v)
+        .expect_err("expected a rejection")
+        .into_iter()
+        .map(|p| p.field)
+        .collect()
+}
+
+fn dhan_leg() -> Value {
+    json!({"transactionType":"B","orderType":"MKT","quantity":"1","exchange":"NSE",
+           "symbol":"RELIANCE","instrument":"EQ","productType":"I","sort_order":"1","price":"0"})
+}
+
+#[test]
+fn dhan_format_as_dhans_ui_writes_it_is_accepted() {
+    let s = parse(
+        json!({"secret":"x","alertType":"multi_leg_order","order_legs":[dhan_leg()],
+        "meta":{"interval":"5","time":"2026-01-05T04:00:00Z","timenow":"2026-01-05T04:00:07Z"}}),
+    )
+    .unwrap();
+    assert_eq!(s.format, AlertFormat::Dhan);
+    assert_eq!(s.timenow.as_deref(), Some("2026-01-05T04:00:07Z"));
+    let leg = &s.legs[0];
+    assert_eq!(
+        (
+            leg.side,
+            leg.order_type,
+            leg.product,
+            leg.exchange,
+            leg.quantity
+        ),
+        (
+            Side::Buy,
+            OrderType::Market,
+            Product::Intraday,
+            Exchange::Nse,
+            1
+        )
+    );
+    assert_eq!(leg.symbol, "RELIANCE");
+    assert_eq!(
+        leg.price, None,
+        "price \"0\" on a market order means no price"
+    );
+}
+
+#[test]
+fn dhan_legs_run_in_sort_order_not_array_order() {
+    let mut second = dhan_leg();
+    second["symbol"] = json!("TCS");
+    second["sort_order"] = json!("2");
+    let mut first = dhan_leg();
+    first["symbol"] = json!("INFY");
+    first["sort_order"] = json!(1);
+    let s = parse(json!({"alertType":"multi_leg_order","order_legs":[second, first]})).unwrap();
+    let symbols: Vec<_> = s.legs.iter().map(|l| l.symbol.as_str()).collect();
+    assert_eq!(symbols, ["INFY", "TCS"]);
+}
+
+#[test]
+fn dhan_options_need_all_option_fields() {
+    let leg = json!({"transactionType":"B","orderType":"MKT","quantity":"75","exchange":"NSE",
+        "symbol":"NIFTY","instrument":"OPT","productType":"I","price":"0",
+        "option_type":"CE","strike_price":"24000.0","expiry_date":"2026-01-27"});
+    let s = parse(json!({"alertType":"single_order","order_legs":[&leg]})).unwrap();
+    let opt = s.legs[0].option.clone().unwrap();
+    assert_eq!((opt.kind, opt.strike), (OptionKind::Call, 24000.0));
+    assert_eq!(opt.expiry.to_string(), "2026-01-27");
+
+    let mut missing = leg;
+    missing.as_object_mut().unwrap().remove("strike_price");
+    assert_eq!(
+        problems_for(json!({"alertType":"single_order","order_legs":[missing]})),
+        ["order_legs[0].strike_price"]
+    );
+}
+
+#[test]
+fn cancel_order_is_refused_not_placed() {
+    let err = parse(json!({"alertType":"cancel_order","order_legs":[dhan_leg()]})).unwrap_err();
+    assert_eq!(err[0].field, "alertType");
+    assert!(err[0].problem.contains("not supported yet"), "{err:?}");
+}
+
+#[test]
+fn single_order_with_two_legs_is_refused() {
+    assert_eq!(
+        problems_for(json!({"alertType":"single_order","order_legs":[dhan_leg(), dhan_leg()]})),
+        ["order_legs"]
+    );
+}
+
+#[test]
+fn dhan_leg_problems_name_the_leg_and_field() {
+    let mut bad = dhan_leg();
+    bad["transactionType"] = json!("BUYY");
+    bad["orderType"] = json!("LMT");
+    bad["quantity"] = json!("-5");
+    let fields =
+        problems_for(json!({"alertType":"multi_leg_order","order_legs":[dhan_leg(), bad]}));
+    assert_eq!(
+        fields,
+        [
+            "order_legs[1].transactionType",
+            "order_legs[1].quantity",
+            "order_legs[1].price"
+        ]
+    );
+}
+
+#[test]
+fn flat_format_accepts_strings_or_numbers_alike() {
+    let a = parse(
+        json!({"symbol":"NSE:RELIANCE","action":"BUY","quantity":"10","product":"delivery",
+        "order_type":"limit","price":"2450.5"}),
+    )
+    .unwrap();
+    let b = parse(
+        json!({"symbol":"RELIANCE","exchange":"nse","action":"buy","quantity":10,
+        "product":"CNC","order_type":"LMT","price":2450.5}),
+    )
+    .unwrap();
+    assert_eq!(a, b);
+    let leg = &a.legs[0];
+    assert_eq!(
+        (leg.exchange, leg.side, leg.quantity, leg.product),
+        (Exchange::Nse, Side::Buy, 10, Product::Delivery)
+    );
+    assert_eq!(
+        (leg.order_type, leg.price),
+        (OrderType::Limit, Some(2450.5))
+    );
+    assert_eq!(leg.validity, Validity::Day);
+}
+
+#[test]
+fn flat_quantity_must_be_a_positive_whole_number() {
+    for (qty, ok) in [
+        (json!("1.5"), false),
+        (json!("-5"), false),
+        (json!("0"), false),
+        (json!(""), false),
+        (json!(1.5), false),
+        (json!("abc"), false),
+        (json!("NaN"), false),
+        (json!(true), false),
+        (json!("100000000"), false),
+        (json!("2.0"), true),
+        (json!(" 7 "), true),
+        (json!(3), true),
+    ] {
+        let result = parse(
+            json!({"symbol":"NSE:SBIN","action":"buy","quantity":qty.clone(),"product":"intraday"}),
+        );
+        match (ok, result) {
+            (true, Ok(_)) => {}
+            (false, Err(p)) => assert_eq!(p[0].field, "quantity", "quantity {qty}"),
+            (ok, r) => panic!("quantity {qty}: expected ok={ok}, got {r:?}"),
+        }
+    }
+}
+
+#[test]
+fn order_types_demand_the_prices_they_need() {
+    let base = |extra: Value| {
+        let mut v = json!({"symbol":"NSE:SBIN","action":"sell","quantity":1,"product":"intraday"});
+        for (k, val) in extra.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        v
+    };
+    assert_eq!(problems_for(base(json!({"order_type":"limit"}))), ["price"]);
+    assert_eq!(
+        problems_for(base(json!({"order_type":"limit","price":"0"}))),
+        ["price"]
+    );
+    assert_eq!(
+        problems_for(base(json!({"order_type":"sl","price":"10"}))),
+        ["trigger_price"]
+    );
+    assert_eq!(
+        problems_for(base(json!({"order_type":"sl-m"}))),
+        ["trigger_price"]
+    );
+    assert_eq!(
+        problems_for(base(json!({"order_type":"market","trigger_price":"5"}))),
+        ["trigger_price"]
+    );
+    assert_eq!(problems_for(base(json!({"price":"-1"}))), ["price"]);
+    assert_eq!(problems_for(base(json!({"price":"inf"}))), ["price"]);
+    let sl = parse(base(json!({"order_type":"SL-M","trigger_price":"99.5"}))).unwrap();
+    assert_eq!(sl.legs[0].trigger_price, Some(99.5));
+}
+
+#[test]
+fn flat_exchange_is_required_and_must_agree_with_the_prefix() {
+    assert_eq!(
+        problems_for(json!({"symbol":"RELIANCE","action":"buy","quantity":1,"product":"intraday"})),
+        ["exchange"]
+    );
+    assert_eq!(
+        problems_for(
+            json!({"symbol":"NSE:RELIANCE","exchange":"BSE","action":"buy","quantity":1,"product":"intraday"})
+        ),
+        ["exchange"]
+    );
+    let s =
+        parse(json!({"symbol":"NSE_DLY:NIFTY1!","action":"buy","quantity":1,"product":"margin"}))
+            .unwrap();
+    assert_eq!(
+        (s.legs[0].exchange, s.legs[0].symbol.as_str()),
+        (Exchange::Nse, "NIFTY1!")
+    );
+}
+
+#[test]
+fn unknown_fields_are_reported_so_typos_do_not_change_orders_silently() {
+    assert_eq!(
+        problems_for(
+            json!({"symbol":"NSE:SBIN","action":"buy","quantity":1,"product":"intraday","trigger_prce":"5"})
+        ),
+        ["trigger_prce"]
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let fields = problems_for(json!({"symbol":"NSE:SB IN","action":"hold","quantity":"1.5"}));
+    assert_eq!(fields, ["symbol", "action", "quantity", "product"]);
+}
+
+#[test]
+fn flat_amo_fields_are_read() {
+    let s = parse(
+        json!({"symbol":"BSE:TCS","action":"buy","quantity":1,"product":"delivery",
+        "amo":"true","amo_time":"open_30"}),
+    )
+    .unwrap();
+    assert!(s.legs[0].amo);
+    assert_eq!(s.legs[0].amo_time, Some(AmoTime::Open30));
+}

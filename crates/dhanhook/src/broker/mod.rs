@@ -1,0 +1,55 @@
+//! Where orders go. [`Broker`] is the seam between the pipeline and the outside world: the
+//! [`paper::PaperBroker`] today, the Dhan client (live and sandbox) next.
+
+pub mod paper;
+
+use async_trait::async_trait;
+
+use crate::alert::LegOrder;
+
+/// One order as handed to a broker: the validated leg plus the `correlationId` that lets us
+/// find it again at the broker.
+#[derive(Debug, Clone)]
+pub struct OrderRequest<'a> {
+    pub correlation_id: &'a str,
+    pub leg: &'a LegOrder,
+}
+
+/// The broker's definite answer to an order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Placement {
+    /// Accepted and resting at the broker (e.g. a limit order).
+    Pending { order_id: String, message: String },
+    /// Accepted and executed.
+    Filled {
+        order_id: String,
+        fill_price: Option<f64>,
+        message: String,
+    },
+    /// Definitively refused; nothing is open at the broker.
+    Rejected {
+        order_id: Option<String>,
+        message: String,
+    },
+}
+
+/// A broker call that did not produce a definite answer.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The request may or may not have reached the broker (timeout, reset, 5xx): the order's
+    /// fate is unknown and must be looked up, never blindly re-sent.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+}
+
+#[async_trait]
+pub trait Broker: Send + Sync + std::fmt::Debug {
+    /// A short name for logs and `/` (e.g. `paper`).
+    fn name(&self) -> &'static str;
+
+    /// Places one order.
+    ///
+    /// # Errors
+    /// [`BrokerError::Unknown`] when the outcome could not be observed.
+    async fn place(&self, order: OrderRequest<'_>) -> Result<Placement, BrokerError>;
+}

@@ -1,0 +1,459 @@
+//! The pipeline of one alert: dedupe → journal → place each leg → record the outcome.
+//!
+//! The order of steps is the safety argument:
+//! 1. The alert, its legs and its dedupe key are journaled in one transaction *before* any
+//!    broker call. If that fails, nothing was sent and the sender may safely retry (HTTP 503).
+//! 2. A redelivery (same dedupe key while it is live) is answered from the journal and places
+//!    nothing, however many copies arrive at once: the journal's unique key decides.
+//! 3. Each leg is marked SUBMITTING (committed) before its broker call, so a crash mid-call
+//!    leaves a visible "outcome unknown" leg instead of a silent gap.
+//! 4. Each leg carries a deterministic `correlationId` stored with it, so the order can always
+//!    be found again at the broker.
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    alert::Signal,
+    broker::{Broker, BrokerError, OrderRequest, Placement},
+    clock::{Clock, ist},
+    config::Mode,
+    csvlog::CsvLog,
+    store::{
+        Admission, AlertRecord, AlertStatus, DedupeKey, Journal, JournalError, LegStatus,
+        LegUpdate, NewAlert, NewLeg, OrderRow,
+    },
+};
+
+/// What an alert delivery came with, besides the signal itself.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    pub client_ip: Option<IpAddr>,
+    /// The alert JSON with the secret already removed: what the journal keeps.
+    pub payload: serde_json::Value,
+}
+
+/// The answer to one delivery (the `/webhook` response body).
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub status: &'static str,
+    pub alert_id: String,
+    pub duplicate: bool,
+    pub mode: String,
+    pub legs: Vec<LegView>,
+}
+
+/// One leg in a response.
+#[derive(Debug, Clone, Serialize)]
+pub struct LegView {
+    pub leg: u32,
+    pub symbol: String,
+    pub exchange: String,
+    pub side: String,
+    pub quantity: i64,
+    pub order_type: String,
+    pub product: String,
+    pub status: LegStatus,
+    pub order_id: Option<String>,
+    pub correlation_id: String,
+    pub message: Option<String>,
+}
+
+impl From<&OrderRow> for LegView {
+    fn from(row: &OrderRow) -> Self {
+        LegView {
+            leg: row.leg,
+            symbol: row.symbol.clone(),
+            exchange: row.exchange.clone(),
+            side: row.side.clone(),
+            quantity: row.quantity,
+            order_type: row.order_type.clone(),
+            product: row.product.clone(),
+            status: row.status,
+            order_id: row.order_id.clone(),
+            correlation_id: row.correlation_id.clone(),
+            message: row.message.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The alert could not be journaled: nothing was sent, a resend is safe.
+    #[error("the alert could not be journaled: {0}")]
+    NotJournaled(#[source] JournalError),
+    /// The journal lost track of an alert it reported as a duplicate.
+    #[error("duplicate of alert {0}, which the journal cannot read: {1}")]
+    DuplicateUnreadable(String, String),
+}
+
+/// The pipeline and everything it needs. Cheap to clone (all shared handles).
+#[derive(Debug, Clone)]
+pub struct Engine {
+    journal: Arc<dyn Journal>,
+    broker: Arc<dyn Broker>,
+    csv: CsvLog,
+    clock: Arc<dyn Clock>,
+    mode: Mode,
+    dedup_window: Duration,
+}
+
+impl Engine {
+    pub fn new(
+        journal: Arc<dyn Journal>,
+        broker: Arc<dyn Broker>,
+        csv: CsvLog,
+        clock: Arc<dyn Clock>,
+        mode: Mode,
+        dedup_window: Duration,
+    ) -> Self {
+        Self {
+            journal,
+            broker,
+            csv,
+            clock,
+            mode,
+            dedup_window,
+        }
+    }
+
+    /// Runs one validated alert through the pipeline.
+    ///
+    /// # Errors
+    /// [`EngineError::NotJournaled`] when the alert could not be recorded (nothing was placed).
+    pub async fn handle(&self, signal: Signal, intake: Intake) -> Result<Outcome, EngineError> {
+        let now = self.clock.now();
+        let alert_id = uuid::Uuid::now_v7().to_string();
+        let legs = signal
+            .legs
+            .iter()
+            .enumerate()
+            .map(|(i, leg)| {
+                let leg_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                NewLeg {
+                    leg_no,
+                    correlation_id: correlation_id(&alert_id, leg_no, now),
+                    order: leg.clone(),
+                }
+            })
+            .collect();
+        let alert = NewAlert {
+            id: alert_id.clone(),
+            received_at: now,
+            client_ip: intake.client_ip.map(|ip| ip.to_string()),
+            format: signal.format.as_str(),
+            alert_type: signal.alert_type.clone(),
+            strategy: signal.strategy.clone(),
+            dedupe: dedupe_key(&signal, now, self.dedup_window),
+            payload: intake.payload.to_string(),
+            mode: self.mode,
+            legs,
+        };
+
+        match self
+            .journal
+            .admit(&alert)
+            .await
+            .map_err(EngineError::NotJournaled)?
+        {
+            Admission::Duplicate { alert_id } => {
+                tracing::info!(%alert_id, "duplicate delivery; answered from the journal, nothing placed");
+                let record = self
+                    .journal
+                    .alert(&alert_id)
+                    .await
+                    .map_err(|e| EngineError::DuplicateUnreadable(alert_id.clone(), e.to_string()))?
+                    .ok_or_else(|| {
+                        EngineError::DuplicateUnreadable(alert_id.clone(), "not found".to_owned())
+                    })?;
+                Ok(self.duplicate_outcome(&record))
+            }
+            Admission::Admitted => {
+                tracing::info!(%alert_id, legs = alert.legs.len(), "alert journaled");
+                Ok(self.place_legs(&alert).await)
+            }
+        }
+    }
+
+    fn duplicate_outcome(&self, record: &AlertRecord) -> Outcome {
+        Outcome {
+            status: AlertStatus::from_legs(record.legs.iter().map(|l| l.status)).as_str(),
+            alert_id: record.id.clone(),
+            duplicate: true,
+            mode: record.mode.clone(),
+            legs: record.legs.iter().map(LegView::from).collect(),
+        }
+    }
+
+    /// Places the legs of a freshly journaled alert, in order, recording each step.
+    async fn place_legs(&self, alert: &NewAlert) -> Outcome {
+        let mut rows: Vec<OrderRow> = alert.legs.iter().map(|leg| order_row(alert, leg)).collect();
+        for (leg, row) in alert.legs.iter().zip(rows.iter_mut()) {
+            self.place_leg(alert, leg, row).await;
+            self.csv
+                .append(&alert.alert_type, row, self.clock.now())
+                .await;
+        }
+        let status = AlertStatus::from_legs(rows.iter().map(|r| r.status));
+        if let Err(error) = self
+            .journal
+            .set_alert_status(&alert.id, status, self.clock.now())
+            .await
+        {
+            tracing::error!(alert_id = %alert.id, %error, "could not record the alert's status");
+        }
+        Outcome {
+            status: status.as_str(),
+            alert_id: alert.id.clone(),
+            duplicate: false,
+            mode: self.mode.to_string(),
+            legs: rows.iter().map(LegView::from).collect(),
+        }
+    }
+
+    /// One leg: SUBMITTING (committed) → broker → result. `row` mirrors what was journaled.
+    async fn place_leg(&self, alert: &NewAlert, leg: &NewLeg, row: &mut OrderRow) {
+        let submitting = LegUpdate {
+            status: LegStatus::Submitting,
+            broker_order_id: None,
+            fill_price: None,
+            message: None,
+        };
+        if let Err(error) = self
+            .journal
+            .update_leg(&alert.id, leg.leg_no, &submitting, self.clock.now())
+            .await
+        {
+            // Not sent: without the SUBMITTING mark a crash could not tell whether it was.
+            tracing::error!(alert_id = %alert.id, leg = leg.leg_no, %error, "journal refused SUBMITTING; leg not sent");
+            row.message = Some("not sent: the journal could not record the attempt".to_owned());
+            return;
+        }
+        row.status = LegStatus::Submitting;
+
+        let request = OrderRequest {
+            correlation_id: &leg.correlation_id,
+            leg: &leg.order,
+        };
+        let update = match self.broker.place(request).await {
+            Ok(Placement::Filled {
+                order_id,
+                fill_price,
+                message,
+            }) => LegUpdate {
+                status: LegStatus::Filled,
+                broker_order_id: Some(order_id),
+                fill_price,
+                message: Some(message),
+            },
+            Ok(Placement::Pending { order_id, message }) => LegUpdate {
+                status: LegStatus::Pending,
+                broker_order_id: Some(order_id),
+                fill_price: None,
+                message: Some(message),
+            },
+            Ok(Placement::Rejected { order_id, message }) => LegUpdate {
+                status: LegStatus::Rejected,
+                broker_order_id: order_id,
+                fill_price: None,
+                message: Some(message),
+            },
+            Err(BrokerError::Unknown(why)) => {
+                // The leg stays SUBMITTING: its fate must be looked up, never guessed.
+                tracing::warn!(alert_id = %alert.id, leg = leg.leg_no, %why, "order outcome unknown");
+                row.message = Some(format!("outcome unknown: {why}"));
+                return;
+            }
+        };
+        tracing::info!(
+            alert_id = %alert.id,
+            leg = leg.leg_no,
+            broker = self.broker.name(),
+            status = %update.status,
+            order_id = update.broker_order_id.as_deref().unwrap_or(""),
+            "leg placed"
+        );
+        row.status = update.status;
+        row.order_id.clone_from(&update.broker_order_id);
+        row.fill_price = update.fill_price;
+        row.message.clone_from(&update.message);
+        if let Err(error) = self
+            .journal
+            .update_leg(&alert.id, leg.leg_no, &update, self.clock.now())
+            .await
+        {
+            tracing::error!(alert_id = %alert.id, leg = leg.leg_no, %error, "could not journal the broker's answer");
+        }
+    }
+}
+
+/// The journal row a leg starts as (kept in memory to answer without re-reading).
+fn order_row(alert: &NewAlert, leg: &NewLeg) -> OrderRow {
+    let o = &leg.order;
+    OrderRow {
+        alert_id: alert.id.clone(),
+        received_at: alert.received_at,
+        strategy: alert.strategy.clone(),
+        client_ip: alert.client_ip.clone(),
+        duplicates: 0,
+        leg: leg.leg_no,
+        correlation_id: leg.correlation_id.clone(),
+        symbol: o.symbol.clone(),
+        exchange: o.exchange.as_str().to_owned(),
+        side: o.side.as_str().to_owned(),
+        quantity: i64::from(o.quantity),
+        order_type: o.order_type.as_str().to_owned(),
+        product: o.product.as_str().to_owned(),
+        validity: o.validity.as_str().to_owned(),
+        price: o.price,
+        trigger_price: o.trigger_price,
+        amo: o.amo,
+        amo_time: o.amo_time.map(|t| t.as_str().to_owned()),
+        mode: alert.mode.to_string(),
+        status: LegStatus::Received,
+        order_id: None,
+        fill_price: None,
+        message: None,
+        updated_at: alert.received_at,
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What makes two deliveries the same alert:
+/// - `strategy` + explicit `id`: the sender says so; the key never expires;
+/// - otherwise the normalised signal (secret excluded; numbers and spellings canonical, so
+///   `"1"` and `1` agree). With `timenow` (TradingView's fire time) in it, the key never
+///   expires: the same fire time is the same alert, whenever it arrives. Without, identical
+///   alerts within `window` are one.
+pub fn dedupe_key(signal: &Signal, now: DateTime<Utc>, window: Duration) -> DedupeKey {
+    if let Some(id) = &signal.id {
+        let ident = serde_json::json!([signal.strategy, id]).to_string();
+        return DedupeKey {
+            key: format!("id:{}", sha256_hex(ident.as_bytes())),
+            expires_at: None,
+        };
+    }
+    // Serialising a Signal cannot fail (plain data, string keys); an empty string would only
+    // make every such alert share one key, which fails safe (duplicates, not double orders).
+    let canonical = serde_json::to_string(signal).unwrap_or_default();
+    let hash = sha256_hex(canonical.as_bytes());
+    if signal.timenow.is_some() {
+        DedupeKey {
+            key: format!("tn:{hash}"),
+            expires_at: None,
+        }
+    } else {
+        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::seconds(120));
+        DedupeKey {
+            key: format!("win:{hash}"),
+            expires_at: Some(now + window),
+        }
+    }
+}
+
+/// The `correlationId` sent to the broker with a leg: `DH` + IST date + 12 hex digits of the
+/// alert id's hash + `L` + leg number, e.g. `DH261128a1b2c3d4e5f6L1`. At most 24 characters of
+/// `[A-Za-z0-9]` (Dhan accepts 25 of `[A-Za-z0-9 _-]`); the date makes it readable in Dhan's
+/// order book and unique across days, as FIX practice advises for client order ids.
+pub fn correlation_id(alert_id: &str, leg_no: u32, received_at: DateTime<Utc>) -> String {
+    let hash = sha256_hex(alert_id.as_bytes());
+    format!(
+        "DH{}{}L{}",
+        ist(received_at).format("%y%m%d"),
+        &hash[..12],
+        leg_no.min(99)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+    use crate::alert::parse_signal;
+
+    fn signal(v: serde_json::Value) -> Signal {
+        parse_signal(v.as_object().unwrap()).unwrap()
+    }
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 4, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn correlation_ids_fit_dhans_limits_and_are_deterministic() {
+        let cid = correlation_id("0193-some-alert-id", 20, at());
+        assert!(cid.len() <= 25, "{cid}");
+        assert!(
+            cid.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        );
+        assert!(cid.starts_with("DH261127"), "{cid}");
+        assert_eq!(cid, correlation_id("0193-some-alert-id", 20, at()));
+        assert_ne!(cid, correlation_id("0193-some-alert-id", 1, at()));
+        assert_ne!(cid, correlation_id("another-alert", 20, at()));
+    }
+
+    #[test]
+    fn equal_alerts_written_differently_share_a_key() {
+        let a =
+            signal(json!({"symbol":"NSE:SBIN","action":"buy","quantity":"1","product":"intraday"}));
+        let b = signal(
+            json!({"symbol":"SBIN","exchange":"NSE","action":"BUY","quantity":1,"product":"I"}),
+        );
+        let w = Duration::from_secs(120);
+        assert_eq!(dedupe_key(&a, at(), w), dedupe_key(&b, at(), w));
+        assert_eq!(
+            dedupe_key(&a, at(), w).expires_at,
+            Some(at() + chrono::Duration::seconds(120))
+        );
+    }
+
+    #[test]
+    fn timenow_and_id_make_permanent_keys() {
+        let w = Duration::from_secs(120);
+        let with_time = signal(
+            json!({"symbol":"NSE:SBIN","action":"buy","quantity":1,"product":"I",
+            "timenow":"2026-11-27T04:00:00Z"}),
+        );
+        let other_time = signal(
+            json!({"symbol":"NSE:SBIN","action":"buy","quantity":1,"product":"I",
+            "timenow":"2026-11-27T04:05:00Z"}),
+        );
+        assert_eq!(dedupe_key(&with_time, at(), w).expires_at, None);
+        assert_ne!(
+            dedupe_key(&with_time, at(), w).key,
+            dedupe_key(&other_time, at(), w).key
+        );
+
+        let id_a = signal(
+            json!({"id":"42","strategy":"s1","symbol":"NSE:SBIN","action":"buy","quantity":1,"product":"I"}),
+        );
+        let id_b = signal(
+            json!({"id":"42","strategy":"s1","symbol":"NSE:TCS","action":"sell","quantity":9,"product":"I"}),
+        );
+        let id_c = signal(
+            json!({"id":"42","strategy":"s2","symbol":"NSE:SBIN","action":"buy","quantity":1,"product":"I"}),
+        );
+        assert_eq!(
+            dedupe_key(&id_a, at(), w),
+            dedupe_key(&id_b, at(), w),
+            "same strategy + id = same alert"
+        );
+        assert_ne!(
+            dedupe_key(&id_a, at(), w).key,
+            dedupe_key(&id_c, at(), w).key
+        );
+        assert_eq!(dedupe_key(&id_a, at(), w).expires_at, None);
+    }
+}

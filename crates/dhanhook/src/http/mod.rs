@@ -1,0 +1,128 @@
+//! The HTTP surface: `POST /webhook` ([`webhook`]) and the operator endpoints ([`ops`]).
+//!
+//! Layers, outermost first: a request id (`x-request-id`, generated when absent and echoed
+//! back), `Authorization` marked sensitive, a trace span per request carrying the request id and
+//! the mode, and a request timeout. Work that must not be cut short (placing an order) runs in
+//! tasks tracked by [`AppState::tasks`], outside the request future, so neither a timeout nor a
+//! client hanging up can interrupt it.
+
+mod auth;
+mod ops;
+mod webhook;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    extract::DefaultBodyLimit,
+    http::{HeaderName, Request, StatusCode, header::AUTHORIZATION},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use secrecy::SecretString;
+use serde_json::json;
+use tokio_util::task::TaskTracker;
+use tower::ServiceBuilder;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    sensitive_headers::SetSensitiveRequestHeadersLayer,
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::{clock::Clock, config::Mode, engine::Engine, store::Journal};
+
+/// Largest accepted webhook body. Real alerts are well under 2 KiB; the cap stops memory abuse.
+pub const MAX_WEBHOOK_BODY: usize = 64 * 1024;
+
+/// How long any request may take. Order placement itself is not cut by this (see module doc).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Shared state of all handlers. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    engine: Engine,
+    journal: Arc<dyn Journal>,
+    clock: Arc<dyn Clock>,
+    mode: Mode,
+    webhook_secret: SecretString,
+    admin_token: Option<SecretString>,
+    /// Non-secret configuration shown on `/`, computed once at start-up.
+    public_config: serde_json::Value,
+    /// Tracks alert-processing tasks so shutdown can wait for them.
+    tasks: TaskTracker,
+}
+
+impl AppState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        engine: Engine,
+        journal: Arc<dyn Journal>,
+        clock: Arc<dyn Clock>,
+        mode: Mode,
+        webhook_secret: SecretString,
+        admin_token: Option<SecretString>,
+        public_config: serde_json::Value,
+        tasks: TaskTracker,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                journal,
+                clock,
+                mode,
+                webhook_secret,
+                admin_token,
+                public_config,
+                tasks,
+            }),
+        }
+    }
+}
+
+/// Builds the router with all routes and layers.
+pub fn router(state: AppState) -> Router {
+    let mode = state.inner.mode;
+    let request_id = HeaderName::from_static("x-request-id");
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
+        .layer(TraceLayer::new_for_http().make_span_with(move |req: &Request<_>| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            // The path only: query strings are not logged.
+            tracing::info_span!("request", method = %req.method(), path = req.uri().path(), request_id = id, mode = mode.as_str())
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
+
+    Router::new()
+        .route("/", get(ops::root))
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/logs", get(ops::logs))
+        .route(
+            "/webhook",
+            post(webhook::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
+        )
+        .fallback(not_found)
+        .layer(layers)
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint; GET / lists them")
+}
+
+/// A JSON error body: `{"status":"error","error":"..."}`.
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"status": "error", "error": message}))).into_response()
+}

@@ -1,0 +1,121 @@
+//! Operator endpoints: `/` (what is running), `/health` (liveness), `/ready` (readiness, one
+//! entry per dependency) and `/logs` (the journal's recent orders, admin only).
+
+use axum::{
+    Json,
+    extract::{Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AppState, auth::Admin, error};
+use crate::clock::ist;
+
+/// `GET /`: service, version, mode, non-secret configuration and the endpoint list.
+pub(super) async fn root(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let s = &state.inner;
+    Json(json!({
+        "service": "dhanhook",
+        "version": env!("CARGO_PKG_VERSION"),
+        "status": "running",
+        "mode": s.mode.as_str(),
+        "time": ist(s.clock.now()).to_rfc3339(),
+        "config": s.public_config,
+        "endpoints": {
+            "POST /webhook": "TradingView alerts (secret in the body)",
+            "GET /": "this page",
+            "GET /health": "liveness: 200 while the process runs",
+            "GET /ready": "readiness: one entry per check, 503 when one fails",
+            "GET /logs?limit=N": "recent order legs, newest first (admin)",
+        },
+    }))
+}
+
+/// `GET /health`: 200 while the process runs. Touches nothing, so a slow disk or broker can
+/// never make the platform restart a healthy process.
+pub(super) async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({"status": "ok", "mode": state.inner.mode.as_str()}))
+}
+
+/// `GET /ready`: 200 when every check passes, else 503; each check reports on its own.
+pub(super) async fn ready(State(state): State<AppState>) -> Response {
+    let s = &state.inner;
+    let journal = match s.journal.check_writable(s.clock.now()).await {
+        Ok(()) => json!({"ok": true}),
+        Err(e) => {
+            tracing::error!(error = %e, "readiness: journal not writable");
+            json!({"ok": false, "error": "journal is not writable (see the service log)"})
+        }
+    };
+    let ready = journal["ok"] == json!(true);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"ready": ready, "mode": s.mode.as_str(), "checks": {"journal": journal}})),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LogsQuery {
+    limit: Option<String>,
+}
+
+/// Default and largest `limit` of `/logs`.
+const DEFAULT_LOGS: u32 = 100;
+const MAX_LOGS: u32 = 1000;
+
+/// `GET /logs?limit=N` (admin): the newest order legs with their alert's context.
+pub(super) async fn logs(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Query(q): Query<LogsQuery>,
+) -> Response {
+    let limit = match q.limit.as_deref().map(str::trim) {
+        None | Some("") => DEFAULT_LOGS,
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if n >= 1 => n.min(MAX_LOGS),
+            _ => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "limit must be a whole number from 1 to 1000",
+                );
+            }
+        },
+    };
+    match state.inner.journal.recent_orders(limit).await {
+        Ok(rows) => {
+            let orders: Vec<_> = rows
+                .iter()
+                .map(|r| {
+                    let mut v = serde_json::to_value(r).unwrap_or_default();
+                    // Instants shown in IST, the market's time zone.
+                    v["received_at"] = json!(ist(r.received_at).to_rfc3339());
+                    v["updated_at"] = json!(ist(r.updated_at).to_rfc3339());
+                    v
+                })
+                .collect();
+            Json(json!({
+                "status": "ok",
+                "mode": state.inner.mode.as_str(),
+                "count": orders.len(),
+                "limit": limit,
+                "orders": orders,
+            }))
+            .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the journal for /logs");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the journal could not be read",
+            )
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Building and running the application: used by `dhanhook serve` and by the tests, which bind
+//! port 0 and pass their own clock and shutdown signal.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::{Context, bail};
+use secrecy::SecretString;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+use crate::{
+    broker::{Broker, paper::PaperBroker},
+    clock::Clock,
+    config::{DatabaseUrl, Mode, Settings},
+    csvlog::CsvLog,
+    engine::Engine,
+    http::{AppState, router},
+    secrets,
+    store::{Journal, sqlite::SqliteJournal},
+};
+
+/// A built application: journal open and migrated, listener bound, not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    journal: Arc<dyn Journal>,
+    tasks: TaskTracker,
+}
+
+/// Where the webhook secret came from (shown on `/` and at start-up, never the value).
+#[derive(Debug, Clone)]
+enum SecretSource {
+    Env,
+    File { path: String, generated: bool },
+}
+
+/// Opens the journal named by the settings and applies its migrations.
+///
+/// # Errors
+/// The database cannot be opened or migrated, or its kind is not supported yet.
+pub async fn open_journal(settings: &Settings) -> anyhow::Result<Arc<dyn Journal>> {
+    let journal: Arc<dyn Journal> = match &settings.database_url {
+        DatabaseUrl::Sqlite(url) => Arc::new(
+            SqliteJournal::open(url)
+                .await
+                .with_context(|| format!("opening the journal {url}"))?,
+        ),
+        DatabaseUrl::Postgres(_) => bail!(
+            "DATABASE_URL: the PostgreSQL journal is not available in this version yet; \
+             unset DATABASE_URL to use the built-in SQLite journal"
+        ),
+    };
+    journal.migrate().await.context("migrating the journal")?;
+    Ok(journal)
+}
+
+impl Application {
+    /// Builds everything and binds the listener (port 0 picks a free port; see [`Self::port`]).
+    ///
+    /// # Errors
+    /// A setting that cannot work (live mode is not available yet), the journal, the CSV log,
+    /// the webhook secret file or the listener.
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        if settings.mode == Mode::Live {
+            bail!(
+                "ENABLE_DHAN=true: live trading is not available in this version yet; \
+                 set ENABLE_DHAN=false (or remove it) to run in paper mode"
+            );
+        }
+        let journal = open_journal(&settings).await?;
+
+        let (webhook_secret, source) = match &settings.webhook_secret {
+            Some(s) => (s.clone(), SecretSource::Env),
+            None => {
+                let path = settings.generated_secret_path();
+                let (secret, generated) = secrets::load_or_generate(&path)
+                    .with_context(|| format!("webhook secret file {}", path.display()))?;
+                (
+                    secret,
+                    SecretSource::File {
+                        path: path.display().to_string(),
+                        generated,
+                    },
+                )
+            }
+        };
+        if matches!(source, SecretSource::Env) && secret_is_short(&webhook_secret) {
+            tracing::warn!(
+                "WEBHOOK_SECRET is shorter than 32 characters; anyone who guesses it can place orders. \
+                 Use a long random value (e.g. `openssl rand -hex 32`)"
+            );
+        }
+
+        let csv = CsvLog::open(&settings.csv_log_path).with_context(|| {
+            format!(
+                "opening the CSV order log {}",
+                settings.csv_log_path.display()
+            )
+        })?;
+        let broker: Arc<dyn Broker> = Arc::new(PaperBroker);
+        let engine = Engine::new(
+            Arc::clone(&journal),
+            Arc::clone(&broker),
+            csv,
+            Arc::clone(&clock),
+            settings.mode,
+            settings.dedup_window,
+        );
+
+        let listener = TcpListener::bind((settings.host, settings.port))
+            .await
+            .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+
+        let public_config = public_config(&settings, &source, broker.name(), addr.port());
+        let tasks = TaskTracker::new();
+        let state = AppState::new(
+            engine,
+            Arc::clone(&journal),
+            clock,
+            settings.mode,
+            webhook_secret,
+            settings.admin_token.clone(),
+            public_config,
+            tasks.clone(),
+        );
+        announce(&settings, &source, addr);
+        Ok(Self {
+            listener,
+            addr,
+            state,
+            journal,
+            tasks,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests and
+    /// alert tasks finish, and closes the journal.
+    ///
+    /// # Errors
+    /// The server failed.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        tracing::info!("stopped accepting requests; finishing in-flight alerts");
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.journal.close().await;
+        tracing::info!("journal closed; bye");
+        Ok(())
+    }
+}
+
+fn secret_is_short(secret: &SecretString) -> bool {
+    use secrecy::ExposeSecret;
+    secret.expose_secret().len() < 32
+}
+
+/// The configuration shown on `/`: everything an operator needs to check, nothing secret.
+fn public_config(
+    settings: &Settings,
+    source: &SecretSource,
+    broker: &str,
+    port: u16,
+) -> serde_json::Value {
+    json!({
+        "broker": broker,
+        "host": settings.host.to_string(),
+        "port": port,
+        "database": settings.database_url.kind(),
+        "database_location": settings.database_url.describe(),
+        "csv_log_path": settings.csv_log_path.display().to_string(),
+        "dedup_window_secs": settings.dedup_window.as_secs(),
+        "webhook_secret": match source {
+            SecretSource::Env => "from WEBHOOK_SECRET".to_owned(),
+            SecretSource::File { path, .. } => format!("generated, in {path}"),
+        },
+        "admin_endpoints": if settings.admin_token.is_some() { "enabled" } else { "disabled (set ADMIN_TOKEN)" },
+        "auto_health_check": settings.auto_health_check,
+        "health_check_interval_secs": settings.health_check_interval.as_secs(),
+    })
+}
+
+/// The start-up lines: where to send alerts, in which mode, and where the secret comes from.
+fn announce(settings: &Settings, source: &SecretSource, addr: SocketAddr) {
+    let local = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+    tracing::info!(
+        mode = settings.mode.as_str(),
+        "dhanhook {} listening on http://{addr} (mode: {}; journal: {})",
+        env!("CARGO_PKG_VERSION"),
+        settings.mode,
+        settings.database_url.describe(),
+    );
+    match source {
+        SecretSource::Env => tracing::info!("webhook secret: from WEBHOOK_SECRET"),
+        SecretSource::File { path, generated } => {
+            let how = if *generated {
+                "generated and saved"
+            } else {
+                "read"
+            };
+            tracing::info!(
+                "webhook secret: {how} in {path} (set WEBHOOK_SECRET to use your own). Try it:\n  \
+                 curl -s -X POST http://{local}/webhook -d \"{{\\\"secret\\\":\\\"$(cat {path})\\\",\
+                 \\\"symbol\\\":\\\"NSE:RELIANCE\\\",\\\"action\\\":\\\"buy\\\",\\\"quantity\\\":1,\
+                 \\\"product\\\":\\\"intraday\\\",\\\"price\\\":2500}}\""
+            );
+        }
+    }
+}

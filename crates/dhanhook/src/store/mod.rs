@@ -1,0 +1,284 @@
+//! The journal: the durable record of every accepted alert and every order leg.
+//!
+//! An alert is admitted (alert row, its legs and its dedupe key, in one transaction) *before*
+//! any broker call, so an acknowledged alert is never lost and a redelivery is recognised even
+//! after a restart. Leg statuses only move along the transitions [`LegStatus::can_become`]
+//! allows; the SQL enforces the same rule so a stale writer cannot move a leg backwards.
+//!
+//! [`Journal`] is a trait so the PostgreSQL backend can join the SQLite one ([`sqlite`]) without
+//! touching the engine.
+
+pub mod sqlite;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::{alert::LegOrder, config::Mode};
+
+/// Where an order leg stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LegStatus {
+    /// Journaled; nothing sent yet.
+    Received,
+    /// Committed just before the broker call: if we crash now, the order may or may not exist.
+    Submitting,
+    /// The broker holds the order open (e.g. a limit order waiting for its price).
+    Pending,
+    /// Executed.
+    Filled,
+    /// Definitively refused (by us before sending, or by the broker).
+    Rejected,
+}
+
+impl LegStatus {
+    pub const ALL: [LegStatus; 5] = [
+        LegStatus::Received,
+        LegStatus::Submitting,
+        LegStatus::Pending,
+        LegStatus::Filled,
+        LegStatus::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegStatus::Received => "RECEIVED",
+            LegStatus::Submitting => "SUBMITTING",
+            LegStatus::Pending => "PENDING",
+            LegStatus::Filled => "FILLED",
+            LegStatus::Rejected => "REJECTED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// The order's fate is known to the broker (it will not be sent again by us).
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            LegStatus::Pending | LegStatus::Filled | LegStatus::Rejected
+        )
+    }
+
+    /// The legal transitions, in one place.
+    pub fn can_become(self, next: LegStatus) -> bool {
+        use LegStatus::*;
+        matches!(
+            (self, next),
+            (Received, Submitting | Rejected)
+                | (Submitting, Pending | Filled | Rejected)
+                | (Pending, Filled | Rejected)
+        )
+    }
+
+    /// The statuses a leg may be in to move to `next` (used in `WHERE status IN (...)`).
+    pub fn predecessors(next: LegStatus) -> Vec<LegStatus> {
+        Self::ALL
+            .into_iter()
+            .filter(|from| from.can_become(next))
+            .collect()
+    }
+}
+
+impl fmt::Display for LegStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The overall state of an alert, derived from its legs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    /// Some leg has not reached the broker's answer yet.
+    Processing,
+    /// Every leg was accepted by the broker (filled or pending).
+    Placed,
+    /// Some legs accepted, some rejected.
+    Partial,
+    /// Every leg was rejected.
+    Rejected,
+}
+
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Processing => "processing",
+            AlertStatus::Placed => "placed",
+            AlertStatus::Partial => "partial",
+            AlertStatus::Rejected => "rejected",
+        }
+    }
+
+    pub fn from_legs(legs: impl IntoIterator<Item = LegStatus>) -> Self {
+        let (mut accepted, mut rejected, mut open) = (0, 0, 0);
+        for status in legs {
+            match status {
+                LegStatus::Pending | LegStatus::Filled => accepted += 1,
+                LegStatus::Rejected => rejected += 1,
+                LegStatus::Received | LegStatus::Submitting => open += 1,
+            }
+        }
+        match (accepted, rejected, open) {
+            (_, _, 1..) | (0, 0, 0) => AlertStatus::Processing,
+            (_, 0, 0) => AlertStatus::Placed,
+            (0, _, 0) => AlertStatus::Rejected,
+            _ => AlertStatus::Partial,
+        }
+    }
+}
+
+/// What makes two deliveries "the same alert".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupeKey {
+    pub key: String,
+    /// `None`: the key never expires (explicit `id`, or a payload carrying `timenow`).
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// An alert to admit, with its legs.
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    pub id: String,
+    pub received_at: DateTime<Utc>,
+    pub client_ip: Option<String>,
+    pub format: &'static str,
+    pub alert_type: String,
+    pub strategy: Option<String>,
+    pub dedupe: DedupeKey,
+    /// The alert JSON with the secret removed.
+    pub payload: String,
+    pub mode: Mode,
+    pub legs: Vec<NewLeg>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewLeg {
+    pub leg_no: u32,
+    pub correlation_id: String,
+    pub order: LegOrder,
+}
+
+/// The result of admitting an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// First delivery: the alert and its legs are journaled, ready to be placed.
+    Admitted,
+    /// A live dedupe key already points at this earlier alert; nothing was written but its
+    /// redelivery count.
+    Duplicate { alert_id: String },
+}
+
+/// A change to one leg.
+#[derive(Debug, Clone)]
+pub struct LegUpdate {
+    pub status: LegStatus,
+    pub broker_order_id: Option<String>,
+    pub fill_price: Option<f64>,
+    pub message: Option<String>,
+}
+
+/// One order leg as journaled, with the context of its alert (what `/logs` and `orders` show).
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderRow {
+    pub alert_id: String,
+    pub received_at: DateTime<Utc>,
+    pub strategy: Option<String>,
+    pub client_ip: Option<String>,
+    pub duplicates: i64,
+    pub leg: u32,
+    pub correlation_id: String,
+    pub symbol: String,
+    pub exchange: String,
+    pub side: String,
+    pub quantity: i64,
+    pub order_type: String,
+    pub product: String,
+    pub validity: String,
+    pub price: Option<f64>,
+    pub trigger_price: Option<f64>,
+    pub amo: bool,
+    pub amo_time: Option<String>,
+    pub mode: String,
+    pub status: LegStatus,
+    pub order_id: Option<String>,
+    pub fill_price: Option<f64>,
+    pub message: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An alert with its legs, as journaled.
+#[derive(Debug, Clone)]
+pub struct AlertRecord {
+    pub id: String,
+    pub received_at: DateTime<Utc>,
+    pub mode: String,
+    pub status: String,
+    pub duplicates: i64,
+    pub legs: Vec<OrderRow>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("journal migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("journal could not be opened: {0}")]
+    Open(String),
+    #[error(
+        "leg {leg_no} of alert {alert_id} cannot become {to}: it is not in a state that allows it"
+    )]
+    IllegalTransition {
+        alert_id: String,
+        leg_no: u32,
+        to: LegStatus,
+    },
+    #[error("journal holds a value it does not understand: {0}")]
+    Corrupt(String),
+}
+
+/// The journal's operations. Implementations must make [`Journal::admit`] atomic: either the
+/// alert, its legs and its dedupe key are all written, or nothing is.
+#[async_trait]
+pub trait Journal: Send + Sync + fmt::Debug {
+    /// Applies pending schema migrations.
+    async fn migrate(&self) -> Result<(), JournalError>;
+
+    /// Journals a new alert, or recognises a redelivery of one whose dedupe key is still live.
+    async fn admit(&self, alert: &NewAlert) -> Result<Admission, JournalError>;
+
+    /// Moves one leg to a new status (only along a legal transition).
+    async fn update_leg(
+        &self,
+        alert_id: &str,
+        leg_no: u32,
+        update: &LegUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError>;
+
+    /// Records the alert's overall status (derived from its legs by the engine).
+    async fn set_alert_status(
+        &self,
+        alert_id: &str,
+        status: AlertStatus,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError>;
+
+    /// An alert with its legs, if it exists.
+    async fn alert(&self, alert_id: &str) -> Result<Option<AlertRecord>, JournalError>;
+
+    /// The newest order legs first, at most `limit`.
+    async fn recent_orders(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError>;
+
+    /// Proves the journal accepts a durable write right now (for `/ready`).
+    async fn check_writable(&self, now: DateTime<Utc>) -> Result<(), JournalError>;
+
+    /// Closes connections; called once at shutdown after in-flight work finished.
+    async fn close(&self);
+}

@@ -1,0 +1,310 @@
+//! The SQLite journal: the embedded default, nothing to install.
+//!
+//! Durability settings: WAL (readers never block the writer), `synchronous=FULL` (a committed
+//! transaction is on disk before `admit` returns, so an acknowledged alert survives a power
+//! cut), foreign keys on. Writes that must not interleave (`admit`) start with
+//! `BEGIN IMMEDIATE`, which takes SQLite's write lock up front: concurrent deliveries of one
+//! alert queue on the lock (bounded by the busy timeout) instead of racing.
+
+use std::{str::FromStr, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{
+    Row,
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+        SqliteSynchronous,
+    },
+};
+
+use super::{
+    Admission, AlertRecord, AlertStatus, Journal, JournalError, LegStatus, LegUpdate, NewAlert,
+    OrderRow,
+};
+use crate::clock::{from_millis, to_millis};
+
+/// How long a writer waits for SQLite's write lock before giving up. Admission transactions
+/// take well under a millisecond, so this only runs out when the disk is stuck.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections in the pool: SQLite has one writer at a time anyway; a few connections let
+/// readers (`/logs`, duplicate lookups) proceed beside it.
+const MAX_CONNECTIONS: u32 = 4;
+
+#[derive(Debug, Clone)]
+pub struct SqliteJournal {
+    pool: SqlitePool,
+}
+
+impl SqliteJournal {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path` or `sqlite:path`),
+    /// creating the parent folder too.
+    ///
+    /// # Errors
+    /// The URL cannot be parsed, the folder cannot be created, or SQLite refuses the file.
+    pub async fn open(url: &str) -> Result<Self, JournalError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| JournalError::Open(format!("{url}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let file = options.get_filename();
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| JournalError::Open(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+const ORDER_ROW_SELECT: &str =
+    "SELECT l.alert_id, a.received_at, a.strategy, a.client_ip, a.duplicates,
+        l.leg_no, l.correlation_id, l.symbol, l.exchange, l.side, l.quantity, l.order_type,
+        l.product, l.validity, l.price, l.trigger_price, l.amo, l.amo_time, l.mode, l.status,
+        l.broker_order_id, l.fill_price, l.message, l.updated_at
+    FROM order_legs l JOIN alerts a ON a.id = l.alert_id";
+
+fn order_row(row: &SqliteRow) -> Result<OrderRow, JournalError> {
+    let status: String = row.try_get("status")?;
+    let leg: i64 = row.try_get("leg_no")?;
+    Ok(OrderRow {
+        alert_id: row.try_get("alert_id")?,
+        received_at: from_millis(row.try_get("received_at")?),
+        strategy: row.try_get("strategy")?,
+        client_ip: row.try_get("client_ip")?,
+        duplicates: row.try_get("duplicates")?,
+        leg: u32::try_from(leg).map_err(|_| JournalError::Corrupt(format!("leg number {leg}")))?,
+        correlation_id: row.try_get("correlation_id")?,
+        symbol: row.try_get("symbol")?,
+        exchange: row.try_get("exchange")?,
+        side: row.try_get("side")?,
+        quantity: row.try_get("quantity")?,
+        order_type: row.try_get("order_type")?,
+        product: row.try_get("product")?,
+        validity: row.try_get("validity")?,
+        price: row.try_get("price")?,
+        trigger_price: row.try_get("trigger_price")?,
+        amo: row.try_get("amo")?,
+        amo_time: row.try_get("amo_time")?,
+        mode: row.try_get("mode")?,
+        status: LegStatus::parse(&status)
+            .ok_or_else(|| JournalError::Corrupt(format!("leg status {status}")))?,
+        order_id: row.try_get("broker_order_id")?,
+        fill_price: row.try_get("fill_price")?,
+        message: row.try_get("message")?,
+        updated_at: from_millis(row.try_get("updated_at")?),
+    })
+}
+
+#[async_trait]
+impl Journal for SqliteJournal {
+    async fn migrate(&self) -> Result<(), JournalError> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn admit(&self, alert: &NewAlert) -> Result<Admission, JournalError> {
+        let now = to_millis(alert.received_at);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+
+        let live: Option<String> = sqlx::query_scalar(
+            "SELECT alert_id FROM dedupe_keys WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+        )
+        .bind(&alert.dedupe.key)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(alert_id) = live {
+            sqlx::query("UPDATE alerts SET duplicates = duplicates + 1 WHERE id = ?1")
+                .bind(&alert_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(Admission::Duplicate { alert_id });
+        }
+
+        // An expired key (same payload, outside the window) gives way to the new alert.
+        sqlx::query("DELETE FROM dedupe_keys WHERE key = ?1")
+            .bind(&alert.dedupe.key)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO alerts (id, received_at, client_ip, format, alert_type, strategy, dedupe_key,
+                                 payload, mode, status, duplicates, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?2)",
+        )
+        .bind(&alert.id)
+        .bind(now)
+        .bind(&alert.client_ip)
+        .bind(alert.format)
+        .bind(&alert.alert_type)
+        .bind(&alert.strategy)
+        .bind(&alert.dedupe.key)
+        .bind(&alert.payload)
+        .bind(alert.mode.as_str())
+        .bind(AlertStatus::Processing.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO dedupe_keys (key, alert_id, expires_at) VALUES (?1, ?2, ?3)")
+            .bind(&alert.dedupe.key)
+            .bind(&alert.id)
+            .bind(alert.dedupe.expires_at.map(to_millis))
+            .execute(&mut *tx)
+            .await?;
+        for leg in &alert.legs {
+            let o = &leg.order;
+            sqlx::query(
+                "INSERT INTO order_legs (alert_id, leg_no, correlation_id, symbol, exchange, side, quantity,
+                     order_type, product, validity, price, trigger_price, instrument, option_type,
+                     strike_price, expiry_date, amo, amo_time, mode, status, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                         ?19, ?20, ?21, ?21)",
+            )
+            .bind(&alert.id)
+            .bind(i64::from(leg.leg_no))
+            .bind(&leg.correlation_id)
+            .bind(&o.symbol)
+            .bind(o.exchange.as_str())
+            .bind(o.side.as_str())
+            .bind(i64::from(o.quantity))
+            .bind(o.order_type.as_str())
+            .bind(o.product.as_str())
+            .bind(o.validity.as_str())
+            .bind(o.price)
+            .bind(o.trigger_price)
+            .bind(o.instrument.map(|i| i.as_str()))
+            .bind(o.option.as_ref().map(|c| c.kind.as_str()))
+            .bind(o.option.as_ref().map(|c| c.strike))
+            .bind(o.option.as_ref().map(|c| c.expiry.to_string()))
+            .bind(o.amo)
+            .bind(o.amo_time.map(|t| t.as_str()))
+            .bind(alert.mode.as_str())
+            .bind(LegStatus::Received.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Admission::Admitted)
+    }
+
+    async fn update_leg(
+        &self,
+        alert_id: &str,
+        leg_no: u32,
+        update: &LegUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        // The allowed previous statuses come from LegStatus, the single source of the rules.
+        let from: Vec<&str> = LegStatus::predecessors(update.status)
+            .into_iter()
+            .map(LegStatus::as_str)
+            .collect();
+        let from_json =
+            serde_json::to_string(&from).map_err(|e| JournalError::Corrupt(e.to_string()))?;
+        let result = sqlx::query(
+            "UPDATE order_legs SET status = ?1,
+                    broker_order_id = COALESCE(?2, broker_order_id),
+                    fill_price = COALESCE(?3, fill_price),
+                    message = COALESCE(?4, message),
+                    updated_at = ?5
+             WHERE alert_id = ?6 AND leg_no = ?7 AND status IN (SELECT value FROM json_each(?8))",
+        )
+        .bind(update.status.as_str())
+        .bind(&update.broker_order_id)
+        .bind(update.fill_price)
+        .bind(&update.message)
+        .bind(to_millis(now))
+        .bind(alert_id)
+        .bind(i64::from(leg_no))
+        .bind(from_json)
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(JournalError::IllegalTransition {
+                alert_id: alert_id.to_owned(),
+                leg_no,
+                to: update.status,
+            })
+        }
+    }
+
+    async fn set_alert_status(
+        &self,
+        alert_id: &str,
+        status: AlertStatus,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        sqlx::query("UPDATE alerts SET status = ?1, updated_at = ?2 WHERE id = ?3")
+            .bind(status.as_str())
+            .bind(to_millis(now))
+            .bind(alert_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn alert(&self, alert_id: &str) -> Result<Option<AlertRecord>, JournalError> {
+        let Some(row) = sqlx::query(
+            "SELECT id, received_at, mode, status, duplicates FROM alerts WHERE id = ?1",
+        )
+        .bind(alert_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let legs = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ORDER_ROW_SELECT} WHERE l.alert_id = ?1 ORDER BY l.leg_no"
+        )))
+        .bind(alert_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(order_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(AlertRecord {
+            id: row.try_get("id")?,
+            received_at: from_millis(row.try_get("received_at")?),
+            mode: row.try_get("mode")?,
+            status: row.try_get("status")?,
+            duplicates: row.try_get("duplicates")?,
+            legs,
+        }))
+    }
+
+    async fn recent_orders(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ORDER_ROW_SELECT} ORDER BY l.created_at DESC, l.alert_id DESC, l.leg_no DESC LIMIT ?1"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(order_row)
+        .collect()
+    }
+
+    async fn check_writable(&self, now: DateTime<Utc>) -> Result<(), JournalError> {
+        sqlx::query("INSERT INTO heartbeat (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = excluded.at")
+            .bind(to_millis(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
