@@ -28,6 +28,10 @@ use crate::{
     },
 };
 
+/// Longest a duplicate delivery waits for the first delivery's outcome (see
+/// [`Engine::settled_record`]).
+const DUPLICATE_WAIT: Duration = Duration::from_millis(1500);
+
 /// What an alert delivery came with, besides the signal itself.
 #[derive(Debug, Clone)]
 pub struct Intake {
@@ -161,20 +165,38 @@ impl Engine {
         {
             Admission::Duplicate { alert_id } => {
                 tracing::info!(%alert_id, "duplicate delivery; answered from the journal, nothing placed");
-                let record = self
-                    .journal
-                    .alert(&alert_id)
-                    .await
-                    .map_err(|e| EngineError::DuplicateUnreadable(alert_id.clone(), e.to_string()))?
-                    .ok_or_else(|| {
-                        EngineError::DuplicateUnreadable(alert_id.clone(), "not found".to_owned())
-                    })?;
+                let record = self.settled_record(&alert_id).await?;
                 Ok(self.duplicate_outcome(&record))
             }
             Admission::Admitted => {
                 tracing::info!(%alert_id, legs = alert.legs.len(), "alert journaled");
                 Ok(self.place_legs(&alert).await)
             }
+        }
+    }
+
+    /// The journaled alert, once every leg has the broker's answer, or as it stands after
+    /// [`DUPLICATE_WAIT`]. A redelivery that arrives while the first delivery is still being
+    /// placed thus answers with the first delivery's outcome rather than "in progress"; the
+    /// wait is bounded so the answer stays inside TradingView's 3 s.
+    async fn settled_record(&self, alert_id: &str) -> Result<AlertRecord, EngineError> {
+        let deadline = tokio::time::Instant::now() + DUPLICATE_WAIT;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let record = self
+                .journal
+                .alert(alert_id)
+                .await
+                .map_err(|e| EngineError::DuplicateUnreadable(alert_id.to_owned(), e.to_string()))?
+                .ok_or_else(|| {
+                    EngineError::DuplicateUnreadable(alert_id.to_owned(), "not found".to_owned())
+                })?;
+            let settled = record.legs.iter().all(|l| l.status.is_settled());
+            if settled || tokio::time::Instant::now() >= deadline {
+                return Ok(record);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
 

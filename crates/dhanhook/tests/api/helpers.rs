@@ -1,0 +1,183 @@
+//! `spawn_app`: the real application on 127.0.0.1:0 with a temporary data folder, a manual
+//! clock and obviously fake secrets; plus helpers to read what a user would observe (HTTP
+//! answers, journal rows, CSV lines).
+
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
+
+use chrono::{TimeZone, Utc};
+use dhanhook::{
+    clock::ManualClock,
+    config::Settings,
+    startup::Application,
+    store::{Journal, OrderRow, sqlite::SqliteJournal},
+};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// Fake values, recognisable in any output they might leak into.
+pub const SECRET: &str = "canary-webhook-secret-7f3a9c2e5b1d4f60";
+pub const ADMIN_TOKEN: &str = "canary-admin-token-2b8e6d4a1c9f7e35";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: ManualClock,
+    /// Kept alive for the app's lifetime; shared so a restart can reuse the folder.
+    pub dir: Arc<TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A time inside NSE market hours (Tuesday 2026-12-01 10:00 IST) for a deterministic start.
+pub fn market_time() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 4, 30, 0).unwrap()
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Arc::new(tempfile::tempdir().unwrap()), &[]).await
+}
+
+/// Starts the app in `dir` with the default test settings overridden by `vars`
+/// (a value of `""` removes a default, e.g. `("WEBHOOK_SECRET", "")`).
+pub async fn spawn_app_with(dir: Arc<TempDir>, vars: &[(&str, &str)]) -> TestApp {
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("HOST".to_owned(), "127.0.0.1".to_owned()),
+        ("PORT".to_owned(), "0".to_owned()),
+        ("DATA_DIR".to_owned(), dir.path().display().to_string()),
+        ("WEBHOOK_SECRET".to_owned(), SECRET.to_owned()),
+        ("ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
+    ]);
+    for (k, v) in vars {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings are valid");
+    let clock = ManualClock::new(market_time());
+    let app = Application::build(settings, Arc::new(clock.clone()))
+        .await
+        .expect("the app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        clock,
+        dir,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+/// A valid flat-format alert with the test secret.
+pub fn flat_alert() -> Value {
+    json!({"secret": SECRET, "symbol": "NSE:RELIANCE", "action": "buy", "quantity": "1",
+           "product": "intraday", "price": "2500.5"})
+}
+
+/// A valid Dhan-format alert (as Dhan's web UI writes it) with the test secret.
+pub fn dhan_alert() -> Value {
+    json!({"secret": SECRET, "alertType": "multi_leg_order", "order_legs": [
+        {"transactionType":"S","orderType":"LMT","quantity":"5","exchange":"NSE","symbol":"TCS",
+         "instrument":"EQ","productType":"C","sort_order":"2","price":"4100.25"},
+        {"transactionType":"B","orderType":"MKT","quantity":"10","exchange":"NSE","symbol":"INFY",
+         "instrument":"EQ","productType":"I","sort_order":"1","price":"0"}],
+      "meta": {"interval":"5","time":"2026-12-01T04:25:00Z","timenow":"2026-12-01T04:30:01Z"}})
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post_webhook(&self, body: &Value) -> reqwest::Response {
+        self.post_raw(body.to_string(), "application/json").await
+    }
+
+    pub async fn post_raw(
+        &self,
+        body: impl Into<reqwest::Body>,
+        content_type: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url("/webhook"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_admin(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// Every order leg in the journal, read straight from the database file.
+    pub async fn journal_orders(&self) -> Vec<OrderRow> {
+        let url = format!("sqlite://{}", self.data_dir().join("dhanhook.db").display());
+        let journal = SqliteJournal::open(&url).await.expect("journal opens");
+        let rows = journal
+            .recent_orders(10_000)
+            .await
+            .expect("journal readable");
+        journal.close().await;
+        rows
+    }
+
+    /// The CSV order log as (header, rows) of fields.
+    pub fn csv(&self) -> (Vec<String>, Vec<HashMap<String, String>>) {
+        let path = self.data_dir().join("webhook_orders.csv");
+        let mut reader = csv::Reader::from_path(path).expect("CSV log exists");
+        let header: Vec<String> = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        let rows = reader
+            .records()
+            .map(|r| {
+                let r = r.expect("well-formed CSV row");
+                header
+                    .iter()
+                    .cloned()
+                    .zip(r.iter().map(str::to_owned))
+                    .collect()
+            })
+            .collect();
+        (header, rows)
+    }
+
+    /// Graceful shutdown; returns the data folder for a restart.
+    pub async fn stop(mut self) -> Arc<TempDir> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+        Arc::clone(&self.dir)
+    }
+}

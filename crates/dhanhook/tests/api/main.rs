@@ -1,0 +1,9 @@
+//! End-to-end tests of the service over real HTTP on 127.0.0.1, one test binary (faster to
+//! link). `helpers` starts the real application on port 0 with a temporary data folder.
+
+mod cli;
+mod dedupe;
+mod helpers;
+mod ops;
+mod restart;
+mod webhook;

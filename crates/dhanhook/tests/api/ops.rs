@@ -1,0 +1,155 @@
+//! Operator endpoints: `/`, `/health`, `/ready`, `/logs` and its admin check.
+
+use serde_json::Value;
+
+use crate::helpers::{ADMIN_TOKEN, SECRET, flat_alert, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn root_shows_version_mode_and_config_without_secrets() {
+    let app = spawn_app().await;
+    let resp = app.get("/").await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains(SECRET) && !text.contains(ADMIN_TOKEN));
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["service"], "dhanhook");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["mode"], "paper");
+    assert_eq!(v["config"]["broker"], "paper");
+    assert_eq!(v["config"]["webhook_secret"], "from WEBHOOK_SECRET");
+    assert_eq!(v["config"]["dedup_window_secs"], 120);
+    assert!(v["endpoints"]["POST /webhook"].is_string());
+}
+
+#[tokio::test]
+async fn health_is_200_and_ready_reports_the_journal() {
+    let app = spawn_app().await;
+    let health = app.get("/health").await;
+    assert_eq!(health.status(), 200);
+
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status(), 200);
+    let v: Value = ready.json().await.unwrap();
+    assert_eq!(v["ready"], true);
+    assert_eq!(v["checks"]["journal"]["ok"], true);
+}
+
+#[tokio::test]
+async fn ready_is_503_when_the_journal_cannot_be_written() {
+    let app = spawn_app().await;
+    // Make the journal refuse writes underneath the running service. File modes do not stop
+    // root (tests may run as root), so a trigger makes SQLite itself refuse the write.
+    let url = format!("sqlite://{}", app.data_dir().join("dhanhook.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("CREATE TRIGGER refuse_heartbeat BEFORE UPDATE ON heartbeat BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TRIGGER refuse_heartbeat_insert BEFORE INSERT ON heartbeat BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status(), 503);
+    let v: Value = ready.json().await.unwrap();
+    assert_eq!(v["ready"], false);
+    assert_eq!(v["checks"]["journal"]["ok"], false);
+    assert_eq!(
+        app.get("/health").await.status(),
+        200,
+        "liveness does not depend on the journal"
+    );
+}
+
+#[tokio::test]
+async fn logs_need_the_admin_token() {
+    let app = spawn_app().await;
+    app.post_webhook(&flat_alert()).await;
+
+    assert_eq!(app.get("/logs").await.status(), 401);
+    assert_eq!(app.get_admin("/logs", "wrong-token").await.status(), 401);
+    assert_eq!(
+        app.get_admin("/logs", &ADMIN_TOKEN[1..]).await.status(),
+        401
+    );
+
+    let resp = app.get_admin("/logs", ADMIN_TOKEN).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["count"], 1);
+    assert_eq!(v["orders"][0]["symbol"], "RELIANCE");
+    assert_eq!(v["orders"][0]["status"], "FILLED");
+    assert_eq!(v["orders"][0]["mode"], "paper");
+    assert!(
+        v["orders"][0]["received_at"]
+            .as_str()
+            .unwrap()
+            .ends_with("+05:30")
+    );
+}
+
+#[tokio::test]
+async fn logs_are_403_with_advice_when_no_admin_token_is_set() {
+    let app = spawn_app_with(
+        std::sync::Arc::new(tempfile::tempdir().unwrap()),
+        &[("ADMIN_TOKEN", "")],
+    )
+    .await;
+    let resp = app.get_admin("/logs", "anything").await;
+    assert_eq!(resp.status(), 403);
+    let v: Value = resp.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("set ADMIN_TOKEN"));
+}
+
+#[tokio::test]
+async fn logs_are_newest_first_and_limited() {
+    let app = spawn_app().await;
+    for i in 0..5 {
+        let mut b = flat_alert();
+        b["id"] = serde_json::json!(format!("n{i}"));
+        b["quantity"] = serde_json::json!(i + 1);
+        app.post_webhook(&b).await;
+        app.clock.advance(chrono::Duration::seconds(1));
+    }
+    let v: Value = app
+        .get_admin("/logs?limit=3", ADMIN_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let qty: Vec<i64> = v["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["quantity"].as_i64().unwrap())
+        .collect();
+    assert_eq!(qty, [5, 4, 3]);
+
+    let big: Value = app
+        .get_admin("/logs?limit=5000", ADMIN_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(big["limit"], 1000);
+    assert_eq!(big["count"], 5);
+    assert_eq!(
+        app.get_admin("/logs?limit=abc", ADMIN_TOKEN).await.status(),
+        422
+    );
+    assert_eq!(
+        app.get_admin("/logs?limit=0", ADMIN_TOKEN).await.status(),
+        422
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_in_json() {
+    let app = spawn_app().await;
+    let resp = app.get("/docs").await;
+    assert_eq!(resp.status(), 404);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["status"], "error");
+}

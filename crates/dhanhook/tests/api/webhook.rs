@@ -1,0 +1,316 @@
+//! `POST /webhook`: both formats, the secret check, size cap and validation errors.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{SECRET, dhan_alert, flat_alert, spawn_app};
+
+#[tokio::test]
+async fn flat_alert_is_placed_with_the_paper_broker_and_journaled() {
+    let app = spawn_app().await;
+
+    let resp = app.post_webhook(&flat_alert()).await;
+
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "placed");
+    assert_eq!(body["duplicate"], false);
+    assert_eq!(body["mode"], "paper");
+    let leg = &body["legs"][0];
+    assert_eq!(leg["leg"], 1);
+    assert_eq!(leg["symbol"], "RELIANCE");
+    assert_eq!(leg["exchange"], "NSE");
+    assert_eq!(leg["side"], "BUY");
+    assert_eq!(leg["quantity"], 1);
+    assert_eq!(leg["order_type"], "MARKET");
+    assert_eq!(leg["product"], "INTRADAY");
+    assert_eq!(leg["status"], "FILLED");
+    assert!(
+        leg["order_id"].as_str().unwrap().starts_with("PAPER-"),
+        "{leg}"
+    );
+    assert_eq!(leg["message"], "paper fill at 2500.5");
+
+    let rows = app.journal_orders().await;
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.alert_id, body["alert_id"].as_str().unwrap());
+    assert_eq!(row.status.as_str(), "FILLED");
+    assert_eq!(row.fill_price, Some(2500.5));
+    assert_eq!(row.mode, "paper");
+    assert_eq!(row.client_ip.as_deref(), Some("127.0.0.1"));
+    let cid = &row.correlation_id;
+    assert!(
+        cid.len() <= 25
+            && cid
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+        "{cid}"
+    );
+}
+
+#[tokio::test]
+async fn dhan_format_legs_run_in_sort_order_with_their_own_outcomes() {
+    let app = spawn_app().await;
+
+    let resp = app.post_webhook(&dhan_alert()).await;
+
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let legs = body["legs"].as_array().unwrap();
+    assert_eq!(legs.len(), 2);
+    assert_eq!(
+        (legs[0]["symbol"].as_str(), legs[0]["status"].as_str()),
+        (Some("INFY"), Some("FILLED"))
+    );
+    assert_eq!(legs[0]["product"], "INTRADAY");
+    assert_eq!(
+        (legs[1]["symbol"].as_str(), legs[1]["status"].as_str()),
+        (Some("TCS"), Some("PENDING"))
+    );
+    assert_eq!(
+        (legs[1]["side"].as_str(), legs[1]["order_type"].as_str()),
+        (Some("SELL"), Some("LIMIT"))
+    );
+    assert_eq!(legs[1]["product"], "CNC");
+    assert_ne!(legs[0]["correlation_id"], legs[1]["correlation_id"]);
+    assert_eq!(app.journal_orders().await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_text_plain_body_is_parsed_as_json() {
+    let app = spawn_app().await;
+    let resp = app
+        .post_raw(flat_alert().to_string(), "text/plain; charset=utf-8")
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn wrong_or_missing_secret_gets_401_and_nothing_is_journaled() {
+    let app = spawn_app().await;
+    let cases: Vec<(&str, Value)> = vec![
+        ("wrong", json!("not-the-secret")),
+        ("empty", json!("")),
+        ("one byte short", json!(&SECRET[..SECRET.len() - 1])),
+        ("one byte longer", json!(format!("{SECRET}x"))),
+        ("different case", json!(SECRET.to_uppercase())),
+        ("a number", json!(12345)),
+        ("missing", Value::Null),
+    ];
+    for (why, secret) in cases {
+        let mut body = flat_alert();
+        if secret.is_null() {
+            body.as_object_mut().unwrap().remove("secret");
+        } else {
+            body["secret"] = secret;
+        }
+        // An invalid quantity too: the answer must not reveal validation details.
+        body["quantity"] = json!("1.5");
+        let resp = app.post_webhook(&body).await;
+        assert_eq!(resp.status(), 401, "{why}");
+        let text = resp.text().await.unwrap();
+        assert_eq!(
+            text, r#"{"error":"missing or wrong secret","status":"unauthorized"}"#,
+            "{why}"
+        );
+    }
+    assert!(app.journal_orders().await.is_empty());
+}
+
+#[tokio::test]
+async fn non_json_bodies_get_400_and_nothing_is_journaled() {
+    let app = spawn_app().await;
+    for body in ["BUY RELIANCE 1", "", "[1,2]", "{\"secret\":", "\u{0}\u{1}"] {
+        let resp = app.post_raw(body.to_owned(), "text/plain").await;
+        assert_eq!(resp.status(), 400, "{body:?}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"], "alert body must be a JSON object");
+    }
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert_eq!(app.post_raw(deep, "application/json").await.status(), 400);
+    assert!(app.journal_orders().await.is_empty());
+}
+
+#[tokio::test]
+async fn bodies_over_64_kib_get_413() {
+    let app = spawn_app().await;
+    let mut body = flat_alert();
+    body["strategy"] = json!("x".repeat(70 * 1024));
+    let resp = app.post_webhook(&body).await;
+    assert_eq!(resp.status(), 413);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"], "alert body is larger than 64 KiB");
+    assert!(app.journal_orders().await.is_empty());
+}
+
+#[tokio::test]
+async fn invalid_alerts_get_422_naming_each_field() {
+    let app = spawn_app().await;
+    let with = |k: &str, v: Value| {
+        let mut b = flat_alert();
+        b[k] = v;
+        b
+    };
+    let cases = vec![
+        (
+            "fractional quantity",
+            with("quantity", json!("1.5")),
+            vec!["quantity"],
+        ),
+        (
+            "negative quantity",
+            with("quantity", json!("-5")),
+            vec!["quantity"],
+        ),
+        (
+            "zero quantity",
+            with("quantity", json!("0")),
+            vec!["quantity"],
+        ),
+        (
+            "empty quantity",
+            with("quantity", json!("")),
+            vec!["quantity"],
+        ),
+        (
+            "unknown action",
+            with("action", json!("hold")),
+            vec!["action"],
+        ),
+        ("negative price", with("price", json!("-1")), vec!["price"]),
+        (
+            "sl without trigger",
+            with("order_type", json!("sl")),
+            vec!["trigger_price"],
+        ),
+        ("unknown field", with("qty", json!(1)), vec!["qty"]),
+        (
+            "bad exchange",
+            with("symbol", json!("NYSE:IBM")),
+            vec!["symbol"],
+        ),
+    ];
+    for (why, body, fields) in cases {
+        let resp = app.post_webhook(&body).await;
+        assert_eq!(resp.status(), 422, "{why}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["status"], "invalid", "{why}");
+        let got: Vec<&str> = v["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, fields, "{why}: {v}");
+        assert!(
+            v["errors"][0]["problem"]
+                .as_str()
+                .is_some_and(|p| !p.is_empty()),
+            "{why}"
+        );
+    }
+    assert!(
+        app.journal_orders().await.is_empty(),
+        "invalid alerts are not journaled"
+    );
+}
+
+#[tokio::test]
+async fn a_limit_order_without_a_price_names_price() {
+    let app = spawn_app().await;
+    let mut body = flat_alert();
+    body["order_type"] = json!("limit");
+    body.as_object_mut().unwrap().remove("price");
+    let resp = app.post_webhook(&body).await;
+    assert_eq!(resp.status(), 422);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["errors"][0]["field"], "price");
+}
+
+#[tokio::test]
+async fn dhan_cancel_order_alerts_are_refused_and_never_placed() {
+    let app = spawn_app().await;
+    let mut body = dhan_alert();
+    body["alertType"] = json!("cancel_order");
+    let resp = app.post_webhook(&body).await;
+    assert_eq!(resp.status(), 422);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["errors"][0]["field"], "alertType");
+    assert!(
+        v["errors"][0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("not supported yet")
+    );
+    assert!(app.journal_orders().await.is_empty());
+}
+
+#[tokio::test]
+async fn every_leg_outcome_is_a_csv_row_under_one_header() {
+    let app = spawn_app().await;
+    app.post_webhook(&flat_alert()).await;
+    app.post_webhook(&dhan_alert()).await;
+
+    let (header, rows) = app.csv();
+    assert_eq!(
+        &header[..21],
+        [
+            "timestamp",
+            "date",
+            "time",
+            "alert_type",
+            "leg_number",
+            "symbol",
+            "exchange",
+            "transaction_type",
+            "quantity",
+            "order_type",
+            "product_type",
+            "alert_price",
+            "execution_price",
+            "price_diff",
+            "slippage_pct",
+            "status",
+            "message",
+            "order_id",
+            "security_id",
+            "execution_mode",
+            "source_ip"
+        ],
+        "the upstream's columns come first, in its order"
+    );
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["symbol"], "RELIANCE");
+    assert_eq!(rows[0]["status"], "FILLED");
+    assert_eq!(rows[0]["execution_price"], "2500.5");
+    assert_eq!(rows[0]["mode"], "paper");
+    assert_eq!(
+        rows[0]["date"], "2026-12-01",
+        "IST date of the manual clock"
+    );
+    assert_eq!(rows[1]["symbol"], "INFY");
+    assert_eq!(rows[2]["symbol"], "TCS");
+    assert_eq!(rows[2]["status"], "PENDING");
+    let text = std::fs::read_to_string(app.data_dir().join("webhook_orders.csv")).unwrap();
+    assert_eq!(
+        text.matches("timestamp,date,time").count(),
+        1,
+        "header written once"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_distinct_alerts_each_get_one_intact_csv_row() {
+    let app = spawn_app().await;
+    let sends = (0..40).map(|i| {
+        let mut body = flat_alert();
+        body["id"] = json!(format!("alert-{i}"));
+        let app = &app;
+        async move { app.post_webhook(&body).await.status() }
+    });
+    let statuses = futures::future::join_all(sends).await;
+    assert!(statuses.iter().all(|s| *s == 200));
+    let (_, rows) = app.csv();
+    assert_eq!(rows.len(), 40);
+    assert_eq!(app.journal_orders().await.len(), 40);
+}
