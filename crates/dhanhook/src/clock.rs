@@ -1,16 +1,24 @@
 //! The service's single source of "now".
 //!
-//! Everything that depends on time (dedupe windows today; token expiry and market hours later)
-//! asks a [`Clock`] instead of calling `Utc::now()` directly, so tests can move time forward
-//! without sleeping. Market logic is done in Asia/Kolkata; [`ist`] converts for display.
+//! Everything that depends on time (dedupe windows, token expiry, scheduled refreshes, market
+//! hours) asks a [`Clock`] instead of calling `Utc::now()` directly, and waits with
+//! [`Clock::sleep_until`] instead of `tokio::time::sleep`, so tests can move time forward
+//! without sleeping. Market logic is done in Asia/Kolkata; [`ist`] converts.
 
-use std::sync::{Arc, Mutex};
+use std::{future::Future, pin::Pin};
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+use tokio::sync::watch;
+
+/// A boxed future, so [`Clock`] stays usable as `Arc<dyn Clock>`.
+pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// A source of the current instant.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> DateTime<Utc>;
+
+    /// Completes once [`Clock::now`] has reached `deadline`.
+    fn sleep_until(&self, deadline: DateTime<Utc>) -> Sleep<'_>;
 }
 
 /// The real wall clock.
@@ -21,35 +29,57 @@ impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }
+
+    fn sleep_until(&self, deadline: DateTime<Utc>) -> Sleep<'_> {
+        Box::pin(async move {
+            // Re-check after waking: the wall clock can be stepped (NTP) while we sleep.
+            loop {
+                let left = deadline - Utc::now();
+                let Ok(left) = left.to_std() else { return };
+                if left.is_zero() {
+                    return;
+                }
+                tokio::time::sleep(left).await;
+            }
+        })
+    }
 }
 
-/// A clock that only moves when told to. Used by tests (and later by the simulator).
+/// A clock that only moves when told to: tests move it, and every [`Clock::sleep_until`]
+/// whose deadline is passed wakes up at once, without real waiting.
 #[derive(Debug, Clone)]
 pub struct ManualClock {
-    /// Shared so a test can keep a handle and move the time the application sees.
-    now: Arc<Mutex<DateTime<Utc>>>,
+    /// A watch channel: setting the time notifies every sleeper, which re-checks its deadline.
+    now: std::sync::Arc<watch::Sender<DateTime<Utc>>>,
 }
 
 impl ManualClock {
     pub fn new(start: DateTime<Utc>) -> Self {
         Self {
-            now: Arc::new(Mutex::new(start)),
+            now: std::sync::Arc::new(watch::Sender::new(start)),
         }
     }
 
     pub fn set(&self, to: DateTime<Utc>) {
-        *self.now.lock().expect("clock mutex poisoned") = to;
+        self.now.send_replace(to);
     }
 
     pub fn advance(&self, by: chrono::Duration) {
-        let mut now = self.now.lock().expect("clock mutex poisoned");
-        *now += by;
+        self.now.send_modify(|now| *now += by);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.now.lock().expect("clock mutex poisoned")
+        *self.now.borrow()
+    }
+
+    fn sleep_until(&self, deadline: DateTime<Utc>) -> Sleep<'_> {
+        let mut rx = self.now.subscribe();
+        Box::pin(async move {
+            // The sender lives as long as `self`, so this only ends when the deadline is reached.
+            let _ = rx.wait_for(|now| *now >= deadline).await;
+        })
     }
 }
 
@@ -96,6 +126,24 @@ mod tests {
         assert_eq!(clock.now(), start);
         clock.advance(chrono::Duration::seconds(90));
         assert_eq!(clock.now(), start + chrono::Duration::seconds(90));
+    }
+
+    #[tokio::test]
+    async fn manual_sleepers_wake_when_the_clock_passes_their_deadline() {
+        let start = Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap();
+        let clock = ManualClock::new(start);
+        let waiter = {
+            let clock = clock.clone();
+            tokio::spawn(async move { clock.sleep_until(start + chrono::Duration::hours(1)).await })
+        };
+        clock.advance(chrono::Duration::minutes(59));
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "59 minutes is not an hour");
+        clock.advance(chrono::Duration::minutes(1));
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[test]
