@@ -1,5 +1,7 @@
 //! `serve` (used by `dhanhook sim`) and `Sim::spawn_at` answer on the address they are given.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ fn free_port() -> u16 {
 async fn serve_answers_on_the_given_address() {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
     let server = tokio::spawn(dhan_sim::serve(addr, SimConfig::default()));
-    let http = reqwest::Client::new();
+    let http = common::http();
     let url = format!("http://{addr}/v2/profile");
     let mut status = None;
     for _ in 0..200 {
@@ -40,7 +42,7 @@ async fn spawn_at_uses_the_given_address() {
     assert_eq!(sim.addr(), addr);
     assert_eq!(sim.base_url(), format!("http://{addr}/v2"));
     assert_eq!(sim.auth_url(), format!("http://{addr}"));
-    let resp = reqwest::Client::new()
+    let resp = common::http()
         .get(format!("{}/profile", sim.base_url()))
         .send()
         .await

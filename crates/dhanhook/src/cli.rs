@@ -6,9 +6,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::{
-    clock::{SystemClock, ist},
+    clock::{Clock, SystemClock, ist},
     config::Settings,
-    startup::{Application, open_journal},
+    startup::{Application, open_journal, token_keeper},
+    totp::Totp,
 };
 
 #[derive(Debug, Parser)]
@@ -34,6 +35,21 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// Get (or reuse) a Dhan access token with the current configuration, check it with Dhan,
+    /// and print it masked with its expiry.
+    Token {
+        /// Get a new token even if the stored one is still valid.
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Print the current TOTP code for DHAN_TOTP_SECRET (compare it with your authenticator app).
+    Totp,
+    /// Run the Dhan simulator (fake credentials, nothing real) for trying dhanhook locally.
+    Sim {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 /// Runs the chosen command.
@@ -55,6 +71,23 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Token { refresh } => token_command(&settings, refresh).await,
+        Command::Totp => {
+            let secret = settings
+                .dhan
+                .totp_secret
+                .as_ref()
+                .context("DHAN_TOTP_SECRET is not set")?;
+            let totp = Totp::from_base32(secrecy::ExposeSecret::expose_secret(secret))?;
+            let now = SystemClock.now().timestamp();
+            println!(
+                "{}  (valid for {} more seconds)",
+                totp.code_at(now),
+                Totp::seconds_left(now)
+            );
+            Ok(())
+        }
+        Command::Sim { listen } => sim_command(listen).await,
         Command::Orders { limit } => {
             let journal = open_journal(&settings).await?;
             let rows = journal
@@ -66,6 +99,90 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `dhanhook token`: the Rust counterpart of the seed's `python dhan_auth.py`.
+async fn token_command(settings: &Settings, refresh: bool) -> anyhow::Result<()> {
+    let journal = open_journal(settings).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let keeper = token_keeper(settings, Arc::clone(&journal), Arc::clone(&clock)).await?;
+    let result = async {
+        let token = if refresh {
+            keeper.refresh_now().await?
+        } else {
+            keeper.token().await?
+        };
+        // Prove Dhan accepts it; a refused token gets one refresh.
+        match keeper.client().profile(&token.value).await {
+            Ok(_) => Ok(token),
+            Err(e) if e.is_auth() => {
+                let fresh = keeper.refresh_after_refusal(&token).await?;
+                keeper.client().profile(&fresh.value).await?;
+                Ok(fresh)
+            }
+            Err(e) => Err(anyhow::Error::from(e)),
+        }
+    }
+    .await;
+    journal.close().await;
+    let token = result.context("no valid Dhan token")?;
+    let now = clock.now();
+    println!(
+        "Token:    {}",
+        mask_token(secrecy::ExposeSecret::expose_secret(&token.value))
+    );
+    println!("Source:   {}", token.source.as_str());
+    println!(
+        "Expires:  {} IST ({:.1} hours left)",
+        ist(token.expires_at).format("%Y-%m-%d %H:%M:%S"),
+        (token.expires_at - now).num_seconds() as f64 / 3600.0
+    );
+    println!("Checked:  accepted by Dhan (GET /v2/profile)");
+    Ok(())
+}
+
+/// A token shown as its first and last 4 characters and its length: enough to tell two tokens
+/// apart, useless to anyone who reads it.
+pub fn mask_token(token: &str) -> String {
+    let n = token.chars().count();
+    if n < 16 {
+        return format!("[{n} characters]");
+    }
+    let head: String = token.chars().take(4).collect();
+    let tail: String = token.chars().skip(n - 4).collect();
+    format!("{head}…{tail} ({n} characters)")
+}
+
+/// `dhanhook sim`: the simulator on `listen` until ctrl-c or SIGTERM.
+async fn sim_command(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let config = dhan_sim::SimConfig::default();
+    let handle = dhan_sim::Sim::spawn_at(listen, config.clone())
+        .await
+        .with_context(|| format!("starting the simulator on {listen}"))?;
+    println!(
+        "dhan-sim (a simulated Dhan; nothing real) listening on http://{}",
+        handle.addr()
+    );
+    println!("It accepts these FAKE credentials; in another terminal run dhanhook with:");
+    println!();
+    println!("  ENABLE_DHAN=true \\");
+    println!(
+        "  DHAN_BASE_URL={} DHAN_AUTH_URL={} \\",
+        handle.base_url(),
+        handle.auth_url()
+    );
+    println!(
+        "  DHAN_CLIENT_ID={} DHAN_PIN={} DHAN_TOTP_SECRET={} \\",
+        config.client_id, config.pin, config.totp_secret
+    );
+    println!(
+        "  DHAN_API_KEY={} DHAN_API_SECRET={} \\",
+        config.api_key, config.api_secret
+    );
+    println!("  INSTRUMENTS_PATH=crates/dhanhook/tests/fixtures/scrip-master.csv \\");
+    println!("  cargo run --release -- serve");
+    shutdown_signal().await;
+    Ok(())
 }
 
 /// The journal rows as a plain-text table, newest first.

@@ -13,7 +13,10 @@ use std::{
     time::Duration,
 };
 
+use chrono::NaiveTime;
 use secrecy::SecretString;
+
+use crate::{dhan::DhanUrls, token::TokenSettings};
 
 /// Paper trading (nothing reaches Dhan) or live trading (`ENABLE_DHAN=true`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +101,51 @@ pub struct Settings {
     /// Accepted now for the seed's `.env` files; used by the token keeper (live mode).
     pub auto_health_check: bool,
     pub health_check_interval: Duration,
+    pub dhan: DhanSettings,
+}
+
+/// Which Dhan environment to trade against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DhanEnv {
+    Live,
+    Sandbox,
+}
+
+impl DhanEnv {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DhanEnv::Live => "live",
+            DhanEnv::Sandbox => "sandbox",
+        }
+    }
+}
+
+/// Everything about the Dhan account. Read in every mode; required only in live mode.
+#[derive(Debug, Clone)]
+pub struct DhanSettings {
+    pub env: DhanEnv,
+    pub urls: DhanUrls,
+    pub client_id: Option<String>,
+    pub pin: Option<SecretString>,
+    pub totp_secret: Option<SecretString>,
+    pub access_token: Option<SecretString>,
+    pub api_key: Option<String>,
+    pub api_secret: Option<SecretString>,
+    /// `DHAN_USER_ID` / `DHAN_PASSWORD` were set: accepted for the seed's `.env`, but no Dhan
+    /// API uses them (minting needs the PIN).
+    pub unused_login_vars: Vec<&'static str>,
+    pub token: TokenSettings,
+    /// Dhan's scrip master (compact CSV) for security ids.
+    pub instruments_path: Option<PathBuf>,
+}
+
+impl DhanSettings {
+    /// Whether any way to get a token is configured.
+    pub fn has_token_route(&self) -> bool {
+        (self.pin.is_some() && self.totp_secret.is_some())
+            || self.access_token.is_some()
+            || (self.api_key.is_some() && self.api_secret.is_some())
+    }
 }
 
 /// A setting that could not be used. `Display` is the one line printed before exiting.
@@ -190,6 +238,7 @@ impl Settings {
         };
         let auto_health_check = parse_bool(&get, "AUTO_HEALTH_CHECK", true)?;
         let health_secs = parse_u64(&get, "HEALTH_CHECK_INTERVAL", 21_600, 60, 7 * 86_400)?;
+        let dhan = dhan_settings(&get, auto_health_check, Duration::from_secs(health_secs))?;
 
         Ok(Settings {
             mode,
@@ -204,6 +253,7 @@ impl Settings {
             log_format,
             auto_health_check,
             health_check_interval: Duration::from_secs(health_secs),
+            dhan,
         })
     }
 
@@ -211,6 +261,126 @@ impl Settings {
     pub fn generated_secret_path(&self) -> PathBuf {
         self.data_dir.join("webhook_secret")
     }
+}
+
+fn dhan_settings(
+    get: &impl Fn(&str) -> Option<String>,
+    auto_health_check: bool,
+    health_check_interval: Duration,
+) -> Result<DhanSettings, ConfigError> {
+    let env = match get("DHAN_ENV").map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("live" | "prod" | "production") => DhanEnv::Live,
+        Some("sandbox") => DhanEnv::Sandbox,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "DHAN_ENV",
+                format!("'{other}' is not accepted; use live or sandbox"),
+            ));
+        }
+    };
+    let default_base = match env {
+        DhanEnv::Live => DhanUrls::LIVE_BASE,
+        DhanEnv::Sandbox => DhanUrls::SANDBOX_BASE,
+    };
+    let url = |var: &'static str, default: &str| -> Result<String, ConfigError> {
+        match get(var) {
+            None => Ok(default.to_owned()),
+            Some(v) if v.starts_with("https://") || v.starts_with("http://") => {
+                Ok(v.trim_end_matches('/').to_owned())
+            }
+            Some(v) => Err(ConfigError::new(
+                var,
+                format!("'{v}' is not an http(s) URL"),
+            )),
+        }
+    };
+    let urls = DhanUrls {
+        base: url("DHAN_BASE_URL", default_base)?,
+        auth: url("DHAN_AUTH_URL", DhanUrls::AUTH)?,
+    };
+    let pin = get("DHAN_PIN");
+    if let Some(p) = &pin
+        && (p.len() != 6 || !p.chars().all(|c| c.is_ascii_digit()))
+    {
+        // The value is a secret: not echoed.
+        return Err(ConfigError::new(
+            "DHAN_PIN",
+            "must be your 6-digit Dhan PIN",
+        ));
+    }
+    let totp_secret = get("DHAN_TOTP_SECRET");
+    if let Some(t) = &totp_secret
+        && let Err(e) = crate::totp::Totp::from_base32(t)
+    {
+        return Err(ConfigError::new(
+            "DHAN_TOTP_SECRET",
+            e.to_string().replace("DHAN_TOTP_SECRET is ", "is "),
+        ));
+    }
+    let premarket_refresh = match get("TOKEN_PREMARKET_REFRESH")
+        .map(|v| v.to_ascii_lowercase())
+        .as_deref()
+    {
+        None => NaiveTime::from_hms_opt(8, 30, 0),
+        Some("off" | "none" | "false") => None,
+        Some(v) => Some(NaiveTime::parse_from_str(v, "%H:%M").map_err(|_| {
+            ConfigError::new(
+                "TOKEN_PREMARKET_REFRESH",
+                format!("'{v}' is not accepted; use an IST time like 08:30, or off"),
+            )
+        })?),
+    };
+    let unused_login_vars = ["DHAN_USER_ID", "DHAN_PASSWORD"]
+        .into_iter()
+        .filter(|v| get(v).is_some())
+        .collect();
+    Ok(DhanSettings {
+        env,
+        urls,
+        client_id: get("DHAN_CLIENT_ID"),
+        pin: pin.map(SecretString::from),
+        totp_secret: totp_secret.map(SecretString::from),
+        access_token: get("DHAN_ACCESS_TOKEN").map(|t| SecretString::from(unwrap_stored_token(&t))),
+        api_key: get("DHAN_API_KEY"),
+        api_secret: get("DHAN_API_SECRET").map(SecretString::from),
+        unused_login_vars,
+        token: TokenSettings {
+            refresh_margin: Duration::from_secs(parse_u64(
+                get,
+                "TOKEN_REFRESH_MARGIN",
+                3600,
+                300,
+                12 * 3600,
+            )?),
+            // Never below Dhan's own ~120 s throttle.
+            mint_cooldown: Duration::from_secs(parse_u64(
+                get,
+                "TOKEN_MINT_COOLDOWN",
+                125,
+                120,
+                3600,
+            )?),
+            max_failures: u32::try_from(parse_u64(get, "TOKEN_MAX_FAILURES", 3, 1, 10)?)
+                .unwrap_or(3),
+            premarket_refresh,
+            fallback_ttl: Duration::from_secs(24 * 3600),
+            health_check: auto_health_check.then_some(health_check_interval),
+        },
+        instruments_path: get("INSTRUMENTS_PATH").map(PathBuf::from),
+    })
+}
+
+/// The upstream stored tokens in Secret Manager as `{"access_token": "..."}` and some users
+/// paste that whole value into `DHAN_ACCESS_TOKEN`; accept both forms.
+fn unwrap_stored_token(value: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(value)
+        .ok()
+        .and_then(|v| {
+            v.get("access_token")
+                .and_then(|t| t.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| value.to_owned())
 }
 
 fn default_sqlite_url(data_dir: &Path) -> String {
@@ -373,6 +543,55 @@ mod tests {
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("canary-webhook-0001"));
         assert!(!dbg.contains("canary-admin-0001"));
+    }
+
+    #[test]
+    fn dhan_settings_default_to_live_hosts_and_accept_overrides() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.dhan.urls.base, "https://api.dhan.co/v2");
+        assert_eq!(s.dhan.urls.auth, "https://auth.dhan.co");
+        let sandbox = settings(&[("DHAN_ENV", "sandbox")]).unwrap();
+        assert_eq!(sandbox.dhan.urls.base, "https://sandbox.dhan.co/v2");
+        let over = settings(&[
+            ("DHAN_BASE_URL", "http://127.0.0.1:9/v2/"),
+            ("DHAN_AUTH_URL", "http://127.0.0.1:9"),
+        ])
+        .unwrap();
+        assert_eq!(over.dhan.urls.base, "http://127.0.0.1:9/v2");
+        assert_eq!(over.dhan.urls.auth, "http://127.0.0.1:9");
+        assert!(!s.dhan.has_token_route());
+    }
+
+    #[test]
+    fn dhan_credentials_are_checked_without_being_echoed() {
+        let err = settings(&[("DHAN_PIN", "12a4")]).unwrap_err();
+        assert_eq!(err.to_string(), "DHAN_PIN: must be your 6-digit Dhan PIN");
+        let err = settings(&[("DHAN_TOTP_SECRET", "canary!!secret")]).unwrap_err();
+        assert!(!err.to_string().contains("canary"), "{err}");
+        let s = settings(&[
+            ("DHAN_PIN", "123456"),
+            ("DHAN_TOTP_SECRET", "JBSWY3DPEHPK3PXP"),
+            ("DHAN_PASSWORD", "x"),
+        ])
+        .unwrap();
+        assert!(s.dhan.has_token_route());
+        assert_eq!(s.dhan.unused_login_vars, ["DHAN_PASSWORD"]);
+        let dbg = format!("{:?}", s.dhan);
+        assert!(
+            !dbg.contains("123456") && !dbg.contains("JBSWY3DPEHPK3PXP"),
+            "{dbg}"
+        );
+    }
+
+    #[test]
+    fn a_secret_manager_json_token_is_unwrapped() {
+        use secrecy::ExposeSecret;
+        let s = settings(&[(
+            "DHAN_ACCESS_TOKEN",
+            r#"{"access_token":"a.b.c","expiry":"x"}"#,
+        )])
+        .unwrap();
+        assert_eq!(s.dhan.access_token.unwrap().expose_secret(), "a.b.c");
     }
 
     #[test]

@@ -271,6 +271,12 @@ impl Engine {
                 fill_price,
                 message: Some(message),
             },
+            Ok(Placement::Accepted { order_id, message }) => LegUpdate {
+                status: LegStatus::Accepted,
+                broker_order_id: Some(order_id),
+                fill_price: None,
+                message: Some(message),
+            },
             Ok(Placement::Pending { order_id, message }) => LegUpdate {
                 status: LegStatus::Pending,
                 broker_order_id: Some(order_id),

@@ -7,17 +7,21 @@ use anyhow::{Context, bail};
 use secrecy::SecretString;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio_util::task::TaskTracker;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    broker::{Broker, paper::PaperBroker},
+    broker::{Broker, dhan::DhanBroker, paper::PaperBroker},
     clock::Clock,
     config::{DatabaseUrl, Mode, Settings},
     csvlog::CsvLog,
+    dhan::DhanClient,
     engine::Engine,
     http::{AppState, router},
+    instruments::Instruments,
     secrets,
     store::{Journal, sqlite::SqliteJournal},
+    token::{Credentials, TokenKeeper},
+    totp::Totp,
 };
 
 /// A built application: journal open and migrated, listener bound, not yet serving.
@@ -28,6 +32,8 @@ pub struct Application {
     state: AppState,
     journal: Arc<dyn Journal>,
     tasks: TaskTracker,
+    /// Stops background work (the token keeper) at shutdown.
+    stop: CancellationToken,
 }
 
 /// Where the webhook secret came from (shown on `/` and at start-up, never the value).
@@ -65,10 +71,7 @@ impl Application {
     /// the webhook secret file or the listener.
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         if settings.mode == Mode::Live {
-            bail!(
-                "ENABLE_DHAN=true: live trading is not available in this version yet; \
-                 set ENABLE_DHAN=false (or remove it) to run in paper mode"
-            );
+            check_live_settings(&settings)?;
         }
         let journal = open_journal(&settings).await?;
 
@@ -100,7 +103,24 @@ impl Application {
                 settings.csv_log_path.display()
             )
         })?;
-        let broker: Arc<dyn Broker> = Arc::new(PaperBroker);
+        let (broker, keeper): (Arc<dyn Broker>, Option<TokenKeeper>) = match settings.mode {
+            Mode::Paper => (Arc::new(PaperBroker), None),
+            Mode::Live => {
+                let keeper =
+                    token_keeper(&settings, Arc::clone(&journal), Arc::clone(&clock)).await?;
+                let path = settings
+                    .dhan
+                    .instruments_path
+                    .as_ref()
+                    .context("INSTRUMENTS_PATH is required in live mode")?;
+                let instruments = Instruments::load(path)?;
+                tracing::info!(path = %path.display(), instruments = instruments.len(), "scrip master loaded");
+                (
+                    Arc::new(DhanBroker::new(keeper.clone(), Arc::new(instruments))),
+                    Some(keeper),
+                )
+            }
+        };
         let engine = Engine::new(
             Arc::clone(&journal),
             Arc::clone(&broker),
@@ -117,6 +137,10 @@ impl Application {
 
         let public_config = public_config(&settings, &source, broker.name(), addr.port());
         let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        if let Some(keeper) = &keeper {
+            tasks.spawn(keeper.clone().run_until_stopped(stop.clone()));
+        }
         let state = AppState::new(
             engine,
             Arc::clone(&journal),
@@ -126,6 +150,7 @@ impl Application {
             settings.admin_token.clone(),
             public_config,
             tasks.clone(),
+            keeper,
         );
         announce(&settings, &source, addr);
         Ok(Self {
@@ -134,6 +159,7 @@ impl Application {
             state,
             journal,
             tasks,
+            stop,
         })
     }
 
@@ -160,12 +186,80 @@ impl Application {
             .await
             .context("serving HTTP")?;
         tracing::info!("stopped accepting requests; finishing in-flight alerts");
+        self.stop.cancel();
         self.tasks.close();
         self.tasks.wait().await;
         self.journal.close().await;
         tracing::info!("journal closed; bye");
         Ok(())
     }
+}
+
+/// Live mode refuses to start without what it needs, with one line saying what is missing.
+fn check_live_settings(settings: &Settings) -> anyhow::Result<()> {
+    let dhan = &settings.dhan;
+    if dhan.client_id.is_none() {
+        bail!("DHAN_CLIENT_ID: live mode needs your Dhan client id (web.dhan.co > My Profile)");
+    }
+    if !dhan.has_token_route() {
+        bail!(
+            "live mode needs a way to get a Dhan access token: DHAN_PIN + DHAN_TOTP_SECRET (recommended: \
+             renews itself), or DHAN_ACCESS_TOKEN, or DHAN_API_KEY + DHAN_API_SECRET (consent flow)"
+        );
+    }
+    if settings
+        .webhook_secret
+        .as_ref()
+        .is_some_and(secret_is_short)
+    {
+        bail!(
+            "WEBHOOK_SECRET: live mode refuses a secret shorter than 32 characters; use a long random value \
+             (e.g. openssl rand -hex 32), or unset it to have one generated"
+        );
+    }
+    if dhan.instruments_path.is_none() {
+        bail!(
+            "INSTRUMENTS_PATH: live mode needs Dhan's scrip master to find security ids; download \
+             https://images.dhan.co/api-data/api-scrip-master.csv and point INSTRUMENTS_PATH at it"
+        );
+    }
+    for var in &dhan.unused_login_vars {
+        tracing::warn!(
+            "{var} is set but no Dhan API uses it: token minting needs DHAN_PIN and DHAN_TOTP_SECRET"
+        );
+    }
+    Ok(())
+}
+
+/// The token keeper for the configured Dhan account, with its starting token loaded (no mint).
+///
+/// # Errors
+/// No client id, or the journal cannot be read.
+pub async fn token_keeper(
+    settings: &Settings,
+    journal: Arc<dyn Journal>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<TokenKeeper> {
+    let dhan = &settings.dhan;
+    let client_id = dhan
+        .client_id
+        .clone()
+        .context("DHAN_CLIENT_ID is not set")?;
+    let client = DhanClient::new(dhan.urls.clone(), client_id)?;
+    let totp = match &dhan.totp_secret {
+        Some(s) => Some(Totp::from_base32(secrecy::ExposeSecret::expose_secret(s))?),
+        None => None,
+    };
+    let creds = Credentials {
+        pin: dhan.pin.clone(),
+        totp,
+        access_token: dhan.access_token.clone(),
+        api_key: dhan.api_key.clone(),
+        api_secret: dhan.api_secret.clone(),
+    };
+    let keeper = TokenKeeper::new(client, creds, dhan.token.clone(), journal, clock);
+    keeper.load().await.context("reading the stored token")?;
+    Ok(keeper)
 }
 
 fn secret_is_short(secret: &SecretString) -> bool {
@@ -195,7 +289,44 @@ fn public_config(
         "admin_endpoints": if settings.admin_token.is_some() { "enabled" } else { "disabled (set ADMIN_TOKEN)" },
         "auto_health_check": settings.auto_health_check,
         "health_check_interval_secs": settings.health_check_interval.as_secs(),
+        "dhan": {
+            "env": settings.dhan.env.as_str(),
+            "api": settings.dhan.urls.base,
+            "auth": settings.dhan.urls.auth,
+            "client_id": settings.dhan.client_id.as_deref().map(mask_client_id),
+            "token_routes": token_routes(&settings.dhan),
+            "refresh_margin_secs": settings.dhan.token.refresh_margin.as_secs(),
+            "instruments": settings.dhan.instruments_path.as_ref().map(|p| p.display().to_string()),
+        },
     })
+}
+
+/// The configured ways to get a token (names only).
+fn token_routes(d: &crate::config::DhanSettings) -> Vec<&'static str> {
+    let mut routes = Vec::new();
+    if d.pin.is_some() && d.totp_secret.is_some() {
+        routes.push("pin+totp");
+    }
+    if d.access_token.is_some() {
+        routes.push("access_token");
+    }
+    if d.api_key.is_some() && d.api_secret.is_some() {
+        routes.push("consent");
+    }
+    routes
+}
+
+/// A client id is not a secret, but there is no need to publish it whole.
+fn mask_client_id(id: &str) -> String {
+    let tail: String = id
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("******{tail}")
 }
 
 /// The start-up lines: where to send alerts, in which mode, and where the secret comes from.

@@ -14,6 +14,10 @@ pub const TOTP_SECRET: &str = "JBSWY3DPEHPK3PXP";
 
 /// An HTTP client that does not follow redirects (the consent login page is a 302).
 pub fn http() -> reqwest::Client {
+    // In a workspace-wide build reqwest is compiled with dhanhook's `rustls-no-provider`
+    // feature, so a crypto provider must be chosen before any client is built (even for the
+    // plain-HTTP calls made here). Installing twice is refused harmlessly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -1,6 +1,7 @@
 //! Where orders go. [`Broker`] is the seam between the pipeline and the outside world: the
-//! [`paper::PaperBroker`] today, the Dhan client (live and sandbox) next.
+//! [`paper::PaperBroker`] (paper mode) and the [`dhan::DhanBroker`] (live and sandbox).
 
+pub mod dhan;
 pub mod paper;
 
 use async_trait::async_trait;
@@ -18,6 +19,8 @@ pub struct OrderRequest<'a> {
 /// The broker's definite answer to an order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Placement {
+    /// Received by the broker; the exchange's verdict comes later (Dhan's TRANSIT).
+    Accepted { order_id: String, message: String },
     /// Accepted and resting at the broker (e.g. a limit order).
     Pending { order_id: String, message: String },
     /// Accepted and executed.

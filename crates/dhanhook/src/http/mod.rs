@@ -8,6 +8,7 @@
 
 mod auth;
 mod ops;
+mod token;
 mod webhook;
 
 use std::{sync::Arc, time::Duration};
@@ -30,7 +31,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{clock::Clock, config::Mode, engine::Engine, store::Journal};
+use crate::{clock::Clock, config::Mode, engine::Engine, store::Journal, token::TokenKeeper};
 
 /// Largest accepted webhook body. Real alerts are well under 2 KiB; the cap stops memory abuse.
 pub const MAX_WEBHOOK_BODY: usize = 64 * 1024;
@@ -56,6 +57,8 @@ struct Inner {
     public_config: serde_json::Value,
     /// Tracks alert-processing tasks so shutdown can wait for them.
     tasks: TaskTracker,
+    /// Live mode's token keeper; `None` in paper mode.
+    keeper: Option<TokenKeeper>,
 }
 
 impl AppState {
@@ -69,6 +72,7 @@ impl AppState {
         admin_token: Option<SecretString>,
         public_config: serde_json::Value,
         tasks: TaskTracker,
+        keeper: Option<TokenKeeper>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -80,6 +84,7 @@ impl AppState {
                 admin_token,
                 public_config,
                 tasks,
+                keeper,
             }),
         }
     }
@@ -109,6 +114,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/logs", get(ops::logs))
+        .route("/refresh-token", post(token::refresh))
+        .route("/auth/consent", post(token::consent))
+        .route("/auth/status", get(token::status))
+        .route("/auth/callback", get(token::callback))
         .route(
             "/webhook",
             post(webhook::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),

@@ -16,6 +16,7 @@ use crate::clock::ist;
 /// `GET /`: service, version, mode, non-secret configuration and the endpoint list.
 pub(super) async fn root(State(state): State<AppState>) -> Json<serde_json::Value> {
     let s = &state.inner;
+    let token = s.keeper.as_ref().map(|k| k.status());
     Json(json!({
         "service": "dhanhook",
         "version": env!("CARGO_PKG_VERSION"),
@@ -23,12 +24,17 @@ pub(super) async fn root(State(state): State<AppState>) -> Json<serde_json::Valu
         "mode": s.mode.as_str(),
         "time": ist(s.clock.now()).to_rfc3339(),
         "config": s.public_config,
+        "access_token": token,
         "endpoints": {
             "POST /webhook": "TradingView alerts (secret in the body)",
             "GET /": "this page",
             "GET /health": "liveness: 200 while the process runs",
             "GET /ready": "readiness: one entry per check, 503 when one fails",
             "GET /logs?limit=N": "recent order legs, newest first (admin)",
+            "POST /refresh-token": "get a new Dhan token now (admin, live mode)",
+            "POST /auth/consent": "start the API-key consent flow (admin, live mode)",
+            "GET /auth/status": "token state (admin, live mode)",
+            "GET /auth/callback": "where Dhan's login sends the browser (consent flow)",
         },
     }))
 }

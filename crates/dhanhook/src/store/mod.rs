@@ -14,6 +14,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::{alert::LegOrder, config::Mode};
@@ -26,6 +27,9 @@ pub enum LegStatus {
     Received,
     /// Committed just before the broker call: if we crash now, the order may or may not exist.
     Submitting,
+    /// The broker received the order (Dhan's 200 with TRANSIT); the exchange's verdict is
+    /// still to come.
+    Accepted,
     /// The broker holds the order open (e.g. a limit order waiting for its price).
     Pending,
     /// Executed.
@@ -35,9 +39,10 @@ pub enum LegStatus {
 }
 
 impl LegStatus {
-    pub const ALL: [LegStatus; 5] = [
+    pub const ALL: [LegStatus; 6] = [
         LegStatus::Received,
         LegStatus::Submitting,
+        LegStatus::Accepted,
         LegStatus::Pending,
         LegStatus::Filled,
         LegStatus::Rejected,
@@ -47,6 +52,7 @@ impl LegStatus {
         match self {
             LegStatus::Received => "RECEIVED",
             LegStatus::Submitting => "SUBMITTING",
+            LegStatus::Accepted => "ACCEPTED",
             LegStatus::Pending => "PENDING",
             LegStatus::Filled => "FILLED",
             LegStatus::Rejected => "REJECTED",
@@ -71,7 +77,8 @@ impl LegStatus {
         matches!(
             (self, next),
             (Received, Submitting | Rejected)
-                | (Submitting, Pending | Filled | Rejected)
+                | (Submitting, Accepted | Pending | Filled | Rejected)
+                | (Accepted, Pending | Filled | Rejected)
                 | (Pending, Filled | Rejected)
         )
     }
@@ -119,7 +126,7 @@ impl AlertStatus {
         let (mut accepted, mut rejected, mut open) = (0, 0, 0);
         for status in legs {
             match status {
-                LegStatus::Pending | LegStatus::Filled => accepted += 1,
+                LegStatus::Accepted | LegStatus::Pending | LegStatus::Filled => accepted += 1,
                 LegStatus::Rejected => rejected += 1,
                 LegStatus::Received | LegStatus::Submitting => open += 1,
             }
@@ -223,6 +230,16 @@ pub struct AlertRecord {
     pub legs: Vec<OrderRow>,
 }
 
+/// The Dhan access token kept across restarts.
+#[derive(Debug, Clone)]
+pub struct StoredToken {
+    pub client_id: String,
+    pub token: SecretString,
+    pub expires_at: DateTime<Utc>,
+    pub source: String,
+    pub obtained_at: DateTime<Utc>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("journal database error: {0}")]
@@ -278,6 +295,12 @@ pub trait Journal: Send + Sync + fmt::Debug {
 
     /// Proves the journal accepts a durable write right now (for `/ready`).
     async fn check_writable(&self, now: DateTime<Utc>) -> Result<(), JournalError>;
+
+    /// The stored Dhan token for `client_id`, if any (valid or not: the caller decides).
+    async fn load_token(&self, client_id: &str) -> Result<Option<StoredToken>, JournalError>;
+
+    /// Stores the token in use for its client id, replacing the previous one.
+    async fn save_token(&self, token: &StoredToken) -> Result<(), JournalError>;
 
     /// Closes connections; called once at shutdown after in-flight work finished.
     async fn close(&self);

@@ -10,6 +10,7 @@ use std::{str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::{
     Row,
     sqlite::{
@@ -20,7 +21,7 @@ use sqlx::{
 
 use super::{
     Admission, AlertRecord, AlertStatus, Journal, JournalError, LegStatus, LegUpdate, NewAlert,
-    OrderRow,
+    OrderRow, StoredToken,
 };
 use crate::clock::{from_millis, to_millis};
 
@@ -51,7 +52,7 @@ impl SqliteJournal {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let file = options.get_filename();
+        let file = options.get_filename().to_owned();
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| JournalError::Open(format!("cannot create {}: {e}", dir.display())))?;
@@ -60,6 +61,15 @@ impl SqliteJournal {
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
             .await?;
+        // The journal holds the Dhan access token and order history: owner-only. SQLite gives
+        // its -wal and -shm files the database file's mode.
+        if file.exists() {
+            use std::os::unix::fs::PermissionsExt;
+            if let Err(e) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+            {
+                tracing::warn!(path = %file.display(), error = %e, "could not make the journal owner-only");
+            }
+        }
         Ok(Self { pool })
     }
 }
@@ -301,6 +311,41 @@ impl Journal for SqliteJournal {
             .bind(to_millis(now))
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    async fn load_token(&self, client_id: &str) -> Result<Option<StoredToken>, JournalError> {
+        let row = sqlx::query(
+            "SELECT token, expires_at, source, obtained_at FROM dhan_tokens WHERE client_id = ?1",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(StoredToken {
+                client_id: client_id.to_owned(),
+                token: SecretString::from(r.try_get::<String, _>("token")?),
+                expires_at: from_millis(r.try_get("expires_at")?),
+                source: r.try_get("source")?,
+                obtained_at: from_millis(r.try_get("obtained_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_token(&self, token: &StoredToken) -> Result<(), JournalError> {
+        sqlx::query(
+            "INSERT INTO dhan_tokens (client_id, token, expires_at, source, obtained_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (client_id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at,
+                 source = excluded.source, obtained_at = excluded.obtained_at",
+        )
+        .bind(&token.client_id)
+        .bind(token.token.expose_secret())
+        .bind(to_millis(token.expires_at))
+        .bind(&token.source)
+        .bind(to_millis(token.obtained_at))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

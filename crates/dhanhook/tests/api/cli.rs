@@ -106,7 +106,7 @@ fn run(dir: &std::path::Path, args: &[&str], vars: &[(&str, &str)]) -> (i32, Str
 async fn a_new_user_run_prints_url_mode_and_secret_file_and_never_a_secret() {
     let dir = tempfile::tempdir().unwrap();
     let served = serve(dir.path(), &[("ADMIN_TOKEN", ADMIN_TOKEN)]);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let secret = std::fs::read_to_string(dir.path().join("data/webhook_secret")).unwrap();
 
     // What a new user does: the README's curl, again, a wrong secret, a bad alert, /logs.
@@ -200,7 +200,7 @@ async fn json_logs_are_one_object_per_line_and_carry_no_secret() {
             ("RUST_LOG", "info"),
         ],
     );
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let alert = json!({"secret": SECRET, "symbol": "NSE:SBIN", "action": "sell", "quantity": 3, "product": "delivery"});
     let resp = client
         .post(format!("{}/webhook", served.base))
@@ -236,15 +236,42 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
 }
 
 #[test]
-fn live_mode_is_refused_until_it_exists() {
+fn live_mode_without_what_it_needs_refuses_to_start_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, _, err) = run(
-        dir.path(),
-        &["serve"],
-        &[("ENABLE_DHAN", "true"), ("PORT", "0")],
-    );
-    assert_eq!(code, 1);
-    assert!(err.contains("live trading is not available"), "{err}");
+    let live = [("ENABLE_DHAN", "true"), ("PORT", "0")];
+    let totp = [
+        ("DHAN_CLIENT_ID", "1000000001"),
+        ("DHAN_PIN", "123456"),
+        ("DHAN_TOTP_SECRET", "JBSWY3DPEHPK3PXP"),
+    ];
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![],
+            "DHAN_CLIENT_ID: live mode needs your Dhan client id",
+        ),
+        (
+            vec![("DHAN_CLIENT_ID", "1000000001")],
+            "live mode needs a way to get a Dhan access token",
+        ),
+        (
+            [&totp[..], &[("WEBHOOK_SECRET", "short")]].concat(),
+            "WEBHOOK_SECRET: live mode refuses a secret shorter than 32 characters",
+        ),
+        (
+            totp.to_vec(),
+            "INSTRUMENTS_PATH: live mode needs Dhan's scrip master",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let vars: Vec<(&str, &str)> = live.iter().chain(extra.iter()).copied().collect();
+        let (code, _, err) = run(dir.path(), &["serve"], &vars);
+        assert_eq!(code, 1, "{expected}");
+        assert!(err.contains(expected), "expected {expected:?} in {err}");
+        assert!(
+            !err.contains("JBSWY3DPEHPK3PXP") && !err.contains("123456"),
+            "no secret in: {err}"
+        );
+    }
     assert!(
         !dir.path().join("data/webhook_secret").exists(),
         "nothing was set up"
@@ -264,7 +291,7 @@ async fn migrate_and_orders_commands_read_the_same_journal() {
     let served = serve(dir.path(), &[("WEBHOOK_SECRET", SECRET)]);
     let alert = json!({"secret": SECRET, "symbol": "BSE:TCS", "action": "buy", "quantity": 7,
                        "product": "delivery", "order_type": "limit", "price": "4000"});
-    let resp = reqwest::Client::new()
+    let resp = crate::helpers::http_client()
         .post(format!("{}/webhook", served.base))
         .body(alert.to_string())
         .send()

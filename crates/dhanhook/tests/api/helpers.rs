@@ -63,12 +63,19 @@ pub async fn spawn_app_with(dir: Arc<TempDir>, vars: &[(&str, &str)]) -> TestApp
     }));
     TestApp {
         base,
-        client: reqwest::Client::new(),
+        client: http_client(),
         clock,
         dir,
         shutdown: Some(tx),
         server: Some(server),
     }
+}
+
+/// A reqwest client for tests. reqwest is built with `rustls-no-provider` (dhanhook picks the
+/// ring provider at run time), so the provider is installed before any client exists.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 /// A valid flat-format alert with the test secret.

@@ -1,0 +1,213 @@
+//! The live broker: places each leg at Dhan with its deterministic `correlationId`.
+//!
+//! Per leg: resolve the security id from the scrip master → build the order (fields that do
+//! not apply are left out) → get a token from the keeper → `POST /v2/orders`. Dhan's answer
+//! decides the leg's state:
+//! - 200 → ACCEPTED (Dhan received it; the exchange's verdict comes later);
+//! - a definite refusal (bad input, closed market, static IP, rate limit) → REJECTED with
+//!   Dhan's message (the static-IP message says how to fix it);
+//! - the token refused → one refresh (single-flight), then the order is looked up by its
+//!   correlationId and re-sent once only if Dhan does not have it;
+//! - timeout, reset or 5xx → outcome unknown: the leg stays SUBMITTING and is never re-sent
+//!   blindly.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Broker, BrokerError, OrderRequest, Placement};
+use crate::{
+    alert::{LegOrder, OrderType},
+    dhan::{
+        DhanError, DhanErrorKind,
+        types::{OrderAck, OrderBody, OrderRecord},
+    },
+    instruments::Instruments,
+    token::{Token, TokenKeeper},
+};
+
+#[derive(Debug, Clone)]
+pub struct DhanBroker {
+    keeper: TokenKeeper,
+    instruments: Arc<Instruments>,
+}
+
+impl DhanBroker {
+    pub fn new(keeper: TokenKeeper, instruments: Arc<Instruments>) -> Self {
+        Self {
+            keeper,
+            instruments,
+        }
+    }
+
+    /// The order body for a leg, or why it cannot be built (nothing is sent then).
+    fn order_body(&self, correlation_id: &str, leg: &LegOrder) -> Result<OrderBody, String> {
+        let instrument = self.instruments.resolve(leg)?;
+        if !leg.quantity.is_multiple_of(instrument.lot_size) {
+            return Err(format!(
+                "{}: quantity {} is not a whole number of lots (lot size {})",
+                instrument.trading_symbol, leg.quantity, instrument.lot_size
+            ));
+        }
+        let needs_price = matches!(leg.order_type, OrderType::Limit | OrderType::StopLoss);
+        let needs_trigger = matches!(
+            leg.order_type,
+            OrderType::StopLoss | OrderType::StopLossMarket
+        );
+        Ok(OrderBody {
+            dhan_client_id: self.keeper.client().client_id().to_owned(),
+            correlation_id: Some(correlation_id.to_owned()),
+            transaction_type: leg.side.as_str(),
+            exchange_segment: instrument.exchange_segment.to_owned(),
+            product_type: leg.product.as_str(),
+            order_type: leg.order_type.as_str(),
+            validity: leg.validity.as_str(),
+            security_id: instrument.security_id.clone(),
+            quantity: leg.quantity,
+            price: leg.price.filter(|_| needs_price),
+            trigger_price: leg.trigger_price.filter(|_| needs_trigger),
+            after_market_order: leg.amo.then_some(true),
+            amo_time: leg.amo.then(|| leg.amo_time.map_or("OPEN", |t| t.as_str())),
+        })
+    }
+
+    async fn send(&self, token: &Token, body: &OrderBody) -> Result<OrderAck, DhanError> {
+        self.keeper.client().place_order(&token.value, body).await
+    }
+}
+
+#[async_trait]
+impl Broker for DhanBroker {
+    fn name(&self) -> &'static str {
+        "dhan"
+    }
+
+    async fn place(&self, order: OrderRequest<'_>) -> Result<Placement, BrokerError> {
+        let body = match self.order_body(order.correlation_id, order.leg) {
+            Ok(b) => b,
+            Err(why) => return Ok(rejected(None, format!("not sent: {why}"))),
+        };
+        let token = match self.keeper.token().await {
+            Ok(t) => t,
+            Err(e) => {
+                return Ok(rejected(
+                    None,
+                    format!("not sent: no Dhan access token: {e}"),
+                ));
+            }
+        };
+        match self.send(&token, &body).await {
+            Ok(ack) => Ok(accepted(ack)),
+            Err(e) if e.is_auth() => self.after_auth_refusal(&token, &body).await,
+            Err(e) => outcome_of_error(e),
+        }
+    }
+}
+
+impl DhanBroker {
+    /// Dhan refused the token: get a new one, make sure the order is not already there, and
+    /// send it once more.
+    async fn after_auth_refusal(
+        &self,
+        refused: &Token,
+        body: &OrderBody,
+    ) -> Result<Placement, BrokerError> {
+        let token = match self.keeper.refresh_after_refusal(refused).await {
+            Ok(t) => t,
+            Err(e) => {
+                return Ok(rejected(
+                    None,
+                    format!(
+                        "not placed: Dhan refused the access token and no new one could be had: {e}"
+                    ),
+                ));
+            }
+        };
+        let cid = body.correlation_id.as_deref().unwrap_or_default();
+        match self
+            .keeper
+            .client()
+            .order_by_correlation_id(&token.value, cid)
+            .await
+        {
+            Ok(Some(existing)) => return Ok(from_record(existing)),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(BrokerError::Unknown(format!(
+                    "the token was refused and the order could not be looked up afterwards: {e}"
+                )));
+            }
+        }
+        match self.send(&token, body).await {
+            Ok(ack) => Ok(accepted(ack)),
+            Err(e) => outcome_of_error(e),
+        }
+    }
+}
+
+fn accepted(ack: OrderAck) -> Placement {
+    if ack.order_status.eq_ignore_ascii_case("REJECTED") {
+        return rejected(Some(ack.order_id), "rejected by Dhan".to_owned());
+    }
+    Placement::Accepted {
+        message: format!(
+            "received by Dhan ({})",
+            if ack.order_status.is_empty() {
+                "TRANSIT"
+            } else {
+                &ack.order_status
+            }
+        ),
+        order_id: ack.order_id,
+    }
+}
+
+fn rejected(order_id: Option<String>, message: String) -> Placement {
+    Placement::Rejected { order_id, message }
+}
+
+/// An order found at Dhan by its correlationId.
+fn from_record(r: OrderRecord) -> Placement {
+    match r.order_status.to_ascii_uppercase().as_str() {
+        "TRADED" => Placement::Filled {
+            order_id: r.order_id,
+            fill_price: r.average_traded_price.filter(|p| *p > 0.0),
+            message: "executed at Dhan".to_owned(),
+        },
+        "REJECTED" | "CANCELLED" | "EXPIRED" => rejected(
+            Some(r.order_id),
+            format!(
+                "{} at Dhan: {}",
+                r.order_status.to_ascii_lowercase(),
+                r.oms_error_description.unwrap_or_default()
+            ),
+        ),
+        "PENDING" | "PART_TRADED" => Placement::Pending {
+            order_id: r.order_id,
+            message: format!("open at Dhan ({})", r.order_status),
+        },
+        _ => Placement::Accepted {
+            order_id: r.order_id,
+            message: format!("received by Dhan ({})", r.order_status),
+        },
+    }
+}
+
+/// What a failed order write means for the leg.
+fn outcome_of_error(e: DhanError) -> Result<Placement, BrokerError> {
+    match e.kind {
+        // The request may have reached Dhan: its fate must be looked up, never guessed.
+        DhanErrorKind::Transient | DhanErrorKind::Unknown => {
+            Err(BrokerError::Unknown(e.to_string()))
+        }
+        DhanErrorKind::Unreachable => Ok(rejected(None, format!("not sent: {e}"))),
+        DhanErrorKind::RateLimit => Ok(rejected(
+            None,
+            format!("not placed: Dhan's rate limit ({e})"),
+        )),
+        DhanErrorKind::Auth
+        | DhanErrorKind::Input
+        | DhanErrorKind::StaticIp
+        | DhanErrorKind::Order => Ok(rejected(None, format!("refused by Dhan: {e}"))),
+    }
+}

@@ -1,0 +1,959 @@
+//! The token keeper: keeps a valid Dhan access token without a human, and never risks the
+//! account doing it.
+//!
+//! Where a token comes from, in order: the stored token (journal) or `DHAN_ACCESS_TOKEN`,
+//! whichever is valid and lasts longer; then a fresh mint with PIN + TOTP
+//! (`generateAccessToken`); for a web-generated (SELF) token, `RenewToken`; or the API-key
+//! consent flow, which needs the user's browser once (`/auth/consent` → Dhan's login →
+//! `/auth/callback`).
+//!
+//! When it refreshes:
+//! - *scheduled* at `exp − TOKEN_REFRESH_MARGIN` (a timer, not polling);
+//! - *pre-market* (default 08:30 IST on weekdays) when the token would not last until the
+//!   15:30 close, so no refresh happens mid-session;
+//! - *reactively* after Dhan refuses the token (Dhan's daily forced logout, another mint);
+//! - *on demand* when an operator asks (`POST /refresh-token`).
+//!
+//! Guards, each against a real failure: one mint at a time (a mutex: 100 callers waiting for a
+//! token cause one mint), never two mint attempts within `TOKEN_MINT_COOLDOWN` (Dhan refuses
+//! mints within ~2 minutes), exponential backoff after a failure, and after
+//! `TOKEN_MAX_FAILURES` consecutive failures no automatic minting at all until an operator asks
+//! (too many failed logins can lock the Dhan account). The token is persisted so a restart
+//! does not mint; a new token kills the previous one at Dhan, so minting less is safer.
+//!
+//! Nothing here logs or returns a token, PIN or TOTP code.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Utc, Weekday};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    clock::{Clock, ist, ist_offset},
+    dhan::{DhanClient, DhanError, DhanErrorKind, jwt, types::IssuedToken},
+    store::{Journal, StoredToken},
+    totp::Totp,
+};
+
+/// How the keeper behaves (from `TOKEN_*` settings).
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// Refresh this long before expiry.
+    pub refresh_margin: Duration,
+    /// Never two mint attempts closer than this (Dhan: about one per 2 minutes).
+    pub mint_cooldown: Duration,
+    /// Consecutive failed mints after which automatic minting stops.
+    pub max_failures: u32,
+    /// IST time of the pre-market check on weekdays; `None` disables it.
+    pub premarket_refresh: Option<NaiveTime>,
+    /// Lifetime assumed when neither the token nor Dhan says when it expires.
+    pub fallback_ttl: Duration,
+    /// `GET /v2/profile` this often to prove the token is accepted; `None` disables it.
+    pub health_check: Option<Duration>,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            refresh_margin: Duration::from_secs(3600),
+            mint_cooldown: Duration::from_secs(125),
+            max_failures: 3,
+            premarket_refresh: NaiveTime::from_hms_opt(8, 30, 0),
+            fallback_ttl: Duration::from_secs(24 * 3600),
+            health_check: Some(Duration::from_secs(21_600)),
+        }
+    }
+}
+
+/// The credentials the keeper may use. Every secret is a `SecretString` or [`Totp`].
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub pin: Option<SecretString>,
+    pub totp: Option<Totp>,
+    pub access_token: Option<SecretString>,
+    pub api_key: Option<String>,
+    pub api_secret: Option<SecretString>,
+}
+
+impl Credentials {
+    fn consent(&self) -> Option<(&str, &SecretString)> {
+        Some((self.api_key.as_deref()?, self.api_secret.as_ref()?))
+    }
+}
+
+/// Where the token in use came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// `DHAN_ACCESS_TOKEN`.
+    Env,
+    /// PIN + TOTP mint.
+    Minted,
+    /// API-key consent flow.
+    Consent,
+    /// `RenewToken` of a web-generated token.
+    Renewed,
+}
+
+impl TokenSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenSource::Env => "env",
+            TokenSource::Minted => "minted",
+            TokenSource::Consent => "consent",
+            TokenSource::Renewed => "renewed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "minted" => TokenSource::Minted,
+            "consent" => TokenSource::Consent,
+            "renewed" => TokenSource::Renewed,
+            _ => TokenSource::Env,
+        }
+    }
+}
+
+/// A token in use. `Debug` never shows the value.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub value: SecretString,
+    pub expires_at: DateTime<Utc>,
+    pub source: TokenSource,
+    /// `SELF` tokens (Dhan Web) can be renewed with RenewToken.
+    pub web_token: bool,
+}
+
+impl Token {
+    fn same_as(&self, other: &Token) -> bool {
+        self.value.expose_secret() == other.value.expose_secret()
+    }
+}
+
+/// Why a token could not be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TokenError {
+    #[error("Dhan refused to issue a token: {0}")]
+    Dhan(#[from] DhanError),
+    #[error(
+        "a token was issued {wait_secs} s too soon after the last attempt; Dhan allows one about every 2 minutes"
+    )]
+    Cooldown { wait_secs: u64 },
+    #[error(
+        "token minting stopped after {failures} failed attempts in a row (last: {last_error}); \
+         fix the credentials, then POST /refresh-token"
+    )]
+    Halted { failures: u32, last_error: String },
+    #[error("the last mint failed ({last_error}); the next attempt is at {next_attempt} IST")]
+    BackingOff {
+        last_error: String,
+        next_attempt: String,
+    },
+    #[error(
+        "no valid Dhan token and no way to mint one: set DHAN_PIN and DHAN_TOTP_SECRET, a fresh \
+         DHAN_ACCESS_TOKEN, or use the consent flow (POST /auth/consent)"
+    )]
+    NoRoute,
+    #[error("the consent callback was refused: {0}")]
+    Consent(String),
+}
+
+/// The token's state as reported on `/ready`, `/` and `/auth/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenStatus {
+    /// `valid`, `expiring` (inside the refresh margin), `expired` or `none`.
+    pub state: &'static str,
+    /// IST.
+    pub expires_at: Option<String>,
+    pub hours_left: Option<f64>,
+    pub source: Option<TokenSource>,
+    pub consecutive_failures: u32,
+    pub minting_halted: bool,
+    pub last_error: Option<String>,
+    pub last_mint_attempt: Option<String>,
+}
+
+/// Mint bookkeeping, guarded by the single-flight mutex.
+#[derive(Debug, Default, Clone)]
+struct MintState {
+    last_attempt: Option<DateTime<Utc>>,
+    failures: u32,
+    halted: bool,
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct ConsentState {
+    /// consentAppId and when it was created; Dhan's login link is short-lived.
+    pending: Option<(String, DateTime<Utc>)>,
+    /// tokenIds already presented to the callback: each is used at most once.
+    used_token_ids: HashSet<String>,
+}
+
+/// How long a started consent waits for its callback.
+const CONSENT_WINDOW: chrono::Duration = chrono::Duration::minutes(10);
+/// A token this close to expiry is not handed out: a request could outlive it.
+const EXPIRY_SKEW: chrono::Duration = chrono::Duration::seconds(30);
+
+/// Why a refresh is wanted; decides whether a concurrent refresh already satisfied it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// No usable token (none, or expired).
+    Missing,
+    /// The schedule says so (margin or pre-market).
+    Scheduled,
+    /// Dhan refused the token we hold.
+    Refused,
+    /// An operator asked.
+    Operator,
+}
+
+/// Keeps the Dhan token. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TokenKeeper {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: DhanClient,
+    creds: Credentials,
+    settings: TokenSettings,
+    journal: Arc<dyn Journal>,
+    clock: Arc<dyn Clock>,
+    /// The token in use; read on every order, so a std lock (never held across `.await`).
+    current: RwLock<Option<Token>>,
+    /// Single flight: whoever holds it is the only one talking to Dhan's auth host.
+    mint: tokio::sync::Mutex<MintState>,
+    /// A copy of the mint state for status reports (readable while a mint is in flight).
+    report: Mutex<MintState>,
+    consent: Mutex<ConsentState>,
+    /// Wakes the scheduler to re-plan (a new token, an operator action).
+    replan: Notify,
+}
+
+impl TokenKeeper {
+    pub fn new(
+        client: DhanClient,
+        creds: Credentials,
+        settings: TokenSettings,
+        journal: Arc<dyn Journal>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                creds,
+                settings,
+                journal,
+                clock,
+                current: RwLock::new(None),
+                mint: tokio::sync::Mutex::new(MintState::default()),
+                report: Mutex::new(MintState::default()),
+                consent: Mutex::new(ConsentState::default()),
+                replan: Notify::new(),
+            }),
+        }
+    }
+
+    pub fn client(&self) -> &DhanClient {
+        &self.inner.client
+    }
+
+    /// Picks the starting token without minting: the stored one or `DHAN_ACCESS_TOKEN`,
+    /// whichever is still valid and lasts longer (a freshly pasted env token is newer than a
+    /// stored one it replaced). The scheduler mints if neither is usable.
+    ///
+    /// # Errors
+    /// The journal could not be read.
+    pub async fn load(&self) -> Result<(), crate::store::JournalError> {
+        let now = self.now();
+        let stored = self
+            .inner
+            .journal
+            .load_token(self.inner.client.client_id())
+            .await?
+            .map(|s| Token {
+                web_token: is_web_token(&s.token),
+                value: s.token,
+                expires_at: s.expires_at,
+                source: TokenSource::parse(&s.source),
+            });
+        let env = self.inner.creds.access_token.as_ref().map(|t| Token {
+            expires_at: self.expiry_of(t, None),
+            web_token: is_web_token(t),
+            value: t.clone(),
+            source: TokenSource::Env,
+        });
+        let best = [stored, env]
+            .into_iter()
+            .flatten()
+            .filter(|t| t.expires_at > now + EXPIRY_SKEW)
+            .max_by_key(|t| t.expires_at);
+        match &best {
+            Some(t) => {
+                tracing::info!(
+                    source = t.source.as_str(),
+                    "Token valid ({:.1} hours remaining)",
+                    hours_left(t.expires_at, now)
+                );
+                if t.source == TokenSource::Env {
+                    self.persist(t).await;
+                }
+            }
+            None => tracing::info!("no valid Dhan token stored or configured"),
+        }
+        *self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = best;
+        Ok(())
+    }
+
+    /// A token valid right now, minting one if needed (single-flight).
+    ///
+    /// # Errors
+    /// No token could be had; the error says why and what to do.
+    pub async fn token(&self) -> Result<Token, TokenError> {
+        if let Some(t) = self.usable() {
+            return Ok(t);
+        }
+        self.refresh(Reason::Missing, None).await
+    }
+
+    /// Called after Dhan refused `rejected`: returns a newer token, minting at most once however
+    /// many callers report the same refusal.
+    ///
+    /// # Errors
+    /// No new token could be had.
+    pub async fn refresh_after_refusal(&self, rejected: &Token) -> Result<Token, TokenError> {
+        tracing::warn!("Dhan refused the access token; getting a new one");
+        self.refresh(Reason::Refused, Some(rejected)).await
+    }
+
+    /// An operator's refresh (`POST /refresh-token`, `dhanhook token --refresh`): clears a halt,
+    /// but still honours the cooldown.
+    ///
+    /// # Errors
+    /// Inside the cooldown ([`TokenError::Cooldown`]), or the mint failed.
+    pub async fn refresh_now(&self) -> Result<Token, TokenError> {
+        self.refresh(Reason::Operator, None).await
+    }
+
+    /// The current token, if it is not about to expire.
+    fn usable(&self) -> Option<Token> {
+        let now = self.now();
+        self.current().filter(|t| t.expires_at > now + EXPIRY_SKEW)
+    }
+
+    fn current(&self) -> Option<Token> {
+        self.inner
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    async fn refresh(&self, reason: Reason, rejected: Option<&Token>) -> Result<Token, TokenError> {
+        let mut st = self.inner.mint.lock().await;
+        let now = self.now();
+
+        // Someone else may have refreshed while we waited for the lock.
+        if let Some(cur) = self.usable() {
+            let satisfied = match reason {
+                Reason::Missing => true,
+                Reason::Refused => rejected.is_some_and(|r| !cur.same_as(r)),
+                Reason::Scheduled => {
+                    cur.expires_at - to_chrono(self.inner.settings.refresh_margin) > now
+                }
+                Reason::Operator => false,
+            };
+            if satisfied {
+                return Ok(cur);
+            }
+        }
+
+        if reason == Reason::Operator {
+            st.halted = false;
+            st.failures = 0;
+        } else if st.halted {
+            return Err(TokenError::Halted {
+                failures: st.failures,
+                last_error: st.last_error.clone().unwrap_or_default(),
+            });
+        }
+
+        let cooldown = to_chrono(self.inner.settings.mint_cooldown);
+        if let Some(last) = st.last_attempt {
+            let ready = last + cooldown * 2i32.saturating_pow(st.failures.saturating_sub(1).min(6));
+            if now < ready {
+                let wait_secs = u64::try_from((ready - now).num_seconds().max(1)).unwrap_or(1);
+                match reason {
+                    Reason::Operator => return Err(TokenError::Cooldown { wait_secs }),
+                    _ if st.failures > 0 => {
+                        return Err(TokenError::BackingOff {
+                            last_error: st.last_error.clone().unwrap_or_default(),
+                            next_attempt: ist(ready).format("%H:%M:%S").to_string(),
+                        });
+                    }
+                    // After a successful mint, wait out Dhan's throttle: the token is needed.
+                    _ => {
+                        tracing::info!(
+                            wait_secs,
+                            "waiting for the mint cooldown before getting a new token"
+                        );
+                        self.inner.clock.sleep_until(ready).await;
+                    }
+                }
+            }
+        }
+
+        if reason == Reason::Scheduled || reason == Reason::Missing {
+            tracing::warn!("Token expiring soon, generating new token...");
+        }
+        let attempt_at = self.now();
+        let result = self.obtain().await;
+        st.last_attempt = Some(attempt_at);
+        match result {
+            Ok(token) => {
+                st.failures = 0;
+                st.last_error = None;
+                self.sync_report(&st);
+                tracing::info!(
+                    source = token.source.as_str(),
+                    "New token generated, valid for {:.1} hours",
+                    hours_left(token.expires_at, self.now())
+                );
+                self.persist(&token).await;
+                *self
+                    .inner
+                    .current
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+                self.inner.replan.notify_one();
+                Ok(token)
+            }
+            Err(TokenError::Dhan(e)) => {
+                // Dhan's own throttle is not a credential failure: it does not count toward the halt.
+                if e.kind != DhanErrorKind::RateLimit {
+                    st.failures += 1;
+                }
+                st.last_error = Some(e.to_string());
+                if st.failures >= self.inner.settings.max_failures {
+                    st.halted = true;
+                    tracing::error!(
+                        failures = st.failures,
+                        error = %e,
+                        "Failed to generate new token; minting stopped to protect the account. Fix the \
+                         credentials, then POST /refresh-token"
+                    );
+                } else {
+                    tracing::error!(failures = st.failures, error = %e, "Failed to generate new token");
+                }
+                self.sync_report(&st);
+                Err(TokenError::Dhan(e))
+            }
+            Err(other) => {
+                st.last_error = Some(other.to_string());
+                self.sync_report(&st);
+                Err(other)
+            }
+        }
+    }
+
+    /// Gets a new token by the best route available. Called with the mint lock held.
+    async fn obtain(&self) -> Result<Token, TokenError> {
+        let creds = &self.inner.creds;
+        if let (Some(pin), Some(totp)) = (&creds.pin, &creds.totp) {
+            // A code about to roll over may be stale when it arrives; wait for the next step.
+            let now = self.now();
+            if Totp::seconds_left(now.timestamp()) <= 2 {
+                let next = now + chrono::Duration::seconds(Totp::seconds_left(now.timestamp()));
+                self.inner.clock.sleep_until(next).await;
+            }
+            let code = totp.code_at(self.now().timestamp());
+            let issued = self.inner.client.generate_access_token(pin, &code).await?;
+            return Ok(self.token_from(issued, TokenSource::Minted));
+        }
+        if let Some(current) = self
+            .current()
+            .filter(|t| t.web_token && t.expires_at > self.now())
+        {
+            let issued = self.inner.client.renew_token(&current.value).await?;
+            return Ok(self.token_from(issued, TokenSource::Renewed));
+        }
+        if creds.consent().is_some() {
+            return Err(TokenError::Consent(
+                "the API-key flow needs a browser login: POST /auth/consent and open the link it returns".to_owned(),
+            ));
+        }
+        Err(TokenError::NoRoute)
+    }
+
+    fn token_from(&self, issued: IssuedToken, source: TokenSource) -> Token {
+        Token {
+            expires_at: self.expiry_of(&issued.access_token, issued.expiry_time),
+            web_token: is_web_token(&issued.access_token),
+            value: issued.access_token,
+            source,
+        }
+    }
+
+    /// Expiry from the JWT's `exp`, else Dhan's `expiryTime`, else now + the fallback lifetime.
+    fn expiry_of(&self, token: &SecretString, expiry_time: Option<DateTime<Utc>>) -> DateTime<Utc> {
+        jwt::read_claims(token.expose_secret())
+            .and_then(|c| c.expires_at())
+            .or(expiry_time)
+            .unwrap_or_else(|| self.now() + to_chrono(self.inner.settings.fallback_ttl))
+    }
+
+    async fn persist(&self, token: &Token) {
+        let stored = StoredToken {
+            client_id: self.inner.client.client_id().to_owned(),
+            token: token.value.clone(),
+            expires_at: token.expires_at,
+            source: token.source.as_str().to_owned(),
+            obtained_at: self.now(),
+        };
+        if let Err(e) = self.inner.journal.save_token(&stored).await {
+            // Not fatal: the token works; a restart would mint again.
+            tracing::error!(error = %e, "could not store the new token; a restart will need a new one");
+        }
+    }
+
+    fn sync_report(&self, st: &MintState) {
+        *self.inner.report.lock().unwrap_or_else(|e| e.into_inner()) = st.clone();
+    }
+
+    /// The token's state for status pages. Never includes the token.
+    pub fn status(&self) -> TokenStatus {
+        let now = self.now();
+        let report = self
+            .inner
+            .report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let current = self.current();
+        let state = match &current {
+            None => "none",
+            Some(t) if t.expires_at <= now => "expired",
+            Some(t) if t.expires_at - to_chrono(self.inner.settings.refresh_margin) <= now => {
+                "expiring"
+            }
+            Some(_) => "valid",
+        };
+        TokenStatus {
+            state,
+            expires_at: current
+                .as_ref()
+                .map(|t| ist(t.expires_at).format("%Y-%m-%d %H:%M:%S").to_string()),
+            hours_left: current
+                .as_ref()
+                .map(|t| (hours_left(t.expires_at, now) * 10.0).round() / 10.0),
+            source: current.map(|t| t.source),
+            consecutive_failures: report.failures,
+            minting_halted: report.halted,
+            last_error: report.last_error,
+            last_mint_attempt: report
+                .last_attempt
+                .map(|t| ist(t).format("%Y-%m-%d %H:%M:%S").to_string()),
+        }
+    }
+
+    // ---- consent flow ------------------------------------------------------------------
+
+    /// Starts the API-key consent flow; returns Dhan's login URL for the user's browser.
+    ///
+    /// # Errors
+    /// No API key configured, or Dhan refused (e.g. 25 consents a day).
+    pub async fn start_consent(&self) -> Result<String, TokenError> {
+        let (key, secret) = self.inner.creds.consent().ok_or_else(|| {
+            TokenError::Consent(
+                "set DHAN_API_KEY and DHAN_API_SECRET to use the consent flow".to_owned(),
+            )
+        })?;
+        let consent_app_id = self.inner.client.generate_consent(key, secret).await?;
+        let url = self.inner.client.consent_login_url(&consent_app_id);
+        self.inner
+            .consent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pending = Some((consent_app_id, self.now()));
+        Ok(url)
+    }
+
+    /// Completes the consent flow with the `tokenId` Dhan redirected the browser with. Each
+    /// tokenId is tried once; without a consent started in the last 10 minutes nothing is sent
+    /// to Dhan (so strangers cannot burn the daily consent quota through the public callback).
+    ///
+    /// # Errors
+    /// No consent pending, a reused tokenId, or Dhan refused it.
+    pub async fn complete_consent(&self, token_id: &str) -> Result<Token, TokenError> {
+        let (key, secret) =
+            self.inner.creds.consent().ok_or_else(|| {
+                TokenError::Consent("the consent flow is not configured".to_owned())
+            })?;
+        {
+            let mut consent = self.inner.consent.lock().unwrap_or_else(|e| e.into_inner());
+            let fresh = consent
+                .pending
+                .as_ref()
+                .is_some_and(|(_, at)| self.now() - *at <= CONSENT_WINDOW);
+            if !fresh {
+                return Err(TokenError::Consent(
+                    "no consent is waiting for a callback; start one with POST /auth/consent"
+                        .to_owned(),
+                ));
+            }
+            if token_id.is_empty()
+                || token_id.len() > 200
+                || !consent.used_token_ids.insert(token_id.to_owned())
+            {
+                return Err(TokenError::Consent(
+                    "this tokenId was already used or is not valid".to_owned(),
+                ));
+            }
+        }
+        let mut st = self.inner.mint.lock().await;
+        let issued = self
+            .inner
+            .client
+            .consume_consent(key, secret, token_id)
+            .await?;
+        let token = self.token_from(issued, TokenSource::Consent);
+        st.last_attempt = Some(self.now());
+        st.failures = 0;
+        st.halted = false;
+        st.last_error = None;
+        self.sync_report(&st);
+        drop(st);
+        self.persist(&token).await;
+        *self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+        self.inner
+            .consent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pending = None;
+        self.inner.replan.notify_one();
+        tracing::info!(
+            "New token generated, valid for {:.1} hours",
+            hours_left(token.expires_at, self.now())
+        );
+        Ok(token)
+    }
+
+    // ---- the schedule ------------------------------------------------------------------
+
+    /// Runs the refresh schedule and health checks until `stop` is cancelled.
+    pub async fn run_until_stopped(self, stop: CancellationToken) {
+        let mut next_health = self
+            .inner
+            .settings
+            .health_check
+            .map(|every| self.now() + to_chrono(every));
+        loop {
+            let now = self.now();
+            let refresh_at = plan_refresh(
+                now,
+                self.current().as_ref(),
+                &self.inner.settings,
+                self.halted(),
+            );
+            let (at, health) = match (refresh_at, next_health) {
+                (Some(r), Some(h)) if h < r => (Some(h), true),
+                (None, Some(h)) => (Some(h), true),
+                (r, _) => (r, false),
+            };
+            let sleep = async {
+                match at {
+                    Some(at) => self.inner.clock.sleep_until(at).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.inner.replan.notified() => continue,
+                () = sleep => {}
+            }
+            if health {
+                self.health_check().await;
+                next_health = self
+                    .inner
+                    .settings
+                    .health_check
+                    .map(|every| self.now() + to_chrono(every));
+            } else {
+                let reason = if self.usable().is_some() {
+                    Reason::Scheduled
+                } else {
+                    Reason::Missing
+                };
+                if let Err(e) = self.refresh(reason, None).await {
+                    tracing::error!(error = %e, "scheduled token refresh failed");
+                    // Backoff and halts are enforced in refresh(); re-plan after the cooldown.
+                    let retry = self.now() + to_chrono(self.inner.settings.mint_cooldown);
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = self.inner.replan.notified() => {}
+                        () = self.inner.clock.sleep_until(retry) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn halted(&self) -> bool {
+        self.inner
+            .report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .halted
+    }
+
+    /// `GET /v2/profile` with the current token: logs its state, refreshes if Dhan refuses it.
+    async fn health_check(&self) {
+        let Some(token) = self.current() else { return };
+        match self.inner.client.profile(&token.value).await {
+            Ok(_) => tracing::info!(
+                "Periodic health check: Token valid ({:.1} hours remaining)",
+                hours_left(token.expires_at, self.now())
+            ),
+            Err(e) if e.is_auth() => {
+                if let Err(e) = self.refresh_after_refusal(&token).await {
+                    tracing::error!(error = %e, "token refresh after a failed health check failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "token health check could not reach Dhan"),
+        }
+    }
+}
+
+/// When the next refresh should happen, or `None` (halted: only an operator can restart it).
+/// A pure function of the time, the token and the settings, so it is tested directly.
+pub(crate) fn plan_refresh(
+    now: DateTime<Utc>,
+    token: Option<&Token>,
+    settings: &TokenSettings,
+    halted: bool,
+) -> Option<DateTime<Utc>> {
+    if halted {
+        return None;
+    }
+    let Some(token) = token else { return Some(now) };
+    let mut at = token.expires_at - to_chrono(settings.refresh_margin);
+    if let Some(premarket) = settings.premarket_refresh
+        && let Some(check) = next_premarket(now, premarket)
+    {
+        // Refresh at the pre-market check if the token would not last through the session.
+        let close = ist_offset()
+            .from_local_datetime(&ist(check).date_naive().and_time(MARKET_CLOSE))
+            .single()
+            .map(|c| c.with_timezone(&Utc));
+        if close.is_some_and(|c| token.expires_at < c + to_chrono(settings.refresh_margin))
+            && check < at
+        {
+            at = check;
+        }
+    }
+    Some(at.max(now))
+}
+
+/// The NSE equity close: the token must last at least until then (plus the margin).
+const MARKET_CLOSE: NaiveTime = match NaiveTime::from_hms_opt(15, 30, 0) {
+    Some(t) => t,
+    None => panic!("15:30 is a valid time"),
+};
+
+/// The next weekday pre-market check at `time` IST, strictly after `now`. Holidays are not
+/// known here yet (the market calendar comes with the instruments work); refreshing on a
+/// holiday morning is harmless.
+fn next_premarket(now: DateTime<Utc>, time: NaiveTime) -> Option<DateTime<Utc>> {
+    let today = ist(now).date_naive();
+    (0..8).find_map(|d| {
+        let day = today + chrono::Duration::days(d);
+        if matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+            return None;
+        }
+        let at = ist_offset()
+            .from_local_datetime(&day.and_time(time))
+            .single()?
+            .with_timezone(&Utc);
+        (at > now).then_some(at)
+    })
+}
+
+fn is_web_token(token: &SecretString) -> bool {
+    jwt::read_claims(token.expose_secret())
+        .and_then(|c| c.token_consumer_type)
+        .as_deref()
+        == Some("SELF")
+}
+
+fn hours_left(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
+    (expires_at - now).num_seconds() as f64 / 3600.0
+}
+
+fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ist_at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+        ist_offset()
+            .with_ymd_and_hms(y, m, d, h, min, 0)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn token_expiring(at: DateTime<Utc>) -> Token {
+        Token {
+            value: SecretString::from("fake.token.value"),
+            expires_at: at,
+            source: TokenSource::Minted,
+            web_token: false,
+        }
+    }
+
+    #[test]
+    fn refresh_is_planned_one_margin_before_expiry() {
+        let s = TokenSettings::default();
+        // Minted Tuesday 09:00 IST, valid 24 h: refresh Wednesday 08:00, before the 08:30 check.
+        let now = ist_at(2026, 12, 1, 9, 0);
+        let t = token_expiring(ist_at(2026, 12, 2, 9, 0));
+        assert_eq!(
+            plan_refresh(now, Some(&t), &s, false),
+            Some(ist_at(2026, 12, 2, 8, 0))
+        );
+    }
+
+    #[test]
+    fn a_token_that_would_die_mid_session_is_refreshed_before_the_open() {
+        let s = TokenSettings::default();
+        // Expires Wednesday 12:00 IST: the margin alone would refresh at 11:00, mid-session.
+        let now = ist_at(2026, 12, 1, 20, 0);
+        let t = token_expiring(ist_at(2026, 12, 2, 12, 0));
+        assert_eq!(
+            plan_refresh(now, Some(&t), &s, false),
+            Some(ist_at(2026, 12, 2, 8, 30))
+        );
+    }
+
+    #[test]
+    fn weekends_have_no_premarket_check() {
+        let s = TokenSettings::default();
+        // Friday 20:00, token expires Saturday 12:00: refresh Saturday 11:00 (no Saturday check).
+        let now = ist_at(2026, 12, 4, 20, 0);
+        let t = token_expiring(ist_at(2026, 12, 5, 12, 0));
+        assert_eq!(
+            plan_refresh(now, Some(&t), &s, false),
+            Some(ist_at(2026, 12, 5, 11, 0))
+        );
+    }
+
+    #[test]
+    fn no_token_means_now_and_a_halt_means_never() {
+        let s = TokenSettings::default();
+        let now = ist_at(2026, 12, 1, 9, 0);
+        assert_eq!(plan_refresh(now, None, &s, false), Some(now));
+        assert_eq!(plan_refresh(now, None, &s, true), None);
+        let overdue = token_expiring(now + chrono::Duration::minutes(59));
+        assert_eq!(
+            plan_refresh(now, Some(&overdue), &s, false),
+            Some(now),
+            "inside the margin: now"
+        );
+    }
+
+    /// Reliability bar §6.9: over 30 days, with tokens living 20–24 h and Dhan logging every
+    /// session out at 07:00 IST, a token with 30 minutes of headroom exists at every minute of
+    /// 08:45–15:45 IST on weekdays, with at most 3 mints a day. A forced logout is seen by the
+    /// keeper as "expired" (the health check or the next order reports it).
+    #[test]
+    fn thirty_days_of_schedule_keep_headroom_through_every_session() {
+        let s = TokenSettings::default();
+        let result = simulate_days(30, |now, token| {
+            token.is_none_or(|t| t.expires_at <= now)
+                || plan_refresh(now, token, &s, false).is_some_and(|at| at <= now)
+        });
+        assert_eq!(result, Ok(()));
+    }
+
+    /// The seed's scheme (poll every 6 h, renew under 1 h left) must fail the same test.
+    #[test]
+    fn the_seeds_polling_scheme_fails_that_test() {
+        let result = simulate_days(30, |now, token| {
+            use chrono::Timelike;
+            let local = ist(now);
+            let poll = local.minute() == 0 && local.hour().is_multiple_of(6);
+            poll && token.is_none_or(|t| t.expires_at - chrono::Duration::hours(1) <= now)
+        });
+        assert!(
+            result.is_err(),
+            "the seed's scheme leaves sessions without a token"
+        );
+    }
+
+    /// Runs a refresh policy minute by minute for `days` days and checks session headroom and
+    /// the number of mints per day.
+    fn simulate_days(
+        days: i64,
+        due: impl Fn(DateTime<Utc>, Option<&Token>) -> bool,
+    ) -> Result<(), String> {
+        let start = ist_at(2026, 12, 1, 0, 0);
+        let mut now = start;
+        let mut token: Option<Token> = None;
+        let mut mints_by_day = std::collections::HashMap::<chrono::NaiveDate, u32>::new();
+        let mut lifetime_hours = [20, 24, 22, 21, 23].into_iter().cycle();
+        let (open, close) = (
+            NaiveTime::from_hms_opt(8, 45, 0).unwrap(),
+            NaiveTime::from_hms_opt(15, 45, 0).unwrap(),
+        );
+        while now < start + chrono::Duration::days(days) {
+            let local = ist(now);
+            if local.time() == NaiveTime::from_hms_opt(7, 0, 0).unwrap() {
+                token = token.map(|t| token_expiring(t.expires_at.min(now)));
+            }
+            if due(now, token.as_ref()) {
+                token = Some(token_expiring(
+                    now + chrono::Duration::hours(lifetime_hours.next().unwrap()),
+                ));
+                *mints_by_day.entry(local.date_naive()).or_default() += 1;
+            }
+            let weekday = !matches!(local.weekday(), Weekday::Sat | Weekday::Sun);
+            if weekday && local.time() >= open && local.time() <= close {
+                let ok = token
+                    .as_ref()
+                    .is_some_and(|t| t.expires_at - now >= chrono::Duration::minutes(30));
+                if !ok {
+                    return Err(format!("no headroom at {local}"));
+                }
+            }
+            now += chrono::Duration::minutes(1);
+        }
+        match mints_by_day.iter().find(|(_, n)| **n > 3) {
+            Some((day, n)) => Err(format!("{n} mints on {day}")),
+            None => Ok(()),
+        }
+    }
+}
