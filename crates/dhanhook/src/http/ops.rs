@@ -45,7 +45,8 @@ pub(super) async fn health(State(state): State<AppState>) -> Json<serde_json::Va
     Json(json!({"status": "ok", "mode": state.inner.mode.as_str()}))
 }
 
-/// `GET /ready`: 200 when every check passes, else 503; each check reports on its own.
+/// `GET /ready`: 200 when every check passes, else 503; each check reports on its own. In live
+/// mode the Dhan token is a check: "expiring" (a refresh is due) still counts as ready.
 pub(super) async fn ready(State(state): State<AppState>) -> Response {
     let s = &state.inner;
     let journal = match s.journal.check_writable(s.clock.now()).await {
@@ -55,7 +56,20 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
             json!({"ok": false, "error": "journal is not writable (see the service log)"})
         }
     };
-    let ready = journal["ok"] == json!(true);
+    let mut ready = journal["ok"] == json!(true);
+    let mut checks = json!({ "journal": journal });
+    if let Some(keeper) = &s.keeper {
+        let t = keeper.status();
+        let ok = matches!(t.state, "valid" | "expiring");
+        ready &= ok;
+        checks["access_token"] = json!({
+            "ok": ok,
+            "state": t.state,
+            "expires_at": t.expires_at,
+            "hours_left": t.hours_left,
+            "minting_halted": t.minting_halted,
+        });
+    }
     let status = if ready {
         StatusCode::OK
     } else {
@@ -63,7 +77,7 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
     };
     (
         status,
-        Json(json!({"ready": ready, "mode": s.mode.as_str(), "checks": {"journal": journal}})),
+        Json(json!({"ready": ready, "mode": s.mode.as_str(), "checks": checks})),
     )
         .into_response()
 }

@@ -4,6 +4,7 @@
 mod cli;
 mod dedupe;
 mod helpers;
+mod live;
 mod ops;
 mod restart;
 mod webhook;

@@ -1,0 +1,590 @@
+//! Live mode against dhan-sim over real HTTP: the token keeper (mint, reuse, schedule,
+//! single-flight, cooldown, backoff, halt, recovery), orders at "Dhan" with their
+//! correlationIds, error classification, and the consent and RenewToken routes.
+
+use std::{sync::Arc, time::Duration};
+
+use dhan_sim::{Fault, Sim, SimConfig, SimHandle};
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    ADMIN_TOKEN, SECRET, TestApp, flat_alert, http_client, market_time, spawn_app_with,
+};
+
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/scrip-master.csv"
+);
+
+/// The simulator and the app, with their clocks starting together.
+struct Live {
+    sim: SimHandle,
+    app: TestApp,
+}
+
+async fn sim_with(config: SimConfig) -> SimHandle {
+    Sim::spawn(SimConfig {
+        start_time: market_time(),
+        ..config
+    })
+    .await
+    .expect("simulator starts")
+}
+
+fn live_vars(sim: &SimHandle) -> Vec<(String, String)> {
+    let c = SimConfig::default();
+    vec![
+        ("ENABLE_DHAN".into(), "true".into()),
+        ("DHAN_BASE_URL".into(), sim.base_url()),
+        ("DHAN_AUTH_URL".into(), sim.auth_url()),
+        ("DHAN_CLIENT_ID".into(), c.client_id),
+        ("DHAN_PIN".into(), c.pin),
+        ("DHAN_TOTP_SECRET".into(), c.totp_secret),
+        ("INSTRUMENTS_PATH".into(), FIXTURE.into()),
+    ]
+}
+
+async fn start(sim: SimHandle, dir: Arc<tempfile::TempDir>, extra: &[(&str, &str)]) -> Live {
+    let mut vars = live_vars(&sim);
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let borrowed: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = spawn_app_with(dir, &borrowed).await;
+    Live { sim, app }
+}
+
+async fn live(config: SimConfig) -> Live {
+    start(
+        sim_with(config).await,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[],
+    )
+    .await
+}
+
+impl Live {
+    /// Moves both clocks: time passes for the service and for "Dhan" alike.
+    fn advance(&self, d: chrono::Duration) {
+        self.app.clock.advance(d);
+        self.sim.advance(d);
+    }
+
+    async fn order(&self, id: &str) -> (u16, Value) {
+        let mut body = flat_alert();
+        body["id"] = json!(id);
+        let resp = self.app.post_webhook(&body).await;
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    async fn auth_status(&self) -> Value {
+        let v: Value = self
+            .app
+            .get_admin("/auth/status", ADMIN_TOKEN)
+            .await
+            .json()
+            .await
+            .unwrap();
+        v["token"].clone()
+    }
+
+    fn mint_requests(&self) -> usize {
+        self.sim
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/app/generateAccessToken")
+            .count()
+    }
+}
+
+/// Waits (bounded, real time) for something the service does in the background.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test]
+async fn an_alert_becomes_an_order_at_dhan_carrying_the_legs_correlation_id() {
+    let t = live(SimConfig::default()).await;
+
+    let (status, body) = t.order("first").await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["mode"], "live");
+    let leg = &body["legs"][0];
+    assert_eq!(leg["status"], "ACCEPTED", "{body}");
+    let orders = t.sim.orders();
+    assert_eq!(orders.len(), 1);
+    let sent = &orders[0];
+    assert_eq!(sent.order_id, leg["order_id"].as_str().unwrap());
+    assert_eq!(
+        sent.correlation_id.as_deref(),
+        leg["correlation_id"].as_str()
+    );
+    assert_eq!(
+        sent.body,
+        json!({"dhanClientId":"1000000001","correlationId":leg["correlation_id"],"transactionType":"BUY",
+               "exchangeSegment":"NSE_EQ","productType":"INTRADAY","orderType":"MARKET","validity":"DAY",
+               "securityId":"2885","quantity":1}),
+        "no price on a market order, no empty strings"
+    );
+    assert_eq!(t.sim.mint_count(), 1, "one token for the session");
+    let rows = t.app.journal_orders().await;
+    assert_eq!(rows[0].status.as_str(), "ACCEPTED");
+    assert_eq!(rows[0].mode, "live");
+}
+
+#[tokio::test]
+async fn a_restart_reuses_the_stored_token_instead_of_minting() {
+    let sim = sim_with(SimConfig::default()).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let first = start(sim.clone(), Arc::clone(&dir), &[]).await;
+    first.order("before-restart").await;
+    assert_eq!(sim.mint_count(), 1);
+    let dir = first.app.stop().await;
+
+    let second = start(sim.clone(), dir, &[]).await;
+    let status = second.auth_status().await;
+    assert_eq!(status["state"], "valid");
+    let (code, body) = second.order("after-restart").await;
+
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["legs"][0]["status"], "ACCEPTED");
+    assert_eq!(sim.mint_count(), 1, "the stored token was reused");
+    let db = std::fs::metadata(dir_db(&second.app)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        db.permissions().mode() & 0o777,
+        0o600,
+        "the journal holds the token: owner-only"
+    );
+}
+
+fn dir_db(app: &TestApp) -> std::path::PathBuf {
+    app.data_dir().join("dhanhook.db")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_orders_after_a_forced_logout_cause_one_mint_and_each_order_once() {
+    let t = live(SimConfig {
+        orders_per_second: 10_000,
+        ..SimConfig::default()
+    })
+    .await;
+    t.order("warm-up").await;
+    assert_eq!(t.sim.mint_count(), 1);
+    // Past Dhan's mint throttle, then Dhan's daily forced logout kills the token we hold.
+    t.advance(chrono::Duration::seconds(130));
+    t.sim.expire_active_token();
+
+    let results = futures::future::join_all((0..100).map(|i| {
+        let t = &t;
+        async move { t.order(&format!("burst-{i}")).await }
+    }))
+    .await;
+
+    for (status, body) in &results {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
+    }
+    assert_eq!(
+        t.sim.mint_count(),
+        2,
+        "exactly one new token for the whole burst"
+    );
+    let orders = t.sim.orders();
+    assert_eq!(orders.len(), 101);
+    let cids: std::collections::HashSet<_> =
+        orders.iter().map(|o| o.correlation_id.clone()).collect();
+    assert_eq!(cids.len(), 101, "every order placed once");
+}
+
+#[tokio::test]
+async fn an_expired_token_is_replaced_once_before_concurrent_orders_use_it() {
+    let t = live(SimConfig::default()).await;
+    t.order("day-1").await;
+    // A day later the token has expired at Dhan and for us.
+    t.advance(chrono::Duration::hours(25));
+
+    let results = futures::future::join_all((0..5).map(|i| {
+        let t = &t;
+        async move { t.order(&format!("day-2-{i}")).await }
+    }))
+    .await;
+
+    assert!(
+        results
+            .iter()
+            .all(|(s, b)| *s == 200 && b["legs"][0]["status"] == "ACCEPTED"),
+        "{results:?}"
+    );
+    assert_eq!(t.sim.mint_count(), 2);
+}
+
+#[tokio::test]
+async fn the_scheduled_refresh_fires_at_expiry_minus_the_margin_and_not_before() {
+    let t = live(SimConfig::default()).await;
+    eventually("the start-up mint", || t.sim.mint_count() == 1).await;
+
+    // 24 h token: 22 h 58 min later it has 62 minutes left, outside the 60-minute margin.
+    t.advance(chrono::Duration::minutes(22 * 60 + 58));
+    let status = t.auth_status().await;
+    assert_eq!(status["state"], "valid", "{status}");
+    assert_eq!(t.sim.mint_count(), 1);
+
+    // Three minutes later: 59 minutes left. Exactly one mint, before any order needs it.
+    t.advance(chrono::Duration::minutes(3));
+    eventually("the scheduled refresh", || t.sim.mint_count() == 2).await;
+    let (code, body) = t.order("after-refresh").await;
+    assert_eq!(code, 200);
+    assert_eq!(body["legs"][0]["status"], "ACCEPTED");
+    assert_eq!(t.sim.mint_count(), 2, "the order used the refreshed token");
+    assert_eq!(t.auth_status().await["state"], "valid");
+}
+
+#[tokio::test]
+async fn a_token_killed_by_another_login_is_recovered_from() {
+    let t = live(SimConfig::default()).await;
+    t.order("before").await;
+    t.advance(chrono::Duration::seconds(130));
+    // The user generates a token on Dhan Web: ours dies.
+    t.sim.issue_web_token();
+
+    let (code, body) = t.order("after").await;
+
+    assert_eq!(code, 200);
+    assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
+    assert_eq!(t.sim.mint_count(), 2);
+    assert_eq!(
+        t.sim.orders().len(),
+        2,
+        "the refused order was sent again once, after a lookup"
+    );
+    let lookups = t
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/v2/orders/external/"))
+        .count();
+    assert_eq!(lookups, 1);
+}
+
+#[tokio::test]
+async fn wrong_credentials_back_off_then_stop_minting_until_an_operator_asks() {
+    let sim = sim_with(SimConfig::default()).await;
+    let t = start(
+        sim,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[("DHAN_PIN", "654321")],
+    )
+    .await;
+    eventually("the first mint attempt", || t.mint_requests() == 1).await;
+
+    let status = t.auth_status().await;
+    assert_eq!(status["consecutive_failures"], 1, "{status}");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid Pin"),
+        "{status}"
+    );
+    let (code, body) = t.order("no-token").await;
+    assert_eq!(code, 200);
+    let leg = &body["legs"][0];
+    assert_eq!(leg["status"], "REJECTED");
+    assert!(
+        leg["message"]
+            .as_str()
+            .unwrap()
+            .contains("not sent: no Dhan access token"),
+        "{leg}"
+    );
+    assert_eq!(
+        t.mint_requests(),
+        1,
+        "an order does not retry a failing mint inside the backoff"
+    );
+    assert_eq!(t.app.get("/ready").await.status(), 503);
+
+    // Backoff: 125 s, then 250 s. After the third failure, minting stops for good.
+    t.advance(chrono::Duration::seconds(130));
+    eventually("the second attempt", || t.mint_requests() == 2).await;
+    t.advance(chrono::Duration::seconds(260));
+    eventually("the third attempt", || t.mint_requests() == 3).await;
+    eventually("the halt", || true).await;
+    t.advance(chrono::Duration::hours(6));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = t.auth_status().await;
+    assert_eq!(status["minting_halted"], true, "{status}");
+    assert_eq!(
+        t.mint_requests(),
+        3,
+        "no automatic attempt after the halt, however long we wait"
+    );
+
+    // The operator asks: one more attempt (still the wrong PIN here), reported as 502.
+    let resp = t
+        .app
+        .client
+        .post(t.app.url("/refresh-token"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(t.mint_requests(), 4);
+}
+
+#[tokio::test]
+async fn refresh_token_mints_now_but_never_inside_the_cooldown() {
+    let t = live(SimConfig::default()).await;
+    eventually("the start-up mint", || t.sim.mint_count() == 1).await;
+    let post = || async {
+        t.app
+            .client
+            .post(t.app.url("/refresh-token"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        t.app
+            .client
+            .post(t.app.url("/refresh-token"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    let too_soon = post().await;
+    assert_eq!(too_soon.status(), 429);
+    let v: Value = too_soon.json().await.unwrap();
+    let wait = v["retry_after_secs"].as_u64().unwrap();
+    assert!((120..=125).contains(&wait), "{v}");
+    assert_eq!(t.sim.mint_count(), 1);
+
+    t.advance(chrono::Duration::seconds(126));
+    let ok = post().await;
+    assert_eq!(ok.status(), 200);
+    let v: Value = ok.json().await.unwrap();
+    assert_eq!(v["token"]["state"], "valid");
+    assert_eq!(t.sim.mint_count(), 2);
+}
+
+#[tokio::test]
+async fn dhans_refusals_are_rejections_with_dhans_reason() {
+    let t = live(SimConfig::default()).await;
+
+    t.sim.set_whitelisted_ip(false);
+    let (_, ip) = t.order("ip").await;
+    let msg = ip["legs"][0]["message"].as_str().unwrap();
+    assert_eq!(ip["legs"][0]["status"], "REJECTED");
+    assert!(
+        msg.contains("Invalid IP") && msg.contains("whitelisted static IP"),
+        "{msg}"
+    );
+
+    t.sim.set_whitelisted_ip(true);
+    t.sim.set_market_open(false);
+    let (_, closed) = t.order("closed").await;
+    assert_eq!(closed["legs"][0]["status"], "REJECTED");
+    assert!(
+        closed["legs"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Market is Closed"),
+        "{closed}"
+    );
+
+    let mut unknown = flat_alert();
+    unknown["symbol"] = json!("NSE:NOSUCHCO");
+    let v: Value = t.app.post_webhook(&unknown).await.json().await.unwrap();
+    assert_eq!(v["legs"][0]["status"], "REJECTED");
+    assert!(
+        v["legs"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not in the scrip master"),
+        "{v}"
+    );
+    assert_eq!(t.sim.orders().len(), 0, "nothing reached the order book");
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_left_unknown_never_guessed() {
+    let t = live(SimConfig::default()).await;
+    t.order("warm-up").await;
+    t.sim.inject(Fault::Order5xxAfterAccept, 1);
+
+    let (code, body) = t.order("5xx").await;
+
+    assert_eq!(
+        code, 202,
+        "a leg whose fate is unknown is not reported as done: {body}"
+    );
+    assert_eq!(body["status"], "processing");
+    assert_eq!(body["legs"][0]["status"], "SUBMITTING");
+    assert!(
+        body["legs"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("outcome unknown"),
+        "{body}"
+    );
+    assert_eq!(t.sim.orders().len(), 2, "not re-sent");
+}
+
+#[tokio::test]
+async fn ready_and_root_report_the_token_without_showing_it() {
+    let t = live(SimConfig::default()).await;
+    eventually("the start-up mint", || t.sim.mint_count() == 1).await;
+    let token = t.sim.active_token().unwrap();
+
+    let ready = t.app.get("/ready").await;
+    assert_eq!(ready.status(), 200);
+    let v: Value = ready.json().await.unwrap();
+    let tok = &v["checks"]["access_token"];
+    assert_eq!(tok["state"], "valid");
+    assert_eq!(tok["hours_left"], 24.0);
+    assert_eq!(tok["expires_at"], "2026-12-02 10:00:00", "IST");
+
+    let root = t.app.get("/").await.text().await.unwrap();
+    assert!(!root.contains(&token) && !root.contains(SECRET) && !root.contains("JBSWY3DPEHPK3PXP"));
+    let root: Value = serde_json::from_str(&root).unwrap();
+    assert_eq!(root["access_token"]["state"], "valid");
+    assert_eq!(root["config"]["dhan"]["token_routes"], json!(["pin+totp"]));
+    assert_eq!(root["config"]["dhan"]["client_id"], "******0001");
+}
+
+#[tokio::test]
+async fn the_consent_flow_gets_a_token_through_the_callback_once() {
+    let sim = sim_with(SimConfig::default()).await;
+    let c = SimConfig::default();
+    let t = start(
+        sim,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[
+            ("DHAN_PIN", ""),
+            ("DHAN_TOTP_SECRET", ""),
+            ("DHAN_API_KEY", &c.api_key),
+            ("DHAN_API_SECRET", &c.api_secret),
+        ],
+    )
+    .await;
+    assert_eq!(t.app.get("/ready").await.status(), 503, "no token yet");
+    // A stranger's callback before any consent is refused without calling Dhan.
+    let early = t.app.get("/auth/callback?tokenId=made-up").await;
+    assert_eq!(early.status(), 400);
+    assert!(
+        !t.sim
+            .requests()
+            .iter()
+            .any(|r| r.path == "/app/consumeApp-consent")
+    );
+
+    let started: Value = t
+        .app
+        .client
+        .post(t.app.url("/auth/consent"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let login_url = started["login_url"].as_str().unwrap().to_owned();
+    assert!(login_url.starts_with(&t.sim.auth_url()), "{login_url}");
+    // The user's browser logs in at "Dhan" and is redirected with a tokenId.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = no_redirects.get(&login_url).send().await.unwrap();
+    assert_eq!(login.status(), 302);
+    let location = login.headers()["location"].to_str().unwrap().to_owned();
+    let token_id = location.split("tokenId=").nth(1).unwrap().to_owned();
+
+    let done = t
+        .app
+        .get(&format!("/auth/callback?tokenId={token_id}"))
+        .await;
+    assert_eq!(done.status(), 200);
+    assert!(done.text().await.unwrap().contains("Dhan token received"));
+    assert_eq!(t.app.get("/ready").await.status(), 200);
+    let (_, body) = t.order("after-consent").await;
+    assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
+
+    let reused = t
+        .app
+        .get(&format!("/auth/callback?tokenId={token_id}"))
+        .await;
+    assert_eq!(reused.status(), 400, "a tokenId is used once");
+    let consumes = t
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/app/consumeApp-consent")
+        .count();
+    assert_eq!(consumes, 1);
+}
+
+#[tokio::test]
+async fn a_web_token_is_renewed_with_renew_token_when_no_pin_is_configured() {
+    let sim = sim_with(SimConfig::default()).await;
+    let web = sim.issue_web_token();
+    let t = start(
+        sim,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[
+            ("DHAN_PIN", ""),
+            ("DHAN_TOTP_SECRET", ""),
+            ("DHAN_ACCESS_TOKEN", &web),
+        ],
+    )
+    .await;
+    let status = t.auth_status().await;
+    assert_eq!(
+        (status["state"].as_str(), status["source"].as_str()),
+        (Some("valid"), Some("env"))
+    );
+
+    t.advance(chrono::Duration::hours(23) + chrono::Duration::minutes(1));
+    eventually("the renewal", || t.sim.mint_count() == 1).await;
+    assert!(t.sim.requests().iter().any(|r| r.path == "/v2/RenewToken"));
+    assert_eq!(t.auth_status().await["source"], "renewed");
+    let (_, body) = t.order("renewed").await;
+    assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
+}
+
+#[tokio::test]
+async fn sandbox_selects_dhans_sandbox_host() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let token = "a.b.c";
+    let app = spawn_app_with(
+        dir,
+        &[
+            ("ENABLE_DHAN", "true"),
+            ("DHAN_ENV", "sandbox"),
+            ("DHAN_CLIENT_ID", "1000000001"),
+            ("DHAN_ACCESS_TOKEN", token),
+            ("INSTRUMENTS_PATH", FIXTURE),
+        ],
+    )
+    .await;
+    let root: Value = app.get("/").await.json().await.unwrap();
+    assert_eq!(root["config"]["dhan"]["env"], "sandbox");
+    assert_eq!(root["config"]["dhan"]["api"], "https://sandbox.dhan.co/v2");
+    let _ = http_client();
+}
