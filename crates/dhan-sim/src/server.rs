@@ -222,8 +222,22 @@ async fn dispatch(shared: &Arc<Shared>, req: &Req) -> Reply {
             &[Method::GET, Method::POST],
             auth::consume_consent,
         ),
+        // Not a Dhan path: lets a person trying dhanhook look at the simulated order book
+        // without a token (`curl http://127.0.0.1:9000/sim/orders`).
+        ["sim", "orders"] => only(shared, req, &[Method::GET], sim_orders),
         _ => gateway_error(shared, 404, "Not Found", &req.path),
     }
+}
+
+fn sim_orders(shared: &Shared, _req: &Req) -> Reply {
+    let orders: Vec<crate::SimOrder> = shared
+        .lock()
+        .book
+        .orders
+        .iter()
+        .map(|o| o.sim.clone())
+        .collect();
+    Reply::Json(200, serde_json::to_value(orders).unwrap_or(Value::Null))
 }
 
 fn only(

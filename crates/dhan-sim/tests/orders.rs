@@ -817,3 +817,24 @@ async fn order_faults_do_not_fire_on_other_calls() {
     assert_eq!(get(&sim, &http, "/positions", &token).await.0, 200);
     assert_eq!(place(&sim, &http, &token, &market_order()).await.0, 500);
 }
+
+#[tokio::test]
+async fn sim_orders_shows_the_book_without_a_token_for_people_trying_things_out() {
+    let sim = common::start(common::fast_config()).await;
+    let http = common::http();
+    let token = common::mint(&sim, &http).await;
+    let mut body = common::market_order();
+    body["correlationId"] = serde_json::json!("DH261201abcdefL1");
+    let (status, _) = common::place(&sim, &http, &token, &body).await;
+    assert_eq!(status, 200);
+
+    let resp = http
+        .get(format!("{}/sim/orders", sim.auth_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let book: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(book[0]["correlation_id"], "DH261201abcdefL1");
+    assert_eq!(book.as_array().unwrap().len(), 1);
+}

@@ -421,8 +421,10 @@ impl TokenKeeper {
             }
         }
 
-        if reason == Reason::Scheduled || reason == Reason::Missing {
-            tracing::warn!("Token expiring soon, generating new token...");
+        match reason {
+            Reason::Scheduled => tracing::warn!("Token expiring soon, generating new token..."),
+            Reason::Missing => tracing::warn!("No valid token, generating new token..."),
+            Reason::Refused | Reason::Operator => tracing::info!("Generating new token..."),
         }
         let attempt_at = self.now();
         let result = self.obtain().await;

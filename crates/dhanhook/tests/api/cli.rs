@@ -314,3 +314,219 @@ async fn migrate_and_orders_commands_read_the_same_journal() {
         "{line}"
     );
 }
+
+/// The simulator's fake account, as the binary's environment.
+fn sim_env(sim: &dhan_sim::SimHandle) -> Vec<(String, String)> {
+    let c = dhan_sim::SimConfig::default();
+    vec![
+        ("DHAN_BASE_URL".into(), sim.base_url()),
+        ("DHAN_AUTH_URL".into(), sim.auth_url()),
+        ("DHAN_CLIENT_ID".into(), c.client_id),
+        ("DHAN_PIN".into(), c.pin),
+        ("DHAN_TOTP_SECRET".into(), c.totp_secret),
+    ]
+}
+
+fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter()
+        .map(|(k, val)| (k.as_str(), val.as_str()))
+        .collect()
+}
+
+#[test]
+fn totp_prints_the_code_an_independent_rfc6238_implementation_computes() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "JBSWY3DPEHPK3PXP";
+    let before = chrono::Utc::now().timestamp();
+    let (code, out, err) = run(dir.path(), &["totp"], &[("DHAN_TOTP_SECRET", secret)]);
+    let after = chrono::Utc::now().timestamp();
+    assert_eq!(code, 0, "{err}");
+    let printed = out.split_whitespace().next().unwrap().to_owned();
+    // dhan-sim's TOTP is a separate implementation; the step may have turned during the run.
+    let expected: Vec<String> = [before, after]
+        .iter()
+        .map(|t| dhan_sim::totp::generate(secret, *t).unwrap())
+        .collect();
+    assert!(
+        expected.contains(&printed),
+        "printed {printed}, expected one of {expected:?}"
+    );
+    assert!(out.contains("more seconds"), "{out}");
+    let (code, _, err) = run(dir.path(), &["totp"], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("DHAN_TOTP_SECRET is not set"), "{err}");
+}
+
+// The binary is run with blocking calls while the simulator serves from this runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_gets_a_token_checks_it_and_prints_it_masked_with_its_expiry() {
+    let sim = dhan_sim::Sim::spawn(dhan_sim::SimConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let env = sim_env(&sim);
+
+    let (code, out, err) = run(dir.path(), &["token"], &as_refs(&env));
+
+    assert_eq!(code, 0, "{out}{err}");
+    let token = sim.active_token().expect("the simulator issued a token");
+    assert!(
+        !out.contains(&token) && !err.contains(&token),
+        "the token is never printed whole"
+    );
+    let masked = format!("{}…{}", &token[..4], &token[token.len() - 4..]);
+    assert!(out.contains(&masked), "{out}");
+    assert!(out.contains("Source:   minted"), "{out}");
+    assert!(
+        out.contains("IST (24.0 hours left)") || out.contains("IST (23.9 hours left)"),
+        "{out}"
+    );
+    assert!(out.contains("accepted by Dhan"), "{out}");
+    assert_eq!(sim.mint_count(), 1);
+
+    // Again: the stored token is reused, not minted.
+    let (code, out, _) = run(dir.path(), &["token"], &as_refs(&env));
+    assert_eq!(code, 0);
+    assert!(out.contains(&masked), "{out}");
+    assert_eq!(sim.mint_count(), 1);
+}
+
+// The binary is run with blocking calls while the simulator serves from this runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_fails_with_the_classified_reason() {
+    let sim = dhan_sim::Sim::spawn(dhan_sim::SimConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = sim_env(&sim);
+    env.retain(|(k, _)| k != "DHAN_PIN");
+    env.push(("DHAN_PIN".into(), "654321".into()));
+    let (code, out, err) = run(dir.path(), &["token"], &as_refs(&env));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no valid Dhan token") && err.contains("Invalid Pin"),
+        "{out}{err}"
+    );
+    assert!(!err.contains("654321"), "the PIN is never printed");
+}
+
+#[tokio::test]
+async fn sim_command_serves_a_simulator_that_prints_its_fake_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["sim", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first
+        .split("listening on ")
+        .nth(1)
+        .expect("an address")
+        .trim()
+        .to_owned();
+    let rest: Vec<String> = (0..6).map(|_| lines.next().unwrap().unwrap()).collect();
+    assert!(
+        rest.iter().any(|l| l.contains("DHAN_PIN=123456")),
+        "{rest:?}"
+    );
+
+    let totp =
+        dhan_sim::totp::generate("JBSWY3DPEHPK3PXP", chrono::Utc::now().timestamp()).unwrap();
+    let resp = crate::helpers::http_client()
+        .post(format!(
+            "{base}/app/generateAccessToken?dhanClientId=1000000001&pin=123456&totp={totp}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+// The binary is run with blocking calls while the simulator serves from this runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_mode_logs_no_credential_at_any_level() {
+    let sim = dhan_sim::Sim::spawn(dhan_sim::SimConfig {
+        api_key: "canary-api-key-3e1f".into(),
+        api_secret: "canary-api-secret-9b7d5c3a".into(),
+        ..dhan_sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = sim_env(&sim);
+    env.extend([
+        ("ENABLE_DHAN".to_owned(), "true".to_owned()),
+        ("WEBHOOK_SECRET".to_owned(), SECRET.to_owned()),
+        ("ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
+        ("DHAN_API_KEY".to_owned(), "canary-api-key-3e1f".to_owned()),
+        (
+            "DHAN_API_SECRET".to_owned(),
+            "canary-api-secret-9b7d5c3a".to_owned(),
+        ),
+        (
+            "INSTRUMENTS_PATH".to_owned(),
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/scrip-master.csv"
+            )
+            .to_owned(),
+        ),
+        ("RUST_LOG".to_owned(), "trace".to_owned()),
+    ]);
+    let served = serve(dir.path(), &as_refs(&env));
+    let client = crate::helpers::http_client();
+    let alert = json!({"secret": SECRET, "symbol": "NSE:RELIANCE", "action": "buy", "quantity": 1, "product": "intraday"});
+    let v: Value = client
+        .post(format!("{}/webhook", served.base))
+        .body(alert.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["legs"][0]["status"], "ACCEPTED", "{v}");
+    // The consent flow too (its calls carry the API key and secret in headers).
+    let started = client
+        .post(format!("{}/auth/consent", served.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 200);
+    let token = sim.active_token().expect("a token was minted");
+
+    let (_, out) = served.terminate();
+    for (name, canary) in [
+        ("the access token", token.as_str()),
+        ("the TOTP secret", "JBSWY3DPEHPK3PXP"),
+        ("the API secret", "canary-api-secret-9b7d5c3a"),
+        ("the webhook secret", SECRET),
+        ("the admin token", ADMIN_TOKEN),
+        ("the PIN in a query string", "pin=123456"),
+        ("a TOTP code in a query string", "totp="),
+    ] {
+        assert!(
+            !out.contains(canary),
+            "{name} appeared in the trace-level output"
+        );
+    }
+    assert!(
+        out.contains("New token generated"),
+        "the log says what happened: {out}"
+    );
+    assert!(
+        out.contains("TRACE") && out.contains("dhan call"),
+        "trace and debug lines were written"
+    );
+}
