@@ -588,3 +588,33 @@ async fn sandbox_selects_dhans_sandbox_host() {
     assert_eq!(root["config"]["dhan"]["api"], "https://sandbox.dhan.co/v2");
     let _ = http_client();
 }
+
+#[tokio::test]
+async fn the_health_check_notices_a_dead_token_and_replaces_it() {
+    let sim = sim_with(SimConfig::default()).await;
+    let t = start(
+        sim,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[("HEALTH_CHECK_INTERVAL", "3600")],
+    )
+    .await;
+    eventually("the start-up mint", || t.sim.mint_count() == 1).await;
+    t.advance(chrono::Duration::seconds(130));
+    t.sim.expire_active_token();
+
+    t.advance(chrono::Duration::seconds(3600));
+
+    eventually("a new token after the health check", || {
+        t.sim.mint_count() == 2
+    })
+    .await;
+    assert!(
+        t.sim
+            .requests()
+            .iter()
+            .any(|r| r.path == "/v2/profile" && r.status == 401)
+    );
+    let (_, body) = t.order("after-health-check").await;
+    assert_eq!(body["legs"][0]["status"], "ACCEPTED");
+    assert_eq!(t.sim.mint_count(), 2);
+}

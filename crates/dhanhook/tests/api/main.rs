@@ -3,6 +3,7 @@
 
 mod cli;
 mod dedupe;
+mod dhan_client;
 mod helpers;
 mod live;
 mod ops;
