@@ -179,7 +179,7 @@ async fn sim_command(listen: std::net::SocketAddr) -> anyhow::Result<()> {
         "  DHAN_API_KEY={} DHAN_API_SECRET={} \\",
         config.api_key, config.api_secret
     );
-    println!("  INSTRUMENTS_PATH=crates/dhanhook/tests/fixtures/scrip-master.csv \\");
+    println!("  INSTRUMENTS_PATH=crates/dhanhook/data/scrip-master-sample.csv \\");
     println!("  cargo run --release -- serve");
     shutdown_signal().await;
     Ok(())

@@ -16,7 +16,7 @@ use std::{
 use chrono::NaiveTime;
 use secrecy::SecretString;
 
-use crate::{dhan::DhanUrls, token::TokenSettings};
+use crate::{dhan::DhanUrls, instruments::QuantityUnit, token::TokenSettings};
 
 /// Paper trading (nothing reaches Dhan) or live trading (`ENABLE_DHAN=true`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +102,20 @@ pub struct Settings {
     pub auto_health_check: bool,
     pub health_check_interval: Duration,
     pub dhan: DhanSettings,
+    pub instruments: InstrumentSettings,
+}
+
+/// Where the scrip master comes from and how alert quantities are read.
+#[derive(Debug, Clone)]
+pub struct InstrumentSettings {
+    /// `INSTRUMENTS_PATH`: a local file, used as is (no downloads).
+    pub path: Option<PathBuf>,
+    /// `INSTRUMENTS_URL`: Dhan's compact file by default; `None` when set to `off`.
+    pub url: Option<String>,
+    /// `INSTRUMENTS_REFRESH_TIME` (IST): a cached file older than this today is re-downloaded.
+    pub refresh_at: NaiveTime,
+    /// `FNO_QUANTITY`: derivative quantities in lots (default) or units.
+    pub quantity_unit: QuantityUnit,
 }
 
 /// Which Dhan environment to trade against.
@@ -135,8 +149,6 @@ pub struct DhanSettings {
     /// API uses them (minting needs the PIN).
     pub unused_login_vars: Vec<&'static str>,
     pub token: TokenSettings,
-    /// Dhan's scrip master (compact CSV) for security ids.
-    pub instruments_path: Option<PathBuf>,
 }
 
 impl DhanSettings {
@@ -239,6 +251,7 @@ impl Settings {
         let auto_health_check = parse_bool(&get, "AUTO_HEALTH_CHECK", true)?;
         let health_secs = parse_u64(&get, "HEALTH_CHECK_INTERVAL", 21_600, 60, 7 * 86_400)?;
         let dhan = dhan_settings(&get, auto_health_check, Duration::from_secs(health_secs))?;
+        let instruments = instrument_settings(&get)?;
 
         Ok(Settings {
             mode,
@@ -254,6 +267,7 @@ impl Settings {
             auto_health_check,
             health_check_interval: Duration::from_secs(health_secs),
             dhan,
+            instruments,
         })
     }
 
@@ -366,7 +380,50 @@ fn dhan_settings(
             fallback_ttl: Duration::from_secs(24 * 3600),
             health_check: auto_health_check.then_some(health_check_interval),
         },
-        instruments_path: get("INSTRUMENTS_PATH").map(PathBuf::from),
+    })
+}
+
+fn instrument_settings(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<InstrumentSettings, ConfigError> {
+    let url = match get("INSTRUMENTS_URL") {
+        None => Some(crate::instruments::source::DEFAULT_URL.to_owned()),
+        Some(v) if v.eq_ignore_ascii_case("off") => None,
+        Some(v) if v.starts_with("https://") || v.starts_with("http://") => Some(v),
+        Some(v) => {
+            return Err(ConfigError::new(
+                "INSTRUMENTS_URL",
+                format!("'{v}' is not accepted; use an http(s) URL, or off"),
+            ));
+        }
+    };
+    let refresh_at = match get("INSTRUMENTS_REFRESH_TIME") {
+        None => NaiveTime::from_hms_opt(8, 0, 0).unwrap_or_default(),
+        Some(v) => NaiveTime::parse_from_str(&v, "%H:%M").map_err(|_| {
+            ConfigError::new(
+                "INSTRUMENTS_REFRESH_TIME",
+                format!("'{v}' is not accepted; use an IST time like 08:00"),
+            )
+        })?,
+    };
+    let quantity_unit = match get("FNO_QUANTITY")
+        .map(|v| v.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("lots") => QuantityUnit::Lots,
+        Some("units") => QuantityUnit::Units,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "FNO_QUANTITY",
+                format!("'{other}' is not accepted; use lots or units"),
+            ));
+        }
+    };
+    Ok(InstrumentSettings {
+        path: get("INSTRUMENTS_PATH").map(PathBuf::from),
+        url,
+        refresh_at,
+        quantity_unit,
     })
 }
 

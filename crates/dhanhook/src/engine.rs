@@ -17,14 +17,15 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    alert::Signal,
+    alert::{AmoTime, FieldProblem, Signal},
     broker::{Broker, BrokerError, OrderRequest, Placement},
     clock::{Clock, ist},
     config::Mode,
     csvlog::CsvLog,
+    instruments::{QuantityUnit, source::InstrumentSource},
     store::{
         Admission, AlertRecord, AlertStatus, DedupeKey, Journal, JournalError, LegStatus,
-        LegUpdate, NewAlert, NewLeg, OrderRow,
+        LegUpdate, NewAlert, NewLeg, OrderRow, ResolvedLeg,
     },
 };
 
@@ -89,6 +90,13 @@ pub enum EngineError {
     /// The alert could not be journaled: nothing was sent, a resend is safe.
     #[error("the alert could not be journaled: {0}")]
     NotJournaled(#[source] JournalError),
+    /// No scrip master is loaded yet (live mode before the first download): nothing was
+    /// journaled or sent, a resend later is safe.
+    #[error("the scrip master is not loaded yet, so symbols cannot be resolved")]
+    InstrumentsMissing,
+    /// A leg's symbol or quantity does not resolve in the scrip master.
+    #[error("the alert names instruments that do not resolve")]
+    Unresolvable(Vec<FieldProblem>),
     /// The journal lost track of an alert it reported as a duplicate.
     #[error("duplicate of alert {0}, which the journal cannot read: {1}")]
     DuplicateUnreadable(String, String),
@@ -103,24 +111,69 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     mode: Mode,
     dedup_window: Duration,
+    instruments: InstrumentSource,
+    quantity_unit: QuantityUnit,
+}
+
+/// What an [`Engine`] is built from.
+#[derive(Debug)]
+pub struct EngineParts {
+    pub journal: Arc<dyn Journal>,
+    pub broker: Arc<dyn Broker>,
+    pub csv: CsvLog,
+    pub clock: Arc<dyn Clock>,
+    pub mode: Mode,
+    pub dedup_window: Duration,
+    pub instruments: InstrumentSource,
+    pub quantity_unit: QuantityUnit,
 }
 
 impl Engine {
-    pub fn new(
-        journal: Arc<dyn Journal>,
-        broker: Arc<dyn Broker>,
-        csv: CsvLog,
-        clock: Arc<dyn Clock>,
-        mode: Mode,
-        dedup_window: Duration,
-    ) -> Self {
+    pub fn new(p: EngineParts) -> Self {
         Self {
-            journal,
-            broker,
-            csv,
-            clock,
-            mode,
-            dedup_window,
+            journal: p.journal,
+            broker: p.broker,
+            csv: p.csv,
+            clock: p.clock,
+            mode: p.mode,
+            dedup_window: p.dedup_window,
+            instruments: p.instruments,
+            quantity_unit: p.quantity_unit,
+        }
+    }
+
+    /// Resolves every leg in the scrip master on `now`'s IST date.
+    fn resolve(
+        &self,
+        signal: &Signal,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ResolvedLeg>, EngineError> {
+        let instruments = self
+            .instruments
+            .current()
+            .ok_or(EngineError::InstrumentsMissing)?;
+        let today = ist(now).date_naive();
+        let mut problems = Vec::new();
+        let mut resolved = Vec::with_capacity(signal.legs.len());
+        for leg in &signal.legs {
+            match instruments.resolve(leg, today, self.quantity_unit) {
+                Ok(r) => resolved.push(ResolvedLeg {
+                    security_id: r.instrument.security_id.clone(),
+                    exchange_segment: r.instrument.exchange_segment.to_owned(),
+                    trading_symbol: r.instrument.trading_symbol.clone(),
+                    lot_size: r.instrument.lot_size,
+                    units: r.units,
+                }),
+                Err(problem) => problems.push(FieldProblem {
+                    field: leg.symbol_field.clone(),
+                    problem,
+                }),
+            }
+        }
+        if problems.is_empty() {
+            Ok(resolved)
+        } else {
+            Err(EngineError::Unresolvable(problems))
         }
     }
 
@@ -130,17 +183,20 @@ impl Engine {
     /// [`EngineError::NotJournaled`] when the alert could not be recorded (nothing was placed).
     pub async fn handle(&self, signal: Signal, intake: Intake) -> Result<Outcome, EngineError> {
         let now = self.clock.now();
+        let resolved = self.resolve(&signal, now)?;
         let alert_id = uuid::Uuid::now_v7().to_string();
         let legs = signal
             .legs
             .iter()
+            .zip(resolved)
             .enumerate()
-            .map(|(i, leg)| {
+            .map(|(i, (leg, resolved))| {
                 let leg_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
                 NewLeg {
                     leg_no,
                     correlation_id: correlation_id(&alert_id, leg_no, now),
                     order: leg.clone(),
+                    resolved,
                 }
             })
             .collect();
@@ -259,6 +315,11 @@ impl Engine {
         let request = OrderRequest {
             correlation_id: &leg.correlation_id,
             leg: &leg.order,
+            resolved: &leg.resolved,
+            amo: leg
+                .order
+                .amo
+                .then(|| leg.order.amo_time.unwrap_or(AmoTime::Open)),
         };
         let update = match self.broker.place(request).await {
             Ok(Placement::Filled {
@@ -340,6 +401,10 @@ fn order_row(alert: &NewAlert, leg: &NewLeg) -> OrderRow {
         trigger_price: o.trigger_price,
         amo: o.amo,
         amo_time: o.amo_time.map(|t| t.as_str().to_owned()),
+        security_id: Some(leg.resolved.security_id.clone()),
+        exchange_segment: Some(leg.resolved.exchange_segment.clone()),
+        trading_symbol: Some(leg.resolved.trading_symbol.clone()),
+        units: Some(i64::from(leg.resolved.units)),
         mode: alert.mode.to_string(),
         status: LegStatus::Received,
         order_id: None,

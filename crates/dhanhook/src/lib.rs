@@ -27,6 +27,7 @@ pub mod dhan;
 pub mod engine;
 pub mod http;
 pub mod instruments;
+pub mod market;
 pub mod secrets;
 pub mod startup;
 pub mod store;

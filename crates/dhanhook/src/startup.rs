@@ -15,9 +15,9 @@ use crate::{
     config::{DatabaseUrl, Mode, Settings},
     csvlog::CsvLog,
     dhan::DhanClient,
-    engine::Engine,
+    engine::{Engine, EngineParts},
     http::{AppState, router},
-    instruments::Instruments,
+    instruments::source::{InstrumentSource, SourceConfig},
     secrets,
     store::{Journal, sqlite::SqliteJournal},
     token::{Credentials, TokenKeeper},
@@ -103,32 +103,35 @@ impl Application {
                 settings.csv_log_path.display()
             )
         })?;
+        let instruments = InstrumentSource::start(
+            SourceConfig {
+                local_path: settings.instruments.path.clone(),
+                url: settings.instruments.url.clone(),
+                cache_dir: settings.data_dir.join("instruments"),
+                refresh_at: settings.instruments.refresh_at,
+                allow_sample: settings.mode == Mode::Paper,
+            },
+            Arc::clone(&clock),
+        )
+        .context("INSTRUMENTS_PATH")?;
         let (broker, keeper): (Arc<dyn Broker>, Option<TokenKeeper>) = match settings.mode {
             Mode::Paper => (Arc::new(PaperBroker), None),
             Mode::Live => {
                 let keeper =
                     token_keeper(&settings, Arc::clone(&journal), Arc::clone(&clock)).await?;
-                let path = settings
-                    .dhan
-                    .instruments_path
-                    .as_ref()
-                    .context("INSTRUMENTS_PATH is required in live mode")?;
-                let instruments = Instruments::load(path)?;
-                tracing::info!(path = %path.display(), instruments = instruments.len(), "scrip master loaded");
-                (
-                    Arc::new(DhanBroker::new(keeper.clone(), Arc::new(instruments))),
-                    Some(keeper),
-                )
+                (Arc::new(DhanBroker::new(keeper.clone())), Some(keeper))
             }
         };
-        let engine = Engine::new(
-            Arc::clone(&journal),
-            Arc::clone(&broker),
+        let engine = Engine::new(EngineParts {
+            journal: Arc::clone(&journal),
+            broker: Arc::clone(&broker),
             csv,
-            Arc::clone(&clock),
-            settings.mode,
-            settings.dedup_window,
-        );
+            clock: Arc::clone(&clock),
+            mode: settings.mode,
+            dedup_window: settings.dedup_window,
+            instruments: instruments.clone(),
+            quantity_unit: settings.instruments.quantity_unit,
+        });
 
         let listener = TcpListener::bind((settings.host, settings.port))
             .await
@@ -141,6 +144,7 @@ impl Application {
         if let Some(keeper) = &keeper {
             tasks.spawn(keeper.clone().run_until_stopped(stop.clone()));
         }
+        tasks.spawn(instruments.clone().run_until_stopped(stop.clone()));
         let state = AppState::new(
             engine,
             Arc::clone(&journal),
@@ -151,6 +155,7 @@ impl Application {
             public_config,
             tasks.clone(),
             keeper,
+            instruments,
         );
         announce(&settings, &source, addr);
         Ok(Self {
@@ -217,10 +222,10 @@ fn check_live_settings(settings: &Settings) -> anyhow::Result<()> {
              (e.g. openssl rand -hex 32), or unset it to have one generated"
         );
     }
-    if dhan.instruments_path.is_none() {
+    if settings.instruments.path.is_none() && settings.instruments.url.is_none() {
         bail!(
-            "INSTRUMENTS_PATH: live mode needs Dhan's scrip master to find security ids; download \
-             https://images.dhan.co/api-data/api-scrip-master.csv and point INSTRUMENTS_PATH at it"
+            "INSTRUMENTS_URL=off needs INSTRUMENTS_PATH in live mode: security ids come from Dhan's scrip \
+             master (https://images.dhan.co/api-data/api-scrip-master.csv)"
         );
     }
     for var in &dhan.unused_login_vars {
@@ -296,7 +301,10 @@ fn public_config(
             "client_id": settings.dhan.client_id.as_deref().map(mask_client_id),
             "token_routes": token_routes(&settings.dhan),
             "refresh_margin_secs": settings.dhan.token.refresh_margin.as_secs(),
-            "instruments": settings.dhan.instruments_path.as_ref().map(|p| p.display().to_string()),
+            "quantity_unit_fno": match settings.instruments.quantity_unit {
+                crate::instruments::QuantityUnit::Lots => "lots",
+                crate::instruments::QuantityUnit::Units => "units",
+            },
         },
     })
 }

@@ -182,7 +182,7 @@ fn parse_leg(
             u32::MAX
         }
     };
-    let option = parse_option(&f, instrument, out);
+    let (option, future_expiry) = parse_option(&f, instrument, out);
     if let Some(order_type) = order_type {
         check_prices(
             order_type,
@@ -210,6 +210,8 @@ fn parse_leg(
         trigger_price: trigger_price.filter(|p| *p > 0.0),
         instrument,
         option,
+        future_expiry,
+        symbol_field: f.path("symbol"),
         amo: false,
         amo_time,
     };
@@ -236,13 +238,15 @@ fn required_choice<T>(
     v
 }
 
-/// Options need `option_type`, `strike_price` and `expiry_date`; other instruments must not
-/// carry them (a stray strike on a future is a template mistake worth knowing about).
+/// Options need `option_type`, `strike_price` and `expiry_date`; futures may name their
+/// `expiry_date` (else the nearest is traded); other instruments must not carry these fields
+/// (a stray strike on a future is a template mistake worth knowing about). Returns the option,
+/// and a future's expiry.
 fn parse_option(
     f: &Fields<'_>,
     instrument: Option<Instrument>,
     out: &mut Vec<FieldProblem>,
-) -> Option<OptionContract> {
+) -> (Option<OptionContract>, Option<NaiveDate>) {
     let kind = f.choice(out, "option_type", OptionKind::ACCEPTED, OptionKind::parse);
     let strike = f.price(out, "strike_price").filter(|s| *s > 0.0);
     let expiry = f.text(out, "expiry_date").and_then(|d| {
@@ -252,45 +256,58 @@ fn parse_option(
         }
         parsed
     });
-    if instrument == Some(Instrument::Option) {
-        if kind.is_none() && f.raw("option_type").is_none() {
-            f.problem(
-                out,
-                "option_type",
-                format!("is required for options; use {}", OptionKind::ACCEPTED),
-            );
-        }
-        if strike.is_none() {
-            f.problem(
-                out,
-                "strike_price",
-                "is required for options (greater than 0)",
-            );
-        }
-        if expiry.is_none() && f.raw("expiry_date").is_none() {
-            f.problem(
-                out,
-                "expiry_date",
-                "is required for options (e.g. 2026-01-27)",
-            );
-        }
-        Some(OptionContract {
-            kind: kind?,
-            strike: strike?,
-            expiry: expiry?,
-        })
-    } else {
-        for key in ["option_type", "strike_price", "expiry_date"] {
-            let present = match f.raw(key) {
-                Some(Value::String(s)) => !s.trim().is_empty() && s.trim() != "0",
-                Some(Value::Number(n)) => n.as_f64() != Some(0.0),
-                Some(_) => true,
-                None => false,
-            };
-            if present {
-                f.problem(out, key, "only applies when instrument is OPT");
+    let present = |key: &str| match f.raw(key) {
+        Some(Value::String(s)) => !s.trim().is_empty() && s.trim() != "0" && s.trim() != "XX",
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Some(_) => true,
+        None => false,
+    };
+    match instrument {
+        Some(Instrument::Option) => {
+            if kind.is_none() && f.raw("option_type").is_none() {
+                f.problem(
+                    out,
+                    "option_type",
+                    format!("is required for options; use {}", OptionKind::ACCEPTED),
+                );
             }
+            if strike.is_none() {
+                f.problem(
+                    out,
+                    "strike_price",
+                    "is required for options (greater than 0)",
+                );
+            }
+            if expiry.is_none() && f.raw("expiry_date").is_none() {
+                f.problem(
+                    out,
+                    "expiry_date",
+                    "is required for options (e.g. 2026-01-27)",
+                );
+            }
+            let option = (|| {
+                Some(OptionContract {
+                    kind: kind?,
+                    strike: strike?,
+                    expiry: expiry?,
+                })
+            })();
+            (option, None)
         }
-        None
+        other => {
+            for key in ["option_type", "strike_price"] {
+                if present(key) {
+                    f.problem(out, key, "only applies when instrument is OPT");
+                }
+            }
+            if other != Some(Instrument::Future) && present("expiry_date") {
+                f.problem(
+                    out,
+                    "expiry_date",
+                    "only applies when instrument is FUT or OPT",
+                );
+            }
+            (None, expiry.filter(|_| other == Some(Instrument::Future)))
+        }
     }
 }

@@ -139,6 +139,8 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         trigger_price: trigger_price.filter(|p| *p > 0.0),
         instrument: None,
         option: None,
+        future_expiry: None,
+        symbol_field: "symbol".to_owned(),
         amo,
         amo_time,
     };

@@ -80,6 +80,13 @@ pub struct LegOrder {
     pub trigger_price: Option<f64>,
     pub instrument: Option<Instrument>,
     pub option: Option<OptionContract>,
+    /// The alert field that named the symbol (`symbol`, `order_legs[1].symbol`), for messages
+    /// about this leg. Not part of the order's identity.
+    #[serde(skip)]
+    pub symbol_field: String,
+    /// A future's expiry when the alert names it (Dhan format `expiry_date` with `FUT`);
+    /// otherwise futures resolve to the nearest expiry.
+    pub future_expiry: Option<NaiveDate>,
     /// The alert explicitly asked for an after-market order.
     pub amo: bool,
     /// The AMO timing to use if this leg is placed as an AMO.

@@ -11,64 +11,57 @@
 //! - timeout, reset or 5xx → outcome unknown: the leg stays SUBMITTING and is never re-sent
 //!   blindly.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 
 use super::{Broker, BrokerError, OrderRequest, Placement};
 use crate::{
-    alert::{LegOrder, OrderType},
+    alert::{AmoTime, LegOrder, OrderType},
     dhan::{
         DhanError, DhanErrorKind,
         types::{OrderAck, OrderBody, OrderRecord},
     },
-    instruments::Instruments,
+    store::ResolvedLeg,
     token::{Token, TokenKeeper},
 };
 
 #[derive(Debug, Clone)]
 pub struct DhanBroker {
     keeper: TokenKeeper,
-    instruments: Arc<Instruments>,
 }
 
 impl DhanBroker {
-    pub fn new(keeper: TokenKeeper, instruments: Arc<Instruments>) -> Self {
-        Self {
-            keeper,
-            instruments,
-        }
+    pub fn new(keeper: TokenKeeper) -> Self {
+        Self { keeper }
     }
 
-    /// The order body for a leg, or why it cannot be built (nothing is sent then).
-    fn order_body(&self, correlation_id: &str, leg: &LegOrder) -> Result<OrderBody, String> {
-        let instrument = self.instruments.resolve(leg)?;
-        if !leg.quantity.is_multiple_of(instrument.lot_size) {
-            return Err(format!(
-                "{}: quantity {} is not a whole number of lots (lot size {})",
-                instrument.trading_symbol, leg.quantity, instrument.lot_size
-            ));
-        }
+    /// The order body for a leg: only the fields that apply (Dhan refuses empty strings).
+    fn order_body(
+        &self,
+        correlation_id: &str,
+        leg: &LegOrder,
+        resolved: &ResolvedLeg,
+        amo: Option<AmoTime>,
+    ) -> OrderBody {
         let needs_price = matches!(leg.order_type, OrderType::Limit | OrderType::StopLoss);
         let needs_trigger = matches!(
             leg.order_type,
             OrderType::StopLoss | OrderType::StopLossMarket
         );
-        Ok(OrderBody {
+        OrderBody {
             dhan_client_id: self.keeper.client().client_id().to_owned(),
             correlation_id: Some(correlation_id.to_owned()),
             transaction_type: leg.side.as_str(),
-            exchange_segment: instrument.exchange_segment.to_owned(),
+            exchange_segment: resolved.exchange_segment.clone(),
             product_type: leg.product.as_str(),
             order_type: leg.order_type.as_str(),
             validity: leg.validity.as_str(),
-            security_id: instrument.security_id.clone(),
-            quantity: leg.quantity,
+            security_id: resolved.security_id.clone(),
+            quantity: resolved.units,
             price: leg.price.filter(|_| needs_price),
             trigger_price: leg.trigger_price.filter(|_| needs_trigger),
-            after_market_order: leg.amo.then_some(true),
-            amo_time: leg.amo.then(|| leg.amo_time.map_or("OPEN", |t| t.as_str())),
-        })
+            after_market_order: amo.map(|_| true),
+            amo_time: amo.map(AmoTime::as_str),
+        }
     }
 
     async fn send(&self, token: &Token, body: &OrderBody) -> Result<OrderAck, DhanError> {
@@ -83,10 +76,7 @@ impl Broker for DhanBroker {
     }
 
     async fn place(&self, order: OrderRequest<'_>) -> Result<Placement, BrokerError> {
-        let body = match self.order_body(order.correlation_id, order.leg) {
-            Ok(b) => b,
-            Err(why) => return Ok(rejected(None, format!("not sent: {why}"))),
-        };
+        let body = self.order_body(order.correlation_id, order.leg, order.resolved, order.amo);
         let token = match self.keeper.token().await {
             Ok(t) => t,
             Err(e) => {

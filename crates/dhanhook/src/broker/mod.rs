@@ -6,14 +6,20 @@ pub mod paper;
 
 use async_trait::async_trait;
 
-use crate::alert::LegOrder;
+use crate::{
+    alert::{AmoTime, LegOrder},
+    store::ResolvedLeg,
+};
 
-/// One order as handed to a broker: the validated leg plus the `correlationId` that lets us
-/// find it again at the broker.
+/// One order as handed to a broker: the validated leg, what it resolved to, how it is routed,
+/// and the `correlationId` that lets us find it again at the broker.
 #[derive(Debug, Clone)]
 pub struct OrderRequest<'a> {
     pub correlation_id: &'a str,
     pub leg: &'a LegOrder,
+    pub resolved: &'a ResolvedLeg,
+    /// `Some` places an after-market order released at that time.
+    pub amo: Option<AmoTime>,
 }
 
 /// The broker's definite answer to an order.

@@ -21,7 +21,7 @@ impl Broker for PaperBroker {
     async fn place(&self, order: OrderRequest<'_>) -> Result<Placement, BrokerError> {
         let order_id = format!("PAPER-{}", order.correlation_id);
         let leg = order.leg;
-        if leg.amo {
+        if order.amo.is_some() {
             return Ok(Placement::Pending {
                 order_id,
                 message: "paper after-market order pending until the market opens".to_owned(),

@@ -31,7 +31,10 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{clock::Clock, config::Mode, engine::Engine, store::Journal, token::TokenKeeper};
+use crate::{
+    clock::Clock, config::Mode, engine::Engine, instruments::source::InstrumentSource,
+    store::Journal, token::TokenKeeper,
+};
 
 /// Largest accepted webhook body. Real alerts are well under 2 KiB; the cap stops memory abuse.
 pub const MAX_WEBHOOK_BODY: usize = 64 * 1024;
@@ -59,6 +62,8 @@ struct Inner {
     tasks: TaskTracker,
     /// Live mode's token keeper; `None` in paper mode.
     keeper: Option<TokenKeeper>,
+    /// The scrip master in use, for readiness.
+    instruments: InstrumentSource,
 }
 
 impl AppState {
@@ -73,6 +78,7 @@ impl AppState {
         public_config: serde_json::Value,
         tasks: TaskTracker,
         keeper: Option<TokenKeeper>,
+        instruments: InstrumentSource,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -85,6 +91,7 @@ impl AppState {
                 public_config,
                 tasks,
                 keeper,
+                instruments,
             }),
         }
     }

@@ -56,8 +56,20 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
             json!({"ok": false, "error": "journal is not writable (see the service log)"})
         }
     };
-    let mut ready = journal["ok"] == json!(true);
-    let mut checks = json!({ "journal": journal });
+    let instruments = s.instruments.status();
+    // A stale copy still resolves symbols (and is reported); no copy at all does not.
+    let instruments_ok = instruments.state != "missing";
+    let mut ready = journal["ok"] == json!(true) && instruments_ok;
+    let mut checks = json!({
+        "journal": journal,
+        "instruments": {
+            "ok": instruments_ok,
+            "state": instruments.state,
+            "rows": instruments.rows,
+            "as_of": instruments.as_of,
+            "last_error": instruments.last_error,
+        },
+    });
     if let Some(keeper) = &s.keeper {
         let t = keeper.status();
         let ok = matches!(t.state, "valid" | "expiring");

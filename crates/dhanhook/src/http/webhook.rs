@@ -99,6 +99,21 @@ pub(super) async fn receive(
                 "the alert could not be recorded, so nothing was placed; it is safe to send it again",
             )
         }
+        Ok(Err(EngineError::Unresolvable(problems))) => {
+            tracing::info!(
+                problems = problems.len(),
+                "webhook refused: instruments do not resolve"
+            );
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"status": "invalid", "errors": problems})),
+            )
+                .into_response()
+        }
+        Ok(Err(EngineError::InstrumentsMissing)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the scrip master is not loaded yet (see /ready); nothing was placed; it is safe to send the alert again",
+        ),
         Ok(Err(e @ EngineError::DuplicateUnreadable(..))) => {
             tracing::error!(error = %e, "duplicate alert could not be answered");
             error(

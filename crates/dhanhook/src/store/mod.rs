@@ -169,6 +169,20 @@ pub struct NewLeg {
     pub leg_no: u32,
     pub correlation_id: String,
     pub order: LegOrder,
+    /// What the leg resolved to in the scrip master.
+    pub resolved: ResolvedLeg,
+}
+
+/// The instrument and quantity a leg trades at the broker.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResolvedLeg {
+    pub security_id: String,
+    /// Dhan's `exchangeSegment`, e.g. `NSE_FNO`.
+    pub exchange_segment: String,
+    pub trading_symbol: String,
+    pub lot_size: u32,
+    /// The quantity sent to the broker (lots converted to units).
+    pub units: u32,
 }
 
 /// The result of admitting an alert.
@@ -211,6 +225,11 @@ pub struct OrderRow {
     pub trigger_price: Option<f64>,
     pub amo: bool,
     pub amo_time: Option<String>,
+    pub security_id: Option<String>,
+    pub exchange_segment: Option<String>,
+    pub trading_symbol: Option<String>,
+    /// Quantity sent to the broker, in units.
+    pub units: Option<i64>,
     pub mode: String,
     pub status: LegStatus,
     pub order_id: Option<String>,

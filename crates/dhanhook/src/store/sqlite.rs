@@ -78,6 +78,7 @@ const ORDER_ROW_SELECT: &str =
     "SELECT l.alert_id, a.received_at, a.strategy, a.client_ip, a.duplicates,
         l.leg_no, l.correlation_id, l.symbol, l.exchange, l.side, l.quantity, l.order_type,
         l.product, l.validity, l.price, l.trigger_price, l.amo, l.amo_time, l.mode, l.status,
+        l.security_id, l.exchange_segment, l.trading_symbol, l.units,
         l.broker_order_id, l.fill_price, l.message, l.updated_at
     FROM order_legs l JOIN alerts a ON a.id = l.alert_id";
 
@@ -103,6 +104,10 @@ fn order_row(row: &SqliteRow) -> Result<OrderRow, JournalError> {
         trigger_price: row.try_get("trigger_price")?,
         amo: row.try_get("amo")?,
         amo_time: row.try_get("amo_time")?,
+        security_id: row.try_get("security_id")?,
+        exchange_segment: row.try_get("exchange_segment")?,
+        trading_symbol: row.try_get("trading_symbol")?,
+        units: row.try_get("units")?,
         mode: row.try_get("mode")?,
         status: LegStatus::parse(&status)
             .ok_or_else(|| JournalError::Corrupt(format!("leg status {status}")))?,
@@ -175,9 +180,10 @@ impl Journal for SqliteJournal {
             sqlx::query(
                 "INSERT INTO order_legs (alert_id, leg_no, correlation_id, symbol, exchange, side, quantity,
                      order_type, product, validity, price, trigger_price, instrument, option_type,
-                     strike_price, expiry_date, amo, amo_time, mode, status, created_at, updated_at)
+                     strike_price, expiry_date, amo, amo_time, mode, status, created_at, updated_at,
+                     security_id, exchange_segment, trading_symbol, lot_size, units)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                         ?19, ?20, ?21, ?21)",
+                         ?19, ?20, ?21, ?21, ?22, ?23, ?24, ?25, ?26)",
             )
             .bind(&alert.id)
             .bind(i64::from(leg.leg_no))
@@ -200,6 +206,11 @@ impl Journal for SqliteJournal {
             .bind(alert.mode.as_str())
             .bind(LegStatus::Received.as_str())
             .bind(now)
+            .bind(&leg.resolved.security_id)
+            .bind(&leg.resolved.exchange_segment)
+            .bind(&leg.resolved.trading_symbol)
+            .bind(i64::from(leg.resolved.lot_size))
+            .bind(i64::from(leg.resolved.units))
             .execute(&mut *tx)
             .await?;
         }

@@ -32,6 +32,8 @@ fn serve(dir: &std::path::Path, vars: &[(&str, &str)]) -> Served {
         .env("PORT", "0")
         // Debug level for everything: no library may leak a secret either.
         .env("RUST_LOG", "debug")
+        // Never the network: the built-in sample (paper) or INSTRUMENTS_PATH (live).
+        .env("INSTRUMENTS_URL", "off")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in vars {
@@ -258,8 +260,8 @@ fn live_mode_without_what_it_needs_refuses_to_start_with_one_clear_line() {
             "WEBHOOK_SECRET: live mode refuses a secret shorter than 32 characters",
         ),
         (
-            totp.to_vec(),
-            "INSTRUMENTS_PATH: live mode needs Dhan's scrip master",
+            [&totp[..], &[("INSTRUMENTS_URL", "off")]].concat(),
+            "INSTRUMENTS_URL=off needs INSTRUMENTS_PATH in live mode",
         ),
     ];
     for (extra, expected) in cases {
@@ -475,11 +477,7 @@ async fn live_mode_logs_no_credential_at_any_level() {
         ),
         (
             "INSTRUMENTS_PATH".to_owned(),
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/scrip-master.csv"
-            )
-            .to_owned(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/data/scrip-master-sample.csv").to_owned(),
         ),
         ("RUST_LOG".to_owned(), "trace".to_owned()),
     ]);

@@ -47,6 +47,8 @@ pub async fn spawn_app_with(dir: Arc<TempDir>, vars: &[(&str, &str)]) -> TestApp
         ("DATA_DIR".to_owned(), dir.path().display().to_string()),
         ("WEBHOOK_SECRET".to_owned(), SECRET.to_owned()),
         ("ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
+        // Tests never reach the network: paper mode uses the built-in sample scrip master.
+        ("INSTRUMENTS_URL".to_owned(), "off".to_owned()),
     ]);
     for (k, v) in vars {
         env.insert((*k).to_owned(), (*v).to_owned());

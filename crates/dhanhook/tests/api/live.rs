@@ -11,10 +11,7 @@ use crate::helpers::{
     ADMIN_TOKEN, SECRET, TestApp, flat_alert, http_client, market_time, spawn_app_with,
 };
 
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/scrip-master.csv"
-);
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/scrip-master-sample.csv");
 
 /// The simulator and the app, with their clocks starting together.
 struct Live {
@@ -408,14 +405,16 @@ async fn dhans_refusals_are_rejections_with_dhans_reason() {
     );
 
     let mut unknown = flat_alert();
-    unknown["symbol"] = json!("NSE:NOSUCHCO");
-    let v: Value = t.app.post_webhook(&unknown).await.json().await.unwrap();
-    assert_eq!(v["legs"][0]["status"], "REJECTED");
+    unknown["symbol"] = json!("NSE:RELIANC");
+    let resp = t.app.post_webhook(&unknown).await;
+    assert_eq!(resp.status(), 422, "an unknown symbol is refused at intake");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["errors"][0]["field"], "symbol");
     assert!(
-        v["legs"][0]["message"]
+        v["errors"][0]["problem"]
             .as_str()
             .unwrap()
-            .contains("not in the scrip master"),
+            .contains("did you mean RELIANCE"),
         "{v}"
     );
     assert_eq!(t.sim.orders().len(), 0, "nothing reached the order book");

@@ -1,0 +1,8 @@
+-- What each leg resolved to in the scrip master: the exact instrument and quantity sent to
+-- the broker (units), kept with the leg so the journal shows what was traded, not only what
+-- the alert said. NULL for legs journaled before resolution existed.
+ALTER TABLE order_legs ADD COLUMN security_id TEXT;
+ALTER TABLE order_legs ADD COLUMN exchange_segment TEXT;
+ALTER TABLE order_legs ADD COLUMN trading_symbol TEXT;
+ALTER TABLE order_legs ADD COLUMN lot_size INTEGER;
+ALTER TABLE order_legs ADD COLUMN units INTEGER;

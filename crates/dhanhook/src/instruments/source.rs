@@ -1,0 +1,351 @@
+//! Where the scrip master comes from, and keeping it fresh.
+//!
+//! - `INSTRUMENTS_PATH` set: that file is used as is (never downloaded over; the upstream's
+//!   hand-copied CSV habit).
+//! - Otherwise the compact file is downloaded from `INSTRUMENTS_URL` (Dhan's by default) into
+//!   `DATA_DIR/instruments/` when the cached copy is older than today's refresh time (08:00
+//!   IST by default: Dhan rebuilds the file each morning, and derivative ids change with every
+//!   expiry), then daily at that time. The download goes to a temporary file, is parsed, and
+//!   only then replaces the cache (atomic rename): a failed or truncated download never
+//!   replaces the last good copy; the service keeps that copy and reports `stale`.
+//! - Start-up never waits for the network: it loads the cache (or, in paper mode with no
+//!   cache at all, the built-in sample) and downloads in the background.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use chrono::{DateTime, NaiveTime, TimeZone, Utc};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::{Instruments, master};
+use crate::clock::{Clock, ist, ist_offset};
+
+/// Dhan's compact scrip master.
+pub const DEFAULT_URL: &str = "https://images.dhan.co/api-data/api-scrip-master.csv";
+
+/// How long a download may take: the file is tens of megabytes.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Retry a failed download after this long (the cached copy stays in use meanwhile).
+const RETRY_AFTER: chrono::Duration = chrono::Duration::minutes(10);
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// `INSTRUMENTS_PATH`: a file to use as is.
+    pub local_path: Option<PathBuf>,
+    /// `INSTRUMENTS_URL`, or `None` (`off`) for no downloads.
+    pub url: Option<String>,
+    /// Where downloads are cached.
+    pub cache_dir: PathBuf,
+    /// IST time after which yesterday's file is stale.
+    pub refresh_at: NaiveTime,
+    /// Paper mode: with nothing else available, use the built-in sample.
+    pub allow_sample: bool,
+}
+
+/// What `/ready` and `/` say about the scrip master.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceStatus {
+    /// `fresh`, `stale` (older than today's refresh and the download failed), `missing`,
+    /// `file` (INSTRUMENTS_PATH) or `sample` (built-in, paper mode only).
+    pub state: &'static str,
+    pub rows: usize,
+    /// When the copy in use was downloaded or loaded (IST).
+    pub as_of: Option<String>,
+    pub source: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Loaded {
+    instruments: Arc<Instruments>,
+    as_of: DateTime<Utc>,
+    kind: LoadedKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoadedKind {
+    File,
+    Cache,
+    Sample,
+}
+
+/// The scrip master in use, swappable while orders read it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct InstrumentSource {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: SourceConfig,
+    clock: Arc<dyn Clock>,
+    /// Read on every alert; replaced whole after a download (readers keep their `Arc`).
+    current: RwLock<Option<Loaded>>,
+    last_error: Mutex<Option<String>>,
+    /// One download at a time.
+    downloading: tokio::sync::Mutex<()>,
+}
+
+impl InstrumentSource {
+    /// Loads what is available locally, without the network.
+    ///
+    /// # Errors
+    /// `INSTRUMENTS_PATH` names a file that cannot be loaded (a configuration mistake worth
+    /// stopping for). A bad cache is only logged.
+    pub fn start(config: SourceConfig, clock: Arc<dyn Clock>) -> Result<Self, master::MasterError> {
+        let now = clock.now();
+        let loaded = if let Some(path) = &config.local_path {
+            Some(Loaded {
+                instruments: Arc::new(master::load(path)?),
+                as_of: now,
+                kind: LoadedKind::File,
+            })
+        } else {
+            let cached = cache_file(&config.cache_dir);
+            let from_cache = cached.exists().then(|| master::load(&cached)).and_then(|r| match r {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the cached scrip master is unusable; it will be downloaded again");
+                    None
+                }
+            });
+            match from_cache {
+                Some(m) => Some(Loaded {
+                    instruments: Arc::new(m),
+                    as_of: read_stamp(&config.cache_dir).unwrap_or(DateTime::UNIX_EPOCH),
+                    kind: LoadedKind::Cache,
+                }),
+                None if config.allow_sample => Some(Loaded {
+                    instruments: Arc::new(master::parse(
+                        master::SAMPLE.as_bytes(),
+                        "built-in sample",
+                    )?),
+                    as_of: now,
+                    kind: LoadedKind::Sample,
+                }),
+                None => None,
+            }
+        };
+        if let Some(l) = &loaded {
+            tracing::info!(rows = l.instruments.len(), source = ?l.kind, "scrip master loaded");
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                clock,
+                current: RwLock::new(loaded),
+                last_error: Mutex::new(None),
+                downloading: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The scrip master in use, if any.
+    pub fn current(&self) -> Option<Arc<Instruments>> {
+        self.read().as_ref().map(|l| Arc::clone(&l.instruments))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<Loaded>> {
+        self.inner.current.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The last refresh instant at or before `now` (today's refresh time, or yesterday's).
+    fn last_refresh_point(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let today = ist(now).date_naive();
+        let at = |d: chrono::NaiveDate| {
+            ist_offset()
+                .from_local_datetime(&d.and_time(self.inner.config.refresh_at))
+                .single()
+                .map_or(now, |t| t.with_timezone(&Utc))
+        };
+        let today_point = at(today);
+        if today_point <= now {
+            today_point
+        } else {
+            at(today - chrono::Duration::days(1))
+        }
+    }
+
+    /// Whether a download is due: downloads are on, no local file is configured, and the copy
+    /// in use predates the last refresh time.
+    pub fn needs_download(&self, now: DateTime<Utc>) -> bool {
+        if self.inner.config.local_path.is_some() || self.inner.config.url.is_none() {
+            return false;
+        }
+        match self.read().as_ref() {
+            Some(l) if l.kind == LoadedKind::Cache => l.as_of < self.last_refresh_point(now),
+            _ => true,
+        }
+    }
+
+    /// Downloads, checks and installs a fresh scrip master.
+    ///
+    /// # Errors
+    /// Downloads are off, or the download or the file failed; the copy in use is kept.
+    pub async fn download(&self) -> Result<usize, String> {
+        let _one = self.inner.downloading.lock().await;
+        let url = self
+            .inner
+            .config
+            .url
+            .clone()
+            .ok_or("downloads are off (INSTRUMENTS_URL=off)")?;
+        let result = self.download_from(&url).await;
+        *self
+            .inner
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = result.as_ref().err().cloned();
+        match &result {
+            Ok(rows) => tracing::info!(rows, "scrip master downloaded"),
+            Err(e) => {
+                tracing::warn!(error = %e, "scrip master download failed; keeping the copy in use")
+            }
+        }
+        result
+    }
+
+    async fn download_from(&self, url: &str) -> Result<usize, String> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(DOWNLOAD_TIMEOUT)
+            .build()
+            .map_err(|e| e.without_url().to_string())?;
+        let resp = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("download failed: {}", e.without_url()))?;
+        if !resp.status().is_success() {
+            return Err(format!("download failed: HTTP {}", resp.status().as_u16()));
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("download cut off: {}", e.without_url()))?;
+        let dir = self.inner.config.cache_dir.clone();
+        let now = self.inner.clock.now();
+        // Parse before installing: a truncated or HTML error page never replaces a good copy.
+        let (instruments, path) =
+            tokio::task::spawn_blocking(move || -> Result<(Instruments, PathBuf), String> {
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                let tmp = dir.join("api-scrip-master.csv.partial");
+                std::fs::write(&tmp, &bytes)
+                    .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+                let parsed = master::load(&tmp).map_err(|e| e.to_string())?;
+                let path = cache_file(&dir);
+                std::fs::rename(&tmp, &path)
+                    .map_err(|e| format!("cannot install {}: {e}", path.display()))?;
+                write_stamp(&dir, now);
+                Ok((parsed, path))
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+        let rows = instruments.len();
+        tracing::debug!(path = %path.display(), "scrip master cached");
+        *self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Loaded {
+            instruments: Arc::new(instruments),
+            as_of: now,
+            kind: LoadedKind::Cache,
+        });
+        Ok(rows)
+    }
+
+    pub fn status(&self) -> SourceStatus {
+        let now = self.inner.clock.now();
+        let last_error = self
+            .inner
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let guard = self.read();
+        let Some(l) = guard.as_ref() else {
+            return SourceStatus {
+                state: "missing",
+                rows: 0,
+                as_of: None,
+                source: self.inner.config.url.clone(),
+                last_error,
+            };
+        };
+        let state = match l.kind {
+            LoadedKind::File => "file",
+            LoadedKind::Sample => "sample",
+            LoadedKind::Cache if l.as_of < self.last_refresh_point(now) => "stale",
+            LoadedKind::Cache => "fresh",
+        };
+        SourceStatus {
+            state,
+            rows: l.instruments.len(),
+            as_of: Some(ist(l.as_of).format("%Y-%m-%d %H:%M:%S").to_string()),
+            source: match l.kind {
+                LoadedKind::File => self
+                    .inner
+                    .config
+                    .local_path
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+                LoadedKind::Sample => Some("built-in sample".to_owned()),
+                LoadedKind::Cache => Some(
+                    cache_file(&self.inner.config.cache_dir)
+                        .display()
+                        .to_string(),
+                ),
+            },
+            last_error,
+        }
+    }
+
+    /// Downloads when due (at once if the copy is old), then every day at the refresh time;
+    /// retries a failed download every 10 minutes.
+    pub async fn run_until_stopped(self, stop: CancellationToken) {
+        loop {
+            let now = self.inner.clock.now();
+            let wake = if self.needs_download(now) {
+                match self.download().await {
+                    Ok(_) => None,
+                    Err(_) => Some(self.inner.clock.now() + RETRY_AFTER),
+                }
+            } else {
+                None
+            };
+            if self.inner.config.url.is_none() || self.inner.config.local_path.is_some() {
+                return;
+            }
+            let next = wake.unwrap_or_else(|| {
+                self.last_refresh_point(self.inner.clock.now()) + chrono::Duration::days(1)
+            });
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.inner.clock.sleep_until(next) => {}
+            }
+        }
+    }
+}
+
+fn cache_file(dir: &Path) -> PathBuf {
+    dir.join("api-scrip-master.csv")
+}
+
+/// The download time, kept beside the cache (the file's mtime is not on the service's clock).
+fn write_stamp(dir: &Path, at: DateTime<Utc>) {
+    let _ = std::fs::write(dir.join("downloaded_at"), at.to_rfc3339());
+}
+
+fn read_stamp(dir: &Path) -> Option<DateTime<Utc>> {
+    let text = std::fs::read_to_string(dir.join("downloaded_at")).ok()?;
+    DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
