@@ -44,11 +44,27 @@ pub enum Command {
     },
     /// Print the current TOTP code for DHAN_TOTP_SECRET (compare it with your authenticator app).
     Totp,
+    /// Dhan's scrip master: download it now, or show what a ticker trades.
+    Instruments {
+        #[command(subcommand)]
+        action: InstrumentsAction,
+    },
     /// Run the Dhan simulator (fake credentials, nothing real) for trying dhanhook locally.
     Sim {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstrumentsAction {
+    /// Download the scrip master into the cache now (INSTRUMENTS_URL).
+    Update,
+    /// Show what an alert with this ticker would trade (e.g. NSE:RELIANCE, NIFTY1!).
+    Lookup {
+        /// A TradingView ticker; NSE when no exchange is given.
+        ticker: String,
     },
 }
 
@@ -88,6 +104,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sim { listen } => sim_command(listen).await,
+        Command::Instruments { action } => instruments_command(&settings, action).await,
         Command::Orders { limit } => {
             let journal = open_journal(&settings).await?;
             let rows = journal
@@ -151,6 +168,61 @@ pub fn mask_token(token: &str) -> String {
     let head: String = token.chars().take(4).collect();
     let tail: String = token.chars().skip(n - 4).collect();
     format!("{head}…{tail} ({n} characters)")
+}
+
+/// `dhanhook instruments update|lookup`.
+async fn instruments_command(settings: &Settings, action: InstrumentsAction) -> anyhow::Result<()> {
+    use crate::instruments::source::{InstrumentSource, SourceConfig};
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let source = InstrumentSource::start(
+        SourceConfig {
+            local_path: settings.instruments.path.clone(),
+            url: settings.instruments.url.clone(),
+            cache_dir: settings.data_dir.join("instruments"),
+            refresh_at: settings.instruments.refresh_at,
+            // Lookups work offline on the built-in sample when nothing else is there.
+            allow_sample: true,
+        },
+        Arc::clone(&clock),
+    )?;
+    match action {
+        InstrumentsAction::Update => {
+            let rows = source.download().await.map_err(anyhow::Error::msg)?;
+            println!(
+                "scrip master updated: {rows} instruments in {}",
+                settings.data_dir.join("instruments").display()
+            );
+        }
+        InstrumentsAction::Lookup { ticker } => {
+            let status = source.status();
+            let instruments = source
+                .current()
+                .context("no scrip master available; run `dhanhook instruments update`")?;
+            let today = ist(clock.now()).date_naive();
+            let i = instruments
+                .lookup(&ticker, today)
+                .map_err(anyhow::Error::msg)?;
+            println!("ticker:          {}", ticker.trim().to_ascii_uppercase());
+            println!("trades:          {} ({})", i.trading_symbol, i.display);
+            println!("security id:     {}", i.security_id);
+            println!("segment:         {}", i.exchange_segment);
+            println!("instrument:      {}", i.instrument);
+            println!("lot size:        {}", i.lot_size);
+            println!(
+                "expiry:          {}",
+                i.expiry.map_or_else(|| "-".to_owned(), |e| e.to_string())
+            );
+            if let (Some(strike), Some(kind)) = (i.strike, i.option_type) {
+                println!("option:          {strike} {kind}");
+            }
+            println!(
+                "scrip master:    {} ({} rows)",
+                status.source.unwrap_or_default(),
+                status.rows
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `dhanhook sim`: the simulator on `listen` until ctrl-c or SIGTERM.

@@ -16,7 +16,13 @@ use std::{
 use chrono::NaiveTime;
 use secrecy::SecretString;
 
-use crate::{dhan::DhanUrls, instruments::QuantityUnit, token::TokenSettings};
+use crate::{
+    alert::AmoTime,
+    dhan::DhanUrls,
+    instruments::QuantityUnit,
+    market::{AmoWindow, WhenClosed},
+    token::TokenSettings,
+};
 
 /// Paper trading (nothing reaches Dhan) or live trading (`ENABLE_DHAN=true`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +109,22 @@ pub struct Settings {
     pub health_check_interval: Duration,
     pub dhan: DhanSettings,
     pub instruments: InstrumentSettings,
+    pub routing: RoutingSettings,
+}
+
+/// What happens to an alert that arrives while its market is closed.
+#[derive(Debug, Clone)]
+pub struct RoutingSettings {
+    /// `WHEN_CLOSED`: amo (default), queue or reject; an alert may override it.
+    pub when_closed: WhenClosed,
+    /// `AMO_TIME`: when Dhan releases an AMO whose alert names none (default OPEN).
+    pub amo_time: AmoTime,
+    /// `AMO_WINDOW_OPENS` / `AMO_WINDOW_CLOSES` (IST).
+    pub amo_window: AmoWindow,
+    /// `HOLIDAYS_PATH`: a folder of holiday files replacing the built-in ones per year.
+    pub holidays_path: Option<PathBuf>,
+    /// `QUEUE_MAX_AGE`: a queued alert older than this is expired, never placed.
+    pub queue_max_age: Duration,
 }
 
 /// Where the scrip master comes from and how alert quantities are read.
@@ -252,6 +274,7 @@ impl Settings {
         let health_secs = parse_u64(&get, "HEALTH_CHECK_INTERVAL", 21_600, 60, 7 * 86_400)?;
         let dhan = dhan_settings(&get, auto_health_check, Duration::from_secs(health_secs))?;
         let instruments = instrument_settings(&get)?;
+        let routing = routing_settings(&get)?;
 
         Ok(Settings {
             mode,
@@ -268,6 +291,7 @@ impl Settings {
             health_check_interval: Duration::from_secs(health_secs),
             dhan,
             instruments,
+            routing,
         })
     }
 
@@ -380,6 +404,61 @@ fn dhan_settings(
             fallback_ttl: Duration::from_secs(24 * 3600),
             health_check: auto_health_check.then_some(health_check_interval),
         },
+    })
+}
+
+/// Default `QUEUE_MAX_AGE`: 96 hours, so a signal from Friday evening still runs at Tuesday's
+/// open after a Monday holiday, while anything older is expired instead of placed days late.
+pub const DEFAULT_QUEUE_MAX_AGE_SECS: u64 = 96 * 3600;
+
+fn routing_settings(get: &impl Fn(&str) -> Option<String>) -> Result<RoutingSettings, ConfigError> {
+    let when_closed = match get("WHEN_CLOSED") {
+        None => WhenClosed::Amo,
+        Some(v) => WhenClosed::parse(&v).ok_or_else(|| {
+            ConfigError::new(
+                "WHEN_CLOSED",
+                format!("'{v}' is not accepted; use amo, queue or reject"),
+            )
+        })?,
+    };
+    let amo_time = match get("AMO_TIME") {
+        None => AmoTime::Open,
+        Some(v) => AmoTime::parse(&v.to_ascii_uppercase()).ok_or_else(|| {
+            ConfigError::new(
+                "AMO_TIME",
+                format!("'{v}' is not accepted; use {}", AmoTime::ACCEPTED),
+            )
+        })?,
+    };
+    let time = |var: &'static str, default: NaiveTime| -> Result<NaiveTime, ConfigError> {
+        match get(var) {
+            None => Ok(default),
+            Some(v) => NaiveTime::parse_from_str(&v, "%H:%M").map_err(|_| {
+                ConfigError::new(
+                    var,
+                    format!("'{v}' is not accepted; use an IST time like 16:00"),
+                )
+            }),
+        }
+    };
+    let defaults = AmoWindow::default();
+    let amo_window = AmoWindow {
+        opens: time("AMO_WINDOW_OPENS", defaults.opens)?,
+        closes: time("AMO_WINDOW_CLOSES", defaults.closes)?,
+    };
+    let max_age = parse_u64(
+        get,
+        "QUEUE_MAX_AGE",
+        DEFAULT_QUEUE_MAX_AGE_SECS,
+        60,
+        30 * 86_400,
+    )?;
+    Ok(RoutingSettings {
+        when_closed,
+        amo_time,
+        amo_window,
+        holidays_path: get("HOLIDAYS_PATH").map(PathBuf::from),
+        queue_max_age: Duration::from_secs(max_age),
     })
 }
 

@@ -12,17 +12,20 @@
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
+use tokio::sync::Notify;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    alert::{AmoTime, FieldProblem, Signal},
+    alert::{FieldProblem, Signal},
     broker::{Broker, BrokerError, OrderRequest, Placement},
     clock::{Clock, ist},
-    config::Mode,
+    config::{Mode, RoutingSettings},
     csvlog::CsvLog,
     instruments::{QuantityUnit, source::InstrumentSource},
+    market::{self, Calendar, Route, Venue},
     store::{
         Admission, AlertRecord, AlertStatus, DedupeKey, Journal, JournalError, LegStatus,
         LegUpdate, NewAlert, NewLeg, OrderRow, ResolvedLeg,
@@ -48,6 +51,9 @@ pub struct Outcome {
     pub alert_id: String,
     pub duplicate: bool,
     pub mode: String,
+    /// How the alert was routed: `{"route":"now"}`, `{"route":"amo","amo_time":…}`,
+    /// `{"route":"queue","until":…}` or `{"route":"reject","reason":…}`.
+    pub route: serde_json::Value,
     pub legs: Vec<LegView>,
 }
 
@@ -105,14 +111,18 @@ pub enum EngineError {
 /// The pipeline and everything it needs. Cheap to clone (all shared handles).
 #[derive(Debug, Clone)]
 pub struct Engine {
-    journal: Arc<dyn Journal>,
+    pub(crate) journal: Arc<dyn Journal>,
     broker: Arc<dyn Broker>,
-    csv: CsvLog,
-    clock: Arc<dyn Clock>,
+    pub(crate) csv: CsvLog,
+    pub(crate) clock: Arc<dyn Clock>,
     mode: Mode,
     dedup_window: Duration,
     instruments: InstrumentSource,
     quantity_unit: QuantityUnit,
+    pub(crate) calendar: Arc<Calendar>,
+    pub(crate) routing: RoutingSettings,
+    /// Wakes the queue runner when an alert is queued.
+    pub(crate) queue_wake: Arc<Notify>,
 }
 
 /// What an [`Engine`] is built from.
@@ -126,6 +136,8 @@ pub struct EngineParts {
     pub dedup_window: Duration,
     pub instruments: InstrumentSource,
     pub quantity_unit: QuantityUnit,
+    pub calendar: Arc<Calendar>,
+    pub routing: RoutingSettings,
 }
 
 impl Engine {
@@ -139,7 +151,18 @@ impl Engine {
             dedup_window: p.dedup_window,
             instruments: p.instruments,
             quantity_unit: p.quantity_unit,
+            calendar: p.calendar,
+            routing: p.routing,
+            queue_wake: Arc::new(Notify::new()),
         }
+    }
+
+    pub fn calendar(&self) -> &Calendar {
+        &self.calendar
+    }
+
+    pub fn routing(&self) -> &RoutingSettings {
+        &self.routing
     }
 
     /// Resolves every leg in the scrip master on `now`'s IST date.
@@ -184,6 +207,35 @@ impl Engine {
     pub async fn handle(&self, signal: Signal, intake: Intake) -> Result<Outcome, EngineError> {
         let now = self.clock.now();
         let resolved = self.resolve(&signal, now)?;
+        let venues: Vec<Venue> = resolved
+            .iter()
+            .filter_map(|r| Venue::from_segment(&r.exchange_segment))
+            .collect();
+        let policy = signal.when_closed.unwrap_or(self.routing.when_closed);
+        let route = market::route(
+            now,
+            &venues,
+            policy,
+            self.routing.amo_window,
+            self.routing.amo_time,
+            &self.calendar,
+        );
+        let (initial_status, initial_message, queued_until) = match &route {
+            Route::Now | Route::Amo { .. } => (LegStatus::Received, None, None),
+            Route::Queue { until } => (
+                LegStatus::Queued,
+                Some(format!(
+                    "queued until the market opens at {} IST",
+                    ist(*until).format("%Y-%m-%d %H:%M")
+                )),
+                Some(*until),
+            ),
+            Route::Reject { reason } => (
+                LegStatus::Rejected,
+                Some(format!("not placed: {reason}")),
+                None,
+            ),
+        };
         let alert_id = uuid::Uuid::now_v7().to_string();
         let legs = signal
             .legs
@@ -192,10 +244,19 @@ impl Engine {
             .enumerate()
             .map(|(i, (leg, resolved))| {
                 let leg_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                let mut order = leg.clone();
+                // The route decides whether this is an AMO, not the alert's wish alone.
+                match &route {
+                    Route::Amo { amo_time } => {
+                        order.amo = true;
+                        order.amo_time = Some(order.amo_time.unwrap_or(*amo_time));
+                    }
+                    _ => order.amo = false,
+                }
                 NewLeg {
                     leg_no,
                     correlation_id: correlation_id(&alert_id, leg_no, now),
-                    order: leg.clone(),
+                    order,
                     resolved,
                 }
             })
@@ -211,6 +272,10 @@ impl Engine {
             payload: intake.payload.to_string(),
             mode: self.mode,
             legs,
+            route: serde_json::to_string(&route).unwrap_or_default(),
+            queued_until,
+            initial_status,
+            initial_message,
         };
 
         match self
@@ -225,7 +290,10 @@ impl Engine {
                 Ok(self.duplicate_outcome(&record))
             }
             Admission::Admitted => {
-                tracing::info!(%alert_id, legs = alert.legs.len(), "alert journaled");
+                tracing::info!(%alert_id, legs = alert.legs.len(), route = %alert.route, "alert journaled");
+                if alert.initial_status == LegStatus::Queued {
+                    self.queue_wake.notify_one();
+                }
                 Ok(self.place_legs(&alert).await)
             }
         }
@@ -247,7 +315,10 @@ impl Engine {
                 .ok_or_else(|| {
                     EngineError::DuplicateUnreadable(alert_id.to_owned(), "not found".to_owned())
                 })?;
-            let settled = record.legs.iter().all(|l| l.status.is_settled());
+            let settled = record
+                .legs
+                .iter()
+                .all(|l| l.status.is_settled() || l.status == LegStatus::Queued);
             if settled || tokio::time::Instant::now() >= deadline {
                 return Ok(record);
             }
@@ -262,15 +333,26 @@ impl Engine {
             alert_id: record.id.clone(),
             duplicate: true,
             mode: record.mode.clone(),
+            route: record
+                .route
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok())
+                .unwrap_or(serde_json::Value::Null),
             legs: record.legs.iter().map(LegView::from).collect(),
         }
     }
 
-    /// Places the legs of a freshly journaled alert, in order, recording each step.
+    /// Places the legs of a freshly journaled alert, in order, recording each step (legs routed
+    /// to the queue or refused are only reported).
     async fn place_legs(&self, alert: &NewAlert) -> Outcome {
         let mut rows: Vec<OrderRow> = alert.legs.iter().map(|leg| order_row(alert, leg)).collect();
         for (leg, row) in alert.legs.iter().zip(rows.iter_mut()) {
-            self.place_leg(alert, leg, row).await;
+            match alert.initial_status {
+                LegStatus::Received => self.place_leg(&alert.id, leg, row).await,
+                // Queued legs are placed later by the queue; their CSV row comes then.
+                LegStatus::Queued => continue,
+                _ => {}
+            }
             self.csv
                 .append(&alert.alert_type, row, self.clock.now())
                 .await;
@@ -288,12 +370,13 @@ impl Engine {
             alert_id: alert.id.clone(),
             duplicate: false,
             mode: self.mode.to_string(),
+            route: serde_json::from_str(&alert.route).unwrap_or(serde_json::Value::Null),
             legs: rows.iter().map(LegView::from).collect(),
         }
     }
 
     /// One leg: SUBMITTING (committed) → broker → result. `row` mirrors what was journaled.
-    async fn place_leg(&self, alert: &NewAlert, leg: &NewLeg, row: &mut OrderRow) {
+    pub(crate) async fn place_leg(&self, alert_id: &str, leg: &NewLeg, row: &mut OrderRow) {
         let submitting = LegUpdate {
             status: LegStatus::Submitting,
             broker_order_id: None,
@@ -302,11 +385,11 @@ impl Engine {
         };
         if let Err(error) = self
             .journal
-            .update_leg(&alert.id, leg.leg_no, &submitting, self.clock.now())
+            .update_leg(alert_id, leg.leg_no, &submitting, self.clock.now())
             .await
         {
             // Not sent: without the SUBMITTING mark a crash could not tell whether it was.
-            tracing::error!(alert_id = %alert.id, leg = leg.leg_no, %error, "journal refused SUBMITTING; leg not sent");
+            tracing::error!(alert_id = %alert_id, leg = leg.leg_no, %error, "journal refused SUBMITTING; leg not sent");
             row.message = Some("not sent: the journal could not record the attempt".to_owned());
             return;
         }
@@ -319,7 +402,7 @@ impl Engine {
             amo: leg
                 .order
                 .amo
-                .then(|| leg.order.amo_time.unwrap_or(AmoTime::Open)),
+                .then(|| leg.order.amo_time.unwrap_or(self.routing.amo_time)),
         };
         let update = match self.broker.place(request).await {
             Ok(Placement::Filled {
@@ -352,13 +435,13 @@ impl Engine {
             },
             Err(BrokerError::Unknown(why)) => {
                 // The leg stays SUBMITTING: its fate must be looked up, never guessed.
-                tracing::warn!(alert_id = %alert.id, leg = leg.leg_no, %why, "order outcome unknown");
+                tracing::warn!(alert_id = %alert_id, leg = leg.leg_no, %why, "order outcome unknown");
                 row.message = Some(format!("outcome unknown: {why}"));
                 return;
             }
         };
         tracing::info!(
-            alert_id = %alert.id,
+            alert_id = %alert_id,
             leg = leg.leg_no,
             broker = self.broker.name(),
             status = %update.status,
@@ -371,10 +454,10 @@ impl Engine {
         row.message.clone_from(&update.message);
         if let Err(error) = self
             .journal
-            .update_leg(&alert.id, leg.leg_no, &update, self.clock.now())
+            .update_leg(alert_id, leg.leg_no, &update, self.clock.now())
             .await
         {
-            tracing::error!(alert_id = %alert.id, leg = leg.leg_no, %error, "could not journal the broker's answer");
+            tracing::error!(alert_id = %alert_id, leg = leg.leg_no, %error, "could not journal the broker's answer");
         }
     }
 }
@@ -405,11 +488,12 @@ fn order_row(alert: &NewAlert, leg: &NewLeg) -> OrderRow {
         exchange_segment: Some(leg.resolved.exchange_segment.clone()),
         trading_symbol: Some(leg.resolved.trading_symbol.clone()),
         units: Some(i64::from(leg.resolved.units)),
+        lot_size: Some(i64::from(leg.resolved.lot_size)),
         mode: alert.mode.to_string(),
-        status: LegStatus::Received,
+        status: alert.initial_status,
         order_id: None,
         fill_price: None,
-        message: None,
+        message: alert.initial_message.clone(),
         updated_at: alert.received_at,
     }
 }

@@ -28,6 +28,7 @@ pub mod engine;
 pub mod http;
 pub mod instruments;
 pub mod market;
+pub mod queue;
 pub mod secrets;
 pub mod startup;
 pub mod store;

@@ -18,6 +18,7 @@ use crate::{
     engine::{Engine, EngineParts},
     http::{AppState, router},
     instruments::source::{InstrumentSource, SourceConfig},
+    market::Calendar,
     secrets,
     store::{Journal, sqlite::SqliteJournal},
     token::{Credentials, TokenKeeper},
@@ -114,6 +115,10 @@ impl Application {
             Arc::clone(&clock),
         )
         .context("INSTRUMENTS_PATH")?;
+        let calendar = Arc::new(match &settings.routing.holidays_path {
+            Some(dir) => Calendar::with_overrides(dir).context("HOLIDAYS_PATH")?,
+            None => Calendar::builtin(),
+        });
         let (broker, keeper): (Arc<dyn Broker>, Option<TokenKeeper>) = match settings.mode {
             Mode::Paper => (Arc::new(PaperBroker), None),
             Mode::Live => {
@@ -131,6 +136,8 @@ impl Application {
             dedup_window: settings.dedup_window,
             instruments: instruments.clone(),
             quantity_unit: settings.instruments.quantity_unit,
+            calendar: Arc::clone(&calendar),
+            routing: settings.routing.clone(),
         });
 
         let listener = TcpListener::bind((settings.host, settings.port))
@@ -145,6 +152,7 @@ impl Application {
             tasks.spawn(keeper.clone().run_until_stopped(stop.clone()));
         }
         tasks.spawn(instruments.clone().run_until_stopped(stop.clone()));
+        tasks.spawn(engine.clone().run_queue_until_stopped(stop.clone()));
         let state = AppState::new(
             engine,
             Arc::clone(&journal),
@@ -287,6 +295,18 @@ fn public_config(
         "database_location": settings.database_url.describe(),
         "csv_log_path": settings.csv_log_path.display().to_string(),
         "dedup_window_secs": settings.dedup_window.as_secs(),
+        "when_closed": settings.routing.when_closed.as_str(),
+        "amo_time": settings.routing.amo_time.as_str(),
+        "amo_window_ist": format!(
+            "{} to {} (next trading day)",
+            settings.routing.amo_window.opens.format("%H:%M"),
+            settings.routing.amo_window.closes.format("%H:%M")
+        ),
+        "queue_max_age_secs": settings.routing.queue_max_age.as_secs(),
+        "holidays": settings.routing.holidays_path.as_ref().map_or_else(
+            || "built-in".to_owned(),
+            |p| p.display().to_string()
+        ),
         "webhook_secret": match source {
             SecretSource::Env => "from WEBHOOK_SECRET".to_owned(),
             SecretSource::File { path, .. } => format!("generated, in {path}"),

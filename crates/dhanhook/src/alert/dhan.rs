@@ -76,6 +76,12 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
     }
     let strategy = check_label(top.text(&mut out, "strategy"), "strategy", &mut out);
     let id = check_label(top.text(&mut out, "id"), "id", &mut out);
+    let when_closed = top.choice(
+        &mut out,
+        "when_closed",
+        "amo, queue or reject",
+        crate::market::WhenClosed::parse,
+    );
 
     let (mut interval, mut bar_time, mut timenow) = (None, None, None);
     if let Some(meta) = top.object(&mut out, "meta") {
@@ -144,6 +150,7 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         timenow,
         interval,
         bar_time,
+        when_closed,
         legs: legs.into_iter().map(|(_, leg)| leg).collect(),
     })
 }

@@ -32,6 +32,7 @@ const FIELDS: &[&str] = &[
     "amo",
     "amo_time",
     "timenow",
+    "when_closed",
 ];
 
 const ACTIONS: &str = "buy or sell";
@@ -105,6 +106,12 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
     let trigger_price = f.price(&mut out, "trigger_price");
     let amo = f.boolean(&mut out, "amo").unwrap_or(false);
     let amo_time = f.choice(&mut out, "amo_time", AmoTime::ACCEPTED, AmoTime::parse);
+    let when_closed = f.choice(
+        &mut out,
+        "when_closed",
+        "amo, queue or reject",
+        crate::market::WhenClosed::parse,
+    );
     if let Some(order_type) = order_type {
         check_prices(
             order_type,
@@ -152,6 +159,8 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         timenow,
         interval: None,
         bar_time: None,
+        // `amo: true` (the upstream's habit) asks for an AMO when the market is closed.
+        when_closed: when_closed.or(amo.then_some(crate::market::WhenClosed::Amo)),
         legs: vec![leg],
     })
 }

@@ -57,6 +57,8 @@ pub struct Signal {
     /// TradingView's `{{interval}}` and `{{time}}` (Dhan format `meta`), kept for the journal.
     pub interval: Option<String>,
     pub bar_time: Option<String>,
+    /// Overrides `WHEN_CLOSED` for this alert (`when_closed`, or the flat format's `amo: true`).
+    pub when_closed: Option<crate::market::WhenClosed>,
     /// Never empty; already in execution order (Dhan's `sort_order`, then array order).
     pub legs: Vec<LegOrder>,
 }

@@ -7,6 +7,7 @@
 //! client hanging up can interrupt it.
 
 mod auth;
+mod market;
 mod ops;
 mod token;
 mod webhook;
@@ -121,6 +122,9 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/logs", get(ops::logs))
+        .route("/market-status", get(market::status))
+        .route("/queue-stats", get(market::queue_stats))
+        .route("/process-queue", post(market::process_queue))
         .route("/refresh-token", post(token::refresh))
         .route("/auth/consent", post(token::consent))
         .route("/auth/status", get(token::status))

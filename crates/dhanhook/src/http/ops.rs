@@ -31,6 +31,9 @@ pub(super) async fn root(State(state): State<AppState>) -> Json<serde_json::Valu
             "GET /health": "liveness: 200 while the process runs",
             "GET /ready": "readiness: one entry per check, 503 when one fails",
             "GET /logs?limit=N": "recent order legs, newest first (admin)",
+            "GET /market-status": "sessions, next open, AMO window, holidays",
+            "GET /queue-stats": "queued alerts (admin)",
+            "POST /process-queue": "run the queued alerts that are due (admin)",
             "POST /refresh-token": "get a new Dhan token now (admin, live mode)",
             "POST /auth/consent": "start the API-key consent flow (admin, live mode)",
             "GET /auth/status": "token state (admin, live mode)",
@@ -59,9 +62,19 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
     let instruments = s.instruments.status();
     // A stale copy still resolves symbols (and is reported); no copy at all does not.
     let instruments_ok = instruments.state != "missing";
-    let mut ready = journal["ok"] == json!(true) && instruments_ok;
+    // Holiday data: the current year must be known (or every weekday would look open);
+    // a missing next year is reported ahead of time but does not fail readiness.
+    let today = crate::clock::ist(s.clock.now()).date_naive();
+    let calendar = s.engine.calendar();
+    let missing: std::collections::BTreeSet<i32> = crate::market::Venue::ALL
+        .iter()
+        .flat_map(|v| calendar.missing_years(*v, today, 30))
+        .collect();
+    let calendar_ok = !missing.contains(&chrono::Datelike::year(&today));
+    let mut ready = journal["ok"] == json!(true) && instruments_ok && calendar_ok;
     let mut checks = json!({
         "journal": journal,
+        "calendar": {"ok": calendar_ok, "missing_holiday_years": missing},
         "instruments": {
             "ok": instruments_ok,
             "state": instruments.state,

@@ -25,6 +25,8 @@ use crate::{alert::LegOrder, config::Mode};
 pub enum LegStatus {
     /// Journaled; nothing sent yet.
     Received,
+    /// Held in the durable queue until its market opens; nothing sent yet.
+    Queued,
     /// Committed just before the broker call: if we crash now, the order may or may not exist.
     Submitting,
     /// The broker received the order (Dhan's 200 with TRANSIT); the exchange's verdict is
@@ -39,8 +41,9 @@ pub enum LegStatus {
 }
 
 impl LegStatus {
-    pub const ALL: [LegStatus; 6] = [
+    pub const ALL: [LegStatus; 7] = [
         LegStatus::Received,
+        LegStatus::Queued,
         LegStatus::Submitting,
         LegStatus::Accepted,
         LegStatus::Pending,
@@ -51,6 +54,7 @@ impl LegStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             LegStatus::Received => "RECEIVED",
+            LegStatus::Queued => "QUEUED",
             LegStatus::Submitting => "SUBMITTING",
             LegStatus::Accepted => "ACCEPTED",
             LegStatus::Pending => "PENDING",
@@ -77,6 +81,7 @@ impl LegStatus {
         matches!(
             (self, next),
             (Received, Submitting | Rejected)
+                | (Queued, Submitting | Rejected)
                 | (Submitting, Accepted | Pending | Filled | Rejected)
                 | (Accepted, Pending | Filled | Rejected)
                 | (Pending, Filled | Rejected)
@@ -102,6 +107,8 @@ impl fmt::Display for LegStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertStatus {
+    /// Held in the durable queue until its market opens.
+    Queued,
     /// Some leg has not reached the broker's answer yet.
     Processing,
     /// Every leg was accepted by the broker (filled or pending).
@@ -115,6 +122,7 @@ pub enum AlertStatus {
 impl AlertStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            AlertStatus::Queued => "queued",
             AlertStatus::Processing => "processing",
             AlertStatus::Placed => "placed",
             AlertStatus::Partial => "partial",
@@ -123,13 +131,19 @@ impl AlertStatus {
     }
 
     pub fn from_legs(legs: impl IntoIterator<Item = LegStatus>) -> Self {
-        let (mut accepted, mut rejected, mut open) = (0, 0, 0);
+        let (mut accepted, mut rejected, mut open, mut queued) = (0, 0, 0, 0);
         for status in legs {
+            if status == LegStatus::Queued {
+                queued += 1;
+            }
             match status {
                 LegStatus::Accepted | LegStatus::Pending | LegStatus::Filled => accepted += 1,
                 LegStatus::Rejected => rejected += 1,
-                LegStatus::Received | LegStatus::Submitting => open += 1,
+                LegStatus::Received | LegStatus::Queued | LegStatus::Submitting => open += 1,
             }
+        }
+        if queued > 0 && queued == open && accepted == 0 && rejected == 0 {
+            return AlertStatus::Queued;
         }
         match (accepted, rejected, open) {
             (_, _, 1..) | (0, 0, 0) => AlertStatus::Processing,
@@ -162,6 +176,14 @@ pub struct NewAlert {
     pub payload: String,
     pub mode: Mode,
     pub legs: Vec<NewLeg>,
+    /// How the alert was routed (JSON of [`crate::market::Route`]).
+    pub route: String,
+    /// For a queued alert: when it becomes due.
+    pub queued_until: Option<DateTime<Utc>>,
+    /// The status every leg starts in: RECEIVED (to be placed now), QUEUED or REJECTED.
+    pub initial_status: LegStatus,
+    /// The legs' message when they start REJECTED (why) or QUEUED (until when).
+    pub initial_message: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +252,7 @@ pub struct OrderRow {
     pub trading_symbol: Option<String>,
     /// Quantity sent to the broker, in units.
     pub units: Option<i64>,
+    pub lot_size: Option<i64>,
     pub mode: String,
     pub status: LegStatus,
     pub order_id: Option<String>,
@@ -243,10 +266,31 @@ pub struct OrderRow {
 pub struct AlertRecord {
     pub id: String,
     pub received_at: DateTime<Utc>,
+    pub alert_type: String,
+    pub route: Option<String>,
+    pub queued_until: Option<DateTime<Utc>>,
     pub mode: String,
     pub status: String,
     pub duplicates: i64,
     pub legs: Vec<OrderRow>,
+}
+
+/// The queue at a glance.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueSummary {
+    /// Alert counts by status among alerts that were ever queued.
+    pub by_status: std::collections::BTreeMap<String, i64>,
+    pub next_due: Option<DateTime<Utc>>,
+    pub pending: Vec<QueuedAlert>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueuedAlert {
+    pub alert_id: String,
+    pub received_at: DateTime<Utc>,
+    pub queued_until: Option<DateTime<Utc>>,
+    pub status: String,
+    pub strategy: Option<String>,
 }
 
 /// The Dhan access token kept across restarts.
@@ -311,6 +355,28 @@ pub trait Journal: Send + Sync + fmt::Debug {
 
     /// The newest order legs first, at most `limit`.
     async fn recent_orders(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError>;
+
+    /// When the earliest queued alert becomes due, if any is queued.
+    async fn next_queued_at(&self) -> Result<Option<DateTime<Utc>>, JournalError>;
+
+    /// Claims the oldest queued alert that is due at `now` (status `queued` → `processing`, in
+    /// one statement, so two runners never claim the same alert).
+    async fn claim_due(&self, now: DateTime<Utc>) -> Result<Option<String>, JournalError>;
+
+    /// Puts a claimed alert back in the queue until `until`.
+    async fn requeue(
+        &self,
+        alert_id: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError>;
+
+    /// At start-up: alerts claimed by a run that crashed go back to the queue when legs of
+    /// theirs are still QUEUED (never sent). Legs already SUBMITTING or later are not touched.
+    async fn recover_claims(&self, now: DateTime<Utc>) -> Result<u64, JournalError>;
+
+    /// Queued and in-flight alerts, oldest first, at most `limit` (for `/queue-stats`).
+    async fn queue_summary(&self, limit: u32) -> Result<QueueSummary, JournalError>;
 
     /// Proves the journal accepts a durable write right now (for `/ready`).
     async fn check_writable(&self, now: DateTime<Utc>) -> Result<(), JournalError>;

@@ -21,7 +21,7 @@ use sqlx::{
 
 use super::{
     Admission, AlertRecord, AlertStatus, Journal, JournalError, LegStatus, LegUpdate, NewAlert,
-    OrderRow, StoredToken,
+    OrderRow, QueueSummary, QueuedAlert, StoredToken,
 };
 use crate::clock::{from_millis, to_millis};
 
@@ -78,7 +78,7 @@ const ORDER_ROW_SELECT: &str =
     "SELECT l.alert_id, a.received_at, a.strategy, a.client_ip, a.duplicates,
         l.leg_no, l.correlation_id, l.symbol, l.exchange, l.side, l.quantity, l.order_type,
         l.product, l.validity, l.price, l.trigger_price, l.amo, l.amo_time, l.mode, l.status,
-        l.security_id, l.exchange_segment, l.trading_symbol, l.units,
+        l.security_id, l.exchange_segment, l.trading_symbol, l.units, l.lot_size,
         l.broker_order_id, l.fill_price, l.message, l.updated_at
     FROM order_legs l JOIN alerts a ON a.id = l.alert_id";
 
@@ -108,6 +108,7 @@ fn order_row(row: &SqliteRow) -> Result<OrderRow, JournalError> {
         exchange_segment: row.try_get("exchange_segment")?,
         trading_symbol: row.try_get("trading_symbol")?,
         units: row.try_get("units")?,
+        lot_size: row.try_get("lot_size")?,
         mode: row.try_get("mode")?,
         status: LegStatus::parse(&status)
             .ok_or_else(|| JournalError::Corrupt(format!("leg status {status}")))?,
@@ -154,8 +155,8 @@ impl Journal for SqliteJournal {
             .await?;
         sqlx::query(
             "INSERT INTO alerts (id, received_at, client_ip, format, alert_type, strategy, dedupe_key,
-                                 payload, mode, status, duplicates, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?2)",
+                                 payload, mode, status, duplicates, updated_at, route, queued_until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?2, ?11, ?12)",
         )
         .bind(&alert.id)
         .bind(now)
@@ -166,7 +167,9 @@ impl Journal for SqliteJournal {
         .bind(&alert.dedupe.key)
         .bind(&alert.payload)
         .bind(alert.mode.as_str())
-        .bind(AlertStatus::Processing.as_str())
+        .bind(AlertStatus::from_legs(alert.legs.iter().map(|_| alert.initial_status)).as_str())
+        .bind(&alert.route)
+        .bind(alert.queued_until.map(to_millis))
         .execute(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO dedupe_keys (key, alert_id, expires_at) VALUES (?1, ?2, ?3)")
@@ -181,9 +184,9 @@ impl Journal for SqliteJournal {
                 "INSERT INTO order_legs (alert_id, leg_no, correlation_id, symbol, exchange, side, quantity,
                      order_type, product, validity, price, trigger_price, instrument, option_type,
                      strike_price, expiry_date, amo, amo_time, mode, status, created_at, updated_at,
-                     security_id, exchange_segment, trading_symbol, lot_size, units)
+                     security_id, exchange_segment, trading_symbol, lot_size, units, message)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                         ?19, ?20, ?21, ?21, ?22, ?23, ?24, ?25, ?26)",
+                         ?19, ?20, ?21, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
             )
             .bind(&alert.id)
             .bind(i64::from(leg.leg_no))
@@ -204,13 +207,14 @@ impl Journal for SqliteJournal {
             .bind(o.amo)
             .bind(o.amo_time.map(|t| t.as_str()))
             .bind(alert.mode.as_str())
-            .bind(LegStatus::Received.as_str())
+            .bind(alert.initial_status.as_str())
             .bind(now)
             .bind(&leg.resolved.security_id)
             .bind(&leg.resolved.exchange_segment)
             .bind(&leg.resolved.trading_symbol)
             .bind(i64::from(leg.resolved.lot_size))
             .bind(i64::from(leg.resolved.units))
+            .bind(&alert.initial_message)
             .execute(&mut *tx)
             .await?;
         }
@@ -278,7 +282,8 @@ impl Journal for SqliteJournal {
 
     async fn alert(&self, alert_id: &str) -> Result<Option<AlertRecord>, JournalError> {
         let Some(row) = sqlx::query(
-            "SELECT id, received_at, mode, status, duplicates FROM alerts WHERE id = ?1",
+            "SELECT id, received_at, mode, status, duplicates, alert_type, route, queued_until
+             FROM alerts WHERE id = ?1",
         )
         .bind(alert_id)
         .fetch_optional(&self.pool)
@@ -298,6 +303,11 @@ impl Journal for SqliteJournal {
         Ok(Some(AlertRecord {
             id: row.try_get("id")?,
             received_at: from_millis(row.try_get("received_at")?),
+            alert_type: row.try_get("alert_type")?,
+            route: row.try_get("route")?,
+            queued_until: row
+                .try_get::<Option<i64>, _>("queued_until")?
+                .map(from_millis),
             mode: row.try_get("mode")?,
             status: row.try_get("status")?,
             duplicates: row.try_get("duplicates")?,
@@ -315,6 +325,95 @@ impl Journal for SqliteJournal {
         .iter()
         .map(order_row)
         .collect()
+    }
+
+    async fn next_queued_at(&self) -> Result<Option<DateTime<Utc>>, JournalError> {
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(queued_until) FROM alerts WHERE status = 'queued'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(next.map(from_millis))
+    }
+
+    async fn claim_due(&self, now: DateTime<Utc>) -> Result<Option<String>, JournalError> {
+        let claimed: Option<String> = sqlx::query_scalar(
+            "UPDATE alerts SET status = 'processing', updated_at = ?1
+             WHERE id = (SELECT id FROM alerts WHERE status = 'queued' AND queued_until <= ?1
+                         ORDER BY received_at, id LIMIT 1)
+               AND status = 'queued'
+             RETURNING id",
+        )
+        .bind(to_millis(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(claimed)
+    }
+
+    async fn requeue(
+        &self,
+        alert_id: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        sqlx::query(
+            "UPDATE alerts SET status = 'queued', queued_until = ?1, updated_at = ?2 WHERE id = ?3",
+        )
+        .bind(to_millis(until))
+        .bind(to_millis(now))
+        .bind(alert_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn recover_claims(&self, now: DateTime<Utc>) -> Result<u64, JournalError> {
+        let result = sqlx::query(
+            "UPDATE alerts SET status = 'queued', updated_at = ?1
+             WHERE status = 'processing' AND queued_until IS NOT NULL
+               AND EXISTS (SELECT 1 FROM order_legs l WHERE l.alert_id = alerts.id AND l.status = 'QUEUED')",
+        )
+        .bind(to_millis(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn queue_summary(&self, limit: u32) -> Result<QueueSummary, JournalError> {
+        let mut by_status = std::collections::BTreeMap::new();
+        for row in sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM alerts WHERE queued_until IS NOT NULL GROUP BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            by_status.insert(row.try_get::<String, _>("status")?, row.try_get::<i64, _>("n")?);
+        }
+        let pending = sqlx::query(
+            "SELECT id, received_at, queued_until, status, strategy FROM alerts
+             WHERE status IN ('queued', 'processing') AND queued_until IS NOT NULL
+             ORDER BY received_at, id LIMIT ?1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(QueuedAlert {
+                alert_id: r.try_get("id")?,
+                received_at: from_millis(r.try_get("received_at")?),
+                queued_until: r
+                    .try_get::<Option<i64>, _>("queued_until")?
+                    .map(from_millis),
+                status: r.try_get("status")?,
+                strategy: r.try_get("strategy")?,
+            })
+        })
+        .collect::<Result<Vec<_>, JournalError>>()?;
+        Ok(QueueSummary {
+            by_status,
+            next_due: self.next_queued_at().await?,
+            pending,
+        })
     }
 
     async fn check_writable(&self, now: DateTime<Utc>) -> Result<(), JournalError> {

@@ -239,6 +239,8 @@ async fn the_scheduled_refresh_fires_at_expiry_minus_the_margin_and_not_before()
     // Three minutes later: 59 minutes left. Exactly one mint, before any order needs it.
     t.advance(chrono::Duration::minutes(3));
     eventually("the scheduled refresh", || t.sim.mint_count() == 2).await;
+    // It is now 09:01 IST, pre-open; the order goes in once the market is open.
+    t.advance(chrono::Duration::minutes(20));
     let (code, body) = t.order("after-refresh").await;
     assert_eq!(code, 200);
     assert_eq!(body["legs"][0]["status"], "ACCEPTED");
@@ -563,6 +565,7 @@ async fn a_web_token_is_renewed_with_renew_token_when_no_pin_is_configured() {
     eventually("the renewal", || t.sim.mint_count() == 1).await;
     assert!(t.sim.requests().iter().any(|r| r.path == "/v2/RenewToken"));
     assert_eq!(t.auth_status().await["source"], "renewed");
+    t.advance(chrono::Duration::minutes(20)); // past the 09:15 open
     let (_, body) = t.order("renewed").await;
     assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
 }
