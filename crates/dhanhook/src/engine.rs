@@ -212,12 +212,18 @@ impl Engine {
             .filter_map(|r| Venue::from_segment(&r.exchange_segment))
             .collect();
         let policy = signal.when_closed.unwrap_or(self.routing.when_closed);
+        // The alert's own amoTime (first leg naming one) wins over AMO_TIME.
+        let amo_time = signal
+            .legs
+            .iter()
+            .find_map(|l| l.amo_time)
+            .unwrap_or(self.routing.amo_time);
         let route = market::route(
             now,
             &venues,
             policy,
             self.routing.amo_window,
-            self.routing.amo_time,
+            amo_time,
             &self.calendar,
         );
         let (initial_status, initial_message, queued_until) = match &route {

@@ -29,6 +29,14 @@ pub struct TestApp {
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// An IST wall-clock time as UTC.
+pub fn ist_time(y: i32, m: u32, d: u32, h: u32, min: u32) -> chrono::DateTime<Utc> {
+    dhanhook::clock::ist_offset()
+        .with_ymd_and_hms(y, m, d, h, min, 0)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
 /// A time inside NSE market hours (Tuesday 2026-12-01 10:00 IST) for a deterministic start.
 pub fn market_time() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 1, 4, 30, 0).unwrap()
@@ -41,6 +49,15 @@ pub async fn spawn_app() -> TestApp {
 /// Starts the app in `dir` with the default test settings overridden by `vars`
 /// (a value of `""` removes a default, e.g. `("WEBHOOK_SECRET", "")`).
 pub async fn spawn_app_with(dir: Arc<TempDir>, vars: &[(&str, &str)]) -> TestApp {
+    spawn_app_at(dir, vars, market_time()).await
+}
+
+/// Like [`spawn_app_with`], with the app's clock starting at `start`.
+pub async fn spawn_app_at(
+    dir: Arc<TempDir>,
+    vars: &[(&str, &str)],
+    start: chrono::DateTime<Utc>,
+) -> TestApp {
     let mut env: HashMap<String, String> = HashMap::from([
         ("HOST".to_owned(), "127.0.0.1".to_owned()),
         ("PORT".to_owned(), "0".to_owned()),
@@ -54,7 +71,7 @@ pub async fn spawn_app_with(dir: Arc<TempDir>, vars: &[(&str, &str)]) -> TestApp
         env.insert((*k).to_owned(), (*v).to_owned());
     }
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings are valid");
-    let clock = ManualClock::new(market_time());
+    let clock = ManualClock::new(start);
     let app = Application::build(settings, Arc::new(clock.clone()))
         .await
         .expect("the app builds");

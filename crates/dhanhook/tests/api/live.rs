@@ -14,14 +14,18 @@ use crate::helpers::{
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/scrip-master-sample.csv");
 
 /// The simulator and the app, with their clocks starting together.
-struct Live {
-    sim: SimHandle,
-    app: TestApp,
+pub(crate) struct Live {
+    pub(crate) sim: SimHandle,
+    pub(crate) app: TestApp,
 }
 
 async fn sim_with(config: SimConfig) -> SimHandle {
+    sim_at(config, market_time()).await
+}
+
+pub(crate) async fn sim_at(config: SimConfig, at: chrono::DateTime<chrono::Utc>) -> SimHandle {
     Sim::spawn(SimConfig {
-        start_time: market_time(),
+        start_time: at,
         ..config
     })
     .await
@@ -42,6 +46,16 @@ fn live_vars(sim: &SimHandle) -> Vec<(String, String)> {
 }
 
 async fn start(sim: SimHandle, dir: Arc<tempfile::TempDir>, extra: &[(&str, &str)]) -> Live {
+    start_at(sim, dir, extra, market_time()).await
+}
+
+/// The app in live mode against `sim`, its clock starting at `at` (start the sim at `at` too).
+pub(crate) async fn start_at(
+    sim: SimHandle,
+    dir: Arc<tempfile::TempDir>,
+    extra: &[(&str, &str)],
+    at: chrono::DateTime<chrono::Utc>,
+) -> Live {
     let mut vars = live_vars(&sim);
     vars.extend(
         extra
@@ -49,7 +63,7 @@ async fn start(sim: SimHandle, dir: Arc<tempfile::TempDir>, extra: &[(&str, &str
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
     let borrowed: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let app = spawn_app_with(dir, &borrowed).await;
+    let app = crate::helpers::spawn_app_at(dir, &borrowed, at).await;
     Live { sim, app }
 }
 
@@ -64,12 +78,12 @@ async fn live(config: SimConfig) -> Live {
 
 impl Live {
     /// Moves both clocks: time passes for the service and for "Dhan" alike.
-    fn advance(&self, d: chrono::Duration) {
+    pub(crate) fn advance(&self, d: chrono::Duration) {
         self.app.clock.advance(d);
         self.sim.advance(d);
     }
 
-    async fn order(&self, id: &str) -> (u16, Value) {
+    pub(crate) async fn order(&self, id: &str) -> (u16, Value) {
         let mut body = flat_alert();
         body["id"] = json!(id);
         let resp = self.app.post_webhook(&body).await;
@@ -97,7 +111,7 @@ impl Live {
 }
 
 /// Waits (bounded, real time) for something the service does in the background.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     for _ in 0..500 {
         if cond() {
             return;
