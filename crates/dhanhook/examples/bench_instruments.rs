@@ -39,11 +39,17 @@ fn synthetic_master() -> String {
     while n < ROWS {
         let name = format!("STOCK{underlying:05}");
         underlying += 1;
-        let _ = writeln!(out, "NSE,E,{id},EQUITY,0,{name},1.0,{name} Ltd,,,,5.0000,NA,ES,EQ,{name} LIMITED");
+        let _ = writeln!(
+            out,
+            "NSE,E,{id},EQUITY,0,{name},1.0,{name} Ltd,,,,5.0000,NA,ES,EQ,{name} LIMITED"
+        );
         id += 1;
         n += 1;
         for (m, e) in months.iter().zip(expiries) {
-            let _ = writeln!(out, "NSE,D,{id},FUTSTK,0,{name}-{m}-FUT,500.0,{name} FUT,{e} 14:30:00,-0.01000,XX,10.0,M,FUT,,");
+            let _ = writeln!(
+                out,
+                "NSE,D,{id},FUTSTK,0,{name}-{m}-FUT,500.0,{name} FUT,{e} 14:30:00,-0.01000,XX,10.0,M,FUT,,"
+            );
             id += 1;
             n += 1;
             for strike in (1000..1400).step_by(50) {
@@ -87,24 +93,36 @@ fn main() {
     }
 
     let today = NaiveDate::from_ymd_opt(2026, 12, 1).expect("date");
-    let legs: Vec<_> = ["NSE:STOCK00042", "NSE:STOCK01234-Jan2027-FUT", "NSE:STOCK00007"]
-        .iter()
-        .map(|s| {
-            let v = serde_json::json!({"symbol": s, "action": "buy", "quantity": 1, "product": "intraday"});
-            parse_signal(v.as_object().expect("object")).expect("valid").legs.remove(0)
-        })
-        .collect();
+    let legs: Vec<_> = [
+        "NSE:STOCK00042",
+        "NSE:STOCK01234-Jan2027-FUT",
+        "NSE:STOCK00007",
+    ]
+    .iter()
+    .map(|s| {
+        let v =
+            serde_json::json!({"symbol": s, "action": "buy", "quantity": 1, "product": "intraday"});
+        parse_signal(v.as_object().expect("object"))
+            .expect("valid")
+            .legs
+            .remove(0)
+    })
+    .collect();
     let started = Instant::now();
     let iterations = 100_000;
     for i in 0..iterations {
         let leg = &legs[i % legs.len()];
-        let _ = instruments.resolve(leg, today, QuantityUnit::Lots).expect("resolves");
+        let _ = instruments
+            .resolve(leg, today, QuantityUnit::Lots)
+            .expect("resolves");
     }
     let per_resolve_us = started.elapsed().as_secs_f64() * 1e6 / iterations as f64;
 
     println!("scrip master: {rows} rows, {size_mb:.1} MB on disk");
     println!("load (best of 3): {:.0} ms", best * 1000.0);
-    println!("memory held by the loaded index: ~{held_mib:.0} MiB (resident set growth of one load)");
+    println!(
+        "memory held by the loaded index: ~{held_mib:.0} MiB (resident set growth of one load)"
+    );
     println!("resolve one ticker: {per_resolve_us:.2} µs");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -175,14 +175,8 @@ async fn instruments_command(settings: &Settings, action: InstrumentsAction) -> 
     use crate::instruments::source::{InstrumentSource, SourceConfig};
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let source = InstrumentSource::start(
-        SourceConfig {
-            local_path: settings.instruments.path.clone(),
-            url: settings.instruments.url.clone(),
-            cache_dir: settings.data_dir.join("instruments"),
-            refresh_at: settings.instruments.refresh_at,
-            // Lookups work offline on the built-in sample when nothing else is there.
-            allow_sample: true,
-        },
+        // Lookups work offline on the built-in sample when nothing else is there.
+        SourceConfig::from_settings(settings, true),
         Arc::clone(&clock),
     )?;
     match action {

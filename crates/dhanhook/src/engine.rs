@@ -440,10 +440,15 @@ impl Engine {
                 message: Some(message),
             },
             Err(BrokerError::Unknown(why)) => {
-                // The leg stays SUBMITTING: its fate must be looked up, never guessed.
+                // UNKNOWN: its fate must be looked up by correlationId, never guessed or
+                // re-sent blindly.
                 tracing::warn!(alert_id = %alert_id, leg = leg.leg_no, %why, "order outcome unknown");
-                row.message = Some(format!("outcome unknown: {why}"));
-                return;
+                LegUpdate {
+                    status: LegStatus::Unknown,
+                    broker_order_id: None,
+                    fill_price: None,
+                    message: Some(format!("outcome unknown: {why}")),
+                }
             }
         };
         tracing::info!(

@@ -105,13 +105,7 @@ impl Application {
             )
         })?;
         let instruments = InstrumentSource::start(
-            SourceConfig {
-                local_path: settings.instruments.path.clone(),
-                url: settings.instruments.url.clone(),
-                cache_dir: settings.data_dir.join("instruments"),
-                refresh_at: settings.instruments.refresh_at,
-                allow_sample: settings.mode == Mode::Paper,
-            },
+            SourceConfig::from_settings(&settings, settings.mode == Mode::Paper),
             Arc::clone(&clock),
         )
         .context("INSTRUMENTS_PATH")?;

@@ -29,6 +29,11 @@ pub enum LegStatus {
     Queued,
     /// Committed just before the broker call: if we crash now, the order may or may not exist.
     Submitting,
+    /// The request may have reached the broker but no answer came (timeout, reset, 5xx): the
+    /// reconciler looks it up by correlationId; it is never re-sent blindly.
+    Unknown,
+    /// The reconciler could not settle it by itself: a person must look at the broker.
+    NeedsAttention,
     /// The broker received the order (Dhan's 200 with TRANSIT); the exchange's verdict is
     /// still to come.
     Accepted,
@@ -41,10 +46,12 @@ pub enum LegStatus {
 }
 
 impl LegStatus {
-    pub const ALL: [LegStatus; 7] = [
+    pub const ALL: [LegStatus; 9] = [
         LegStatus::Received,
         LegStatus::Queued,
         LegStatus::Submitting,
+        LegStatus::Unknown,
+        LegStatus::NeedsAttention,
         LegStatus::Accepted,
         LegStatus::Pending,
         LegStatus::Filled,
@@ -56,6 +63,8 @@ impl LegStatus {
             LegStatus::Received => "RECEIVED",
             LegStatus::Queued => "QUEUED",
             LegStatus::Submitting => "SUBMITTING",
+            LegStatus::Unknown => "UNKNOWN",
+            LegStatus::NeedsAttention => "NEEDS_ATTENTION",
             LegStatus::Accepted => "ACCEPTED",
             LegStatus::Pending => "PENDING",
             LegStatus::Filled => "FILLED",
@@ -82,7 +91,12 @@ impl LegStatus {
             (self, next),
             (Received, Submitting | Rejected)
                 | (Queued, Submitting | Rejected)
-                | (Submitting, Accepted | Pending | Filled | Rejected)
+                | (Submitting, Unknown | Accepted | Pending | Filled | Rejected)
+                | (
+                    Unknown,
+                    Unknown | NeedsAttention | Accepted | Pending | Filled | Rejected
+                )
+                | (NeedsAttention, Accepted | Pending | Filled | Rejected)
                 | (Accepted, Pending | Filled | Rejected)
                 | (Pending, Filled | Rejected)
         )
@@ -139,7 +153,11 @@ impl AlertStatus {
             match status {
                 LegStatus::Accepted | LegStatus::Pending | LegStatus::Filled => accepted += 1,
                 LegStatus::Rejected => rejected += 1,
-                LegStatus::Received | LegStatus::Queued | LegStatus::Submitting => open += 1,
+                LegStatus::Received
+                | LegStatus::Queued
+                | LegStatus::Submitting
+                | LegStatus::Unknown
+                | LegStatus::NeedsAttention => open += 1,
             }
         }
         if queued > 0 && queued == open && accepted == 0 && rejected == 0 {
@@ -355,6 +373,13 @@ pub trait Journal: Send + Sync + fmt::Debug {
 
     /// The newest order legs first, at most `limit`.
     async fn recent_orders(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError>;
+
+    /// Legs whose outcome must be found at the broker (SUBMITTING or UNKNOWN), oldest first.
+    async fn legs_to_reconcile(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError>;
+
+    /// Claims the one permitted re-send of a leg (`resends` 0 → 1). `true` for the single
+    /// caller that may re-send; every other caller, now or after a restart, gets `false`.
+    async fn claim_resend(&self, alert_id: &str, leg_no: u32) -> Result<bool, JournalError>;
 
     /// When the earliest queued alert becomes due, if any is queued.
     async fn next_queued_at(&self) -> Result<Option<DateTime<Utc>>, JournalError>;

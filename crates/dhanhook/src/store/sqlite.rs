@@ -327,6 +327,30 @@ impl Journal for SqliteJournal {
         .collect()
     }
 
+    async fn legs_to_reconcile(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ORDER_ROW_SELECT} WHERE l.status IN ('SUBMITTING', 'UNKNOWN')
+             ORDER BY l.created_at, l.alert_id, l.leg_no LIMIT ?1"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(order_row)
+        .collect()
+    }
+
+    async fn claim_resend(&self, alert_id: &str, leg_no: u32) -> Result<bool, JournalError> {
+        let result = sqlx::query(
+            "UPDATE order_legs SET resends = resends + 1 WHERE alert_id = ?1 AND leg_no = ?2 AND resends = 0",
+        )
+        .bind(alert_id)
+        .bind(i64::from(leg_no))
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
     async fn next_queued_at(&self) -> Result<Option<DateTime<Utc>>, JournalError> {
         let next: Option<i64> =
             sqlx::query_scalar("SELECT MIN(queued_until) FROM alerts WHERE status = 'queued'")

@@ -449,7 +449,7 @@ async fn an_unknown_outcome_is_left_unknown_never_guessed() {
         "a leg whose fate is unknown is not reported as done: {body}"
     );
     assert_eq!(body["status"], "processing");
-    assert_eq!(body["legs"][0]["status"], "SUBMITTING");
+    assert_eq!(body["legs"][0]["status"], "UNKNOWN");
     assert!(
         body["legs"][0]["message"]
             .as_str()

@@ -1,0 +1,4 @@
+-- Reconciliation: how many times a leg whose outcome was unknown has been re-sent (at most once,
+-- claimed atomically so two instances or a restart can never both re-send it).
+ALTER TABLE order_legs ADD COLUMN resends INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX order_legs_status ON order_legs (status);
