@@ -125,6 +125,16 @@ pub struct RoutingSettings {
     pub holidays_path: Option<PathBuf>,
     /// `QUEUE_MAX_AGE`: a queued alert older than this is expired, never placed.
     pub queue_max_age: Duration,
+    /// `ORDER_RATE_LIMITS`: caps on order writes (default Dhan's 10/s,250/m,1000/h,7000/d).
+    pub order_rate_limits: Vec<crate::ratelimit::Window>,
+    /// `ACK_DEADLINE_MS`: `/webhook` answers by then whatever the broker does (202 if a leg
+    /// is still in flight); TradingView cancels a request after 3 s.
+    pub ack_deadline: Duration,
+    /// `RESEND_UNKNOWN`: an order whose outcome stayed unknown and that Dhan does not show
+    /// after `UNKNOWN_SETTLE_SECS` is re-sent once with the same correlationId (default true);
+    /// false marks it NEEDS_ATTENTION instead.
+    pub resend_unknown: bool,
+    pub unknown_settle: Duration,
 }
 
 /// Where the scrip master comes from and how alert quantities are read.
@@ -453,12 +463,30 @@ fn routing_settings(get: &impl Fn(&str) -> Option<String>) -> Result<RoutingSett
         60,
         30 * 86_400,
     )?;
+    let order_rate_limits = match get("ORDER_RATE_LIMITS") {
+        None => crate::ratelimit::dhan_default(),
+        Some(v) => crate::ratelimit::parse_windows(&v).map_err(|why| {
+            ConfigError::new(
+                "ORDER_RATE_LIMITS",
+                format!("{why}; use e.g. 10/s,250/m,1000/h,7000/d"),
+            )
+        })?,
+    };
+    // Above 2900 the answer can come after TradingView has given up (3 s); allowed for tests and
+    // for senders with longer timeouts.
+    let ack_deadline = Duration::from_millis(parse_u64(get, "ACK_DEADLINE_MS", 2000, 100, 60_000)?);
+    let resend_unknown = parse_bool(get, "RESEND_UNKNOWN", true)?;
+    let unknown_settle = Duration::from_secs(parse_u64(get, "UNKNOWN_SETTLE_SECS", 30, 5, 3600)?);
     Ok(RoutingSettings {
         when_closed,
         amo_time,
         amo_window,
         holidays_path: get("HOLIDAYS_PATH").map(PathBuf::from),
         queue_max_age: Duration::from_secs(max_age),
+        order_rate_limits,
+        ack_deadline,
+        resend_unknown,
+        unknown_settle,
     })
 }
 

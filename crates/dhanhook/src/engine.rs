@@ -112,7 +112,7 @@ pub enum EngineError {
 #[derive(Debug, Clone)]
 pub struct Engine {
     pub(crate) journal: Arc<dyn Journal>,
-    broker: Arc<dyn Broker>,
+    pub(crate) broker: Arc<dyn Broker>,
     pub(crate) csv: CsvLog,
     pub(crate) clock: Arc<dyn Clock>,
     mode: Mode,
@@ -161,6 +161,10 @@ impl Engine {
         &self.calendar
     }
 
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
+    }
+
     pub fn routing(&self) -> &RoutingSettings {
         &self.routing
     }
@@ -205,6 +209,20 @@ impl Engine {
     /// # Errors
     /// [`EngineError::NotJournaled`] when the alert could not be recorded (nothing was placed).
     pub async fn handle(&self, signal: Signal, intake: Intake) -> Result<Outcome, EngineError> {
+        self.handle_reporting(signal, intake, None).await
+    }
+
+    /// [`Engine::handle`], sending the alert id on `admitted` as soon as the alert is journaled
+    /// (so a caller with a deadline can answer from the journal while placement goes on).
+    ///
+    /// # Errors
+    /// As [`Engine::handle`].
+    pub async fn handle_reporting(
+        &self,
+        signal: Signal,
+        intake: Intake,
+        admitted: Option<tokio::sync::oneshot::Sender<String>>,
+    ) -> Result<Outcome, EngineError> {
         let now = self.clock.now();
         let resolved = self.resolve(&signal, now)?;
         let venues: Vec<Venue> = resolved
@@ -297,6 +315,9 @@ impl Engine {
             }
             Admission::Admitted => {
                 tracing::info!(%alert_id, legs = alert.legs.len(), route = %alert.route, "alert journaled");
+                if let Some(tx) = admitted {
+                    let _ = tx.send(alert_id.clone());
+                }
                 if alert.initial_status == LegStatus::Queued {
                     self.queue_wake.notify_one();
                 }
@@ -334,10 +355,15 @@ impl Engine {
     }
 
     fn duplicate_outcome(&self, record: &AlertRecord) -> Outcome {
+        Self::outcome_of(record, true)
+    }
+
+    /// The answer for a journaled alert as it stands now.
+    pub fn outcome_of(record: &AlertRecord, duplicate: bool) -> Outcome {
         Outcome {
             status: AlertStatus::from_legs(record.legs.iter().map(|l| l.status)).as_str(),
             alert_id: record.id.clone(),
-            duplicate: true,
+            duplicate,
             mode: record.mode.clone(),
             route: record
                 .route

@@ -29,6 +29,8 @@ pub mod http;
 pub mod instruments;
 pub mod market;
 pub mod queue;
+pub mod ratelimit;
+pub mod reconcile;
 pub mod secrets;
 pub mod startup;
 pub mod store;

@@ -152,7 +152,7 @@ impl Engine {
 
         for row in queued {
             let mut row = row.clone();
-            match new_leg(&row) {
+            match new_leg(&row, false) {
                 Ok(leg) => self.place_leg(alert_id, &leg, &mut row).await,
                 Err(why) => {
                     self.reject_legs(alert_id, &record.alert_type, &[&row], &why)
@@ -218,8 +218,9 @@ fn result(alert_id: &str, status: &str, message: Option<String>) -> QueueResult 
 }
 
 /// Rebuilds a placeable leg from its journal row (queued legs are placed from the journal, so a
-/// restart loses nothing). Queued legs run at the open as regular orders, not AMOs.
-fn new_leg(row: &OrderRow) -> Result<NewLeg, String> {
+/// restart loses nothing). Queued legs run at the open as regular orders (`keep_amo` false);
+/// a leg routed as an AMO and interrupted before sending stays an AMO.
+pub(crate) fn new_leg(row: &OrderRow, keep_amo: bool) -> Result<NewLeg, String> {
     let bad = |what: &str| format!("not placed: the journaled leg has an unreadable {what}");
     let resolved = ResolvedLeg {
         security_id: row.security_id.clone().ok_or_else(|| bad("security id"))?,
@@ -251,7 +252,7 @@ fn new_leg(row: &OrderRow) -> Result<NewLeg, String> {
         option: None,
         future_expiry: None,
         symbol_field: String::new(),
-        amo: false,
+        amo: keep_amo && row.amo,
         amo_time: row
             .amo_time
             .as_deref()

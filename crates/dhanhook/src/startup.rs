@@ -55,9 +55,17 @@ pub async fn open_journal(settings: &Settings) -> anyhow::Result<Arc<dyn Journal
                 .await
                 .with_context(|| format!("opening the journal {url}"))?,
         ),
-        DatabaseUrl::Postgres(_) => bail!(
-            "DATABASE_URL: the PostgreSQL journal is not available in this version yet; \
-             unset DATABASE_URL to use the built-in SQLite journal"
+        // The URL carries a password: the context names the database only as `describe()`
+        // does (redacted), and the driver's errors never include the URL.
+        DatabaseUrl::Postgres(url) => Arc::new(
+            crate::store::postgres::PgJournal::open(url)
+                .await
+                .with_context(|| {
+                    format!(
+                        "opening the PostgreSQL journal {}",
+                        settings.database_url.describe()
+                    )
+                })?,
         ),
     };
     journal.migrate().await.context("migrating the journal")?;
@@ -114,11 +122,17 @@ impl Application {
             None => Calendar::builtin(),
         });
         let (broker, keeper): (Arc<dyn Broker>, Option<TokenKeeper>) = match settings.mode {
-            Mode::Paper => (Arc::new(PaperBroker), None),
+            Mode::Paper => (Arc::new(PaperBroker::default()), None),
             Mode::Live => {
                 let keeper =
                     token_keeper(&settings, Arc::clone(&journal), Arc::clone(&clock)).await?;
-                (Arc::new(DhanBroker::new(keeper.clone())), Some(keeper))
+                let limiter = Arc::new(crate::ratelimit::RateLimiter::new(
+                    settings.routing.order_rate_limits.clone(),
+                ));
+                (
+                    Arc::new(DhanBroker::new(keeper.clone(), limiter)),
+                    Some(keeper),
+                )
             }
         };
         let engine = Engine::new(EngineParts {
@@ -147,6 +161,7 @@ impl Application {
         }
         tasks.spawn(instruments.clone().run_until_stopped(stop.clone()));
         tasks.spawn(engine.clone().run_queue_until_stopped(stop.clone()));
+        tasks.spawn(engine.clone().run_reconciler_until_stopped(stop.clone()));
         let state = AppState::new(
             engine,
             Arc::clone(&journal),

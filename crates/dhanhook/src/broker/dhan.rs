@@ -11,15 +11,18 @@
 //! - timeout, reset or 5xx → outcome unknown: the leg stays SUBMITTING and is never re-sent
 //!   blindly.
 
+use std::{sync::Arc, time::Duration};
+
 use async_trait::async_trait;
 
-use super::{Broker, BrokerError, OrderRequest, Placement};
+use super::{Broker, BrokerError, Lookup, OrderRequest, Placement};
 use crate::{
     alert::{AmoTime, LegOrder, OrderType},
     dhan::{
         DhanError, DhanErrorKind,
         types::{OrderAck, OrderBody, OrderRecord},
     },
+    ratelimit::RateLimiter,
     store::ResolvedLeg,
     token::{Token, TokenKeeper},
 };
@@ -27,11 +30,18 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct DhanBroker {
     keeper: TokenKeeper,
+    /// Shared by every order write (first sends, re-sends after a refusal or a 429).
+    limiter: Arc<RateLimiter>,
 }
 
+/// Attempts at an order Dhan answers with 429 / DH-904 (Dhan has no Retry-After header).
+const RATE_LIMIT_ATTEMPTS: u32 = 3;
+/// First wait after a 429; doubled each time.
+const RATE_LIMIT_BACKOFF: Duration = Duration::from_secs(1);
+
 impl DhanBroker {
-    pub fn new(keeper: TokenKeeper) -> Self {
-        Self { keeper }
+    pub fn new(keeper: TokenKeeper, limiter: Arc<RateLimiter>) -> Self {
+        Self { keeper, limiter }
     }
 
     /// The order body for a leg: only the fields that apply (Dhan refuses empty strings).
@@ -65,7 +75,39 @@ impl DhanBroker {
     }
 
     async fn send(&self, token: &Token, body: &OrderBody) -> Result<OrderAck, DhanError> {
+        self.limiter.acquire().await;
         self.keeper.client().place_order(&token.value, body).await
+    }
+
+    /// Sends an order; a 429 / DH-904 (not accepted) is retried with backoff, each time only
+    /// after the order is confirmed absent by its correlationId.
+    async fn send_with_retries(
+        &self,
+        token: &Token,
+        body: &OrderBody,
+    ) -> Result<Result<OrderAck, Placement>, DhanError> {
+        let cid = body.correlation_id.as_deref().unwrap_or_default();
+        let mut wait = RATE_LIMIT_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match self.send(token, body).await {
+                Err(e) if e.kind == DhanErrorKind::RateLimit && attempt < RATE_LIMIT_ATTEMPTS => {
+                    tracing::warn!(attempt, "Dhan rate-limited an order; backing off");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempt += 1;
+                    if let Some(existing) = self
+                        .keeper
+                        .client()
+                        .order_by_correlation_id(&token.value, cid)
+                        .await?
+                    {
+                        return Ok(Err(from_record(existing)));
+                    }
+                }
+                other => return other.map(Ok),
+            }
+        }
     }
 }
 
@@ -73,6 +115,29 @@ impl DhanBroker {
 impl Broker for DhanBroker {
     fn name(&self) -> &'static str {
         "dhan"
+    }
+
+    async fn lookup(&self, correlation_id: &str) -> Result<Lookup, BrokerError> {
+        let token = self
+            .keeper
+            .token()
+            .await
+            .map_err(|e| BrokerError::Unknown(format!("no token to look the order up: {e}")))?;
+        let found = match self.find(&token, correlation_id).await {
+            Err(e) if e.is_auth() => {
+                let fresh = self
+                    .keeper
+                    .refresh_after_refusal(&token)
+                    .await
+                    .map_err(|e| {
+                        BrokerError::Unknown(format!("no token to look the order up: {e}"))
+                    })?;
+                self.find(&fresh, correlation_id).await
+            }
+            other => other,
+        }
+        .map_err(|e| BrokerError::Unknown(format!("lookup failed: {e}")))?;
+        Ok(found.map_or(Lookup::Absent, |r| Lookup::Found(from_record(r))))
     }
 
     async fn place(&self, order: OrderRequest<'_>) -> Result<Placement, BrokerError> {
@@ -86,8 +151,9 @@ impl Broker for DhanBroker {
                 ));
             }
         };
-        match self.send(&token, &body).await {
-            Ok(ack) => Ok(accepted(ack)),
+        match self.send_with_retries(&token, &body).await {
+            Ok(Ok(ack)) => Ok(accepted(ack)),
+            Ok(Err(found)) => Ok(found),
             Err(e) if e.is_auth() => self.after_auth_refusal(&token, &body).await,
             Err(e) => outcome_of_error(e),
         }
@@ -95,6 +161,23 @@ impl Broker for DhanBroker {
 }
 
 impl DhanBroker {
+    /// Looks an order up by correlationId, then in the day's order book (the lookup answers
+    /// 404 for an order still in TRANSIT).
+    async fn find(&self, token: &Token, cid: &str) -> Result<Option<OrderRecord>, DhanError> {
+        if let Some(found) = self
+            .keeper
+            .client()
+            .order_by_correlation_id(&token.value, cid)
+            .await?
+        {
+            return Ok(Some(found));
+        }
+        let book = self.keeper.client().order_book(&token.value).await?;
+        Ok(book
+            .into_iter()
+            .find(|o| o.correlation_id.as_deref() == Some(cid)))
+    }
+
     /// Dhan refused the token: get a new one, make sure the order is not already there, and
     /// send it once more.
     async fn after_auth_refusal(
@@ -128,8 +211,9 @@ impl DhanBroker {
                 )));
             }
         }
-        match self.send(&token, body).await {
-            Ok(ack) => Ok(accepted(ack)),
+        match self.send_with_retries(&token, body).await {
+            Ok(Ok(ack)) => Ok(accepted(ack)),
+            Ok(Err(found)) => Ok(found),
             Err(e) => outcome_of_error(e),
         }
     }

@@ -51,6 +51,15 @@ pub enum BrokerError {
     Unknown(String),
 }
 
+/// What the broker knows of an order, looked up by its correlationId.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    Found(Placement),
+    /// Neither the lookup nor the day's order book shows it. (Right after a send, an order
+    /// still in TRANSIT can look absent: callers wait a settle time before believing it.)
+    Absent,
+}
+
 #[async_trait]
 pub trait Broker: Send + Sync + std::fmt::Debug {
     /// A short name for logs and `/` (e.g. `paper`).
@@ -61,4 +70,10 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`BrokerError::Unknown`] when the outcome could not be observed.
     async fn place(&self, order: OrderRequest<'_>) -> Result<Placement, BrokerError>;
+
+    /// Finds an order by its correlationId (for orders whose outcome is unknown).
+    ///
+    /// # Errors
+    /// [`BrokerError::Unknown`] when the broker could not be asked.
+    async fn lookup(&self, correlation_id: &str) -> Result<Lookup, BrokerError>;
 }

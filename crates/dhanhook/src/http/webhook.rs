@@ -24,9 +24,28 @@ use tracing::Instrument;
 use super::{AppState, error};
 use crate::{
     alert::parse_signal,
-    engine::{EngineError, Intake},
+    engine::{Engine, EngineError, Intake},
     secrets::secrets_match,
 };
+
+/// The 202 answer for an alert still being placed at the deadline.
+async fn in_flight(state: &AppState, alert_id: &str) -> Response {
+    match state.inner.engine.journal().alert(alert_id).await {
+        Ok(Some(record)) => {
+            tracing::warn!(%alert_id, "answering before the broker did (ACK_DEADLINE_MS); placement continues");
+            (
+                StatusCode::ACCEPTED,
+                Json(Engine::outcome_of(&record, false)),
+            )
+                .into_response()
+        }
+        _ => (
+            StatusCode::ACCEPTED,
+            Json(json!({"status": "processing", "alert_id": alert_id, "duplicate": false})),
+        )
+            .into_response(),
+    }
+}
 
 pub(super) async fn receive(
     State(state): State<AppState>,
@@ -77,13 +96,35 @@ pub(super) async fn receive(
         payload: Value::Object(map),
     };
     // Run the pipeline in its own tracked task: if the client disconnects or the request times
-    // out, placement still runs to completion and shutdown still waits for it.
+    // out, placement still runs to completion and shutdown still waits for it. The answer comes
+    // by ACK_DEADLINE_MS at the latest (TradingView cancels at 3 s and never resends a
+    // timeout): past it, the journal's view (202, legs in flight) is the answer.
     let engine = state.inner.engine.clone();
-    let task = state
-        .inner
-        .tasks
-        .spawn(async move { engine.handle(signal, intake).await }.in_current_span());
-    match task.await {
+    let (admitted_tx, admitted_rx) = tokio::sync::oneshot::channel();
+    let mut task = state.inner.tasks.spawn(
+        async move {
+            engine
+                .handle_reporting(signal, intake, Some(admitted_tx))
+                .await
+        }
+        .in_current_span(),
+    );
+    let deadline = tokio::time::sleep(state.inner.engine.routing().ack_deadline);
+    tokio::pin!(deadline);
+    let finished = tokio::select! {
+        done = &mut task => Some(done),
+        () = &mut deadline => None,
+    };
+    let result = match finished {
+        Some(done) => done,
+        None => match admitted_rx.await {
+            // Journaled, still placing: answer from the journal; the task goes on.
+            Ok(alert_id) => return in_flight(&state, &alert_id).await,
+            // Not admitted (a duplicate, or an error): its own answer follows shortly.
+            Err(_) => task.await,
+        },
+    };
+    match result {
         Ok(Ok(outcome)) => {
             let status = if outcome.status == "processing" {
                 StatusCode::ACCEPTED

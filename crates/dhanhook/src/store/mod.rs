@@ -8,6 +8,7 @@
 //! [`Journal`] is a trait so the PostgreSQL backend can join the SQLite one ([`sqlite`]) without
 //! touching the engine.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::fmt;
@@ -92,9 +93,11 @@ impl LegStatus {
             (Received, Submitting | Rejected)
                 | (Queued, Submitting | Rejected)
                 | (Submitting, Unknown | Accepted | Pending | Filled | Rejected)
+                // Unknown → Submitting is the reconciler's single re-send (granted by
+                // `Journal::claim_resend`).
                 | (
                     Unknown,
-                    Unknown | NeedsAttention | Accepted | Pending | Filled | Rejected
+                    Submitting | NeedsAttention | Accepted | Pending | Filled | Rejected
                 )
                 | (NeedsAttention, Accepted | Pending | Filled | Rejected)
                 | (Accepted, Pending | Filled | Rejected)
@@ -374,7 +377,8 @@ pub trait Journal: Send + Sync + fmt::Debug {
     /// The newest order legs first, at most `limit`.
     async fn recent_orders(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError>;
 
-    /// Legs whose outcome must be found at the broker (SUBMITTING or UNKNOWN), oldest first.
+    /// Legs the reconciler looks at, oldest first: SUBMITTING or UNKNOWN (their outcome must
+    /// be found at the broker), and RECEIVED (placement may have been interrupted).
     async fn legs_to_reconcile(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError>;
 
     /// Claims the one permitted re-send of a leg (`resends` 0 → 1). `true` for the single

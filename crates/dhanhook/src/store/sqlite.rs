@@ -329,7 +329,7 @@ impl Journal for SqliteJournal {
 
     async fn legs_to_reconcile(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{ORDER_ROW_SELECT} WHERE l.status IN ('SUBMITTING', 'UNKNOWN')
+            "{ORDER_ROW_SELECT} WHERE l.status IN ('RECEIVED', 'SUBMITTING', 'UNKNOWN')
              ORDER BY l.created_at, l.alert_id, l.leg_no LIMIT ?1"
         )))
         .bind(i64::from(limit))

@@ -34,6 +34,7 @@ fn serve(dir: &std::path::Path, vars: &[(&str, &str)]) -> Served {
         .env("RUST_LOG", "debug")
         // Never the network: the built-in sample (paper) or INSTRUMENTS_PATH (live).
         .env("INSTRUMENTS_URL", "off")
+        .env("ACK_DEADLINE_MS", "30000")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in vars {

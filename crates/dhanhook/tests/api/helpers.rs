@@ -66,6 +66,8 @@ pub async fn spawn_app_at(
         ("ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
         // Tests never reach the network: paper mode uses the built-in sample scrip master.
         ("INSTRUMENTS_URL".to_owned(), "off".to_owned()),
+        // A loaded CI machine must not turn a 200 into a 202; the deadline has its own test.
+        ("ACK_DEADLINE_MS".to_owned(), "30000".to_owned()),
     ]);
     for (k, v) in vars {
         env.insert((*k).to_owned(), (*v).to_owned());

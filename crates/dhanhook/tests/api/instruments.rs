@@ -57,7 +57,7 @@ async fn instruments_check(app: &crate::helpers::TestApp) -> Value {
 /// Waits for the instruments check to reach `state` (and, for `stale`, for the failed
 /// download that explains it).
 async fn wait_for_state(app: &crate::helpers::TestApp, state: &str) -> Value {
-    for _ in 0..500 {
+    for _ in 0..3000 {
         let check = instruments_check(app).await;
         if check["state"] == state && (state != "stale" || check["last_error"].is_string()) {
             return check;

@@ -4,8 +4,10 @@
 mod cli;
 mod dedupe;
 mod dhan_client;
+mod faults;
 mod helpers;
 mod instruments;
+mod journal_contract;
 mod live;
 mod ops;
 mod restart;

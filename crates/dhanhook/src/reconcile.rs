@@ -1,0 +1,267 @@
+//! The reconciler: settles legs whose outcome is unknown by asking the broker, never by
+//! guessing.
+//!
+//! A leg is UNKNOWN when its order request may have reached the broker but no answer came
+//! (timeout, reset, 5xx), and SUBMITTING is left behind when the process died mid-call. For
+//! each such leg the reconciler looks the order up by its correlationId (then in the day's
+//! order book):
+//! - found → the leg takes the broker's state (ACCEPTED, PENDING, FILLED, REJECTED);
+//! - not found → a SUBMITTING leg becomes UNKNOWN (the settle time starts); an UNKNOWN leg
+//!   still absent after `UNKNOWN_SETTLE_SECS` (an order in TRANSIT can look absent for a
+//!   moment) is re-sent **once**, with the same correlationId, if `RESEND_UNKNOWN=true` —
+//!   the journal grants that one re-send atomically — otherwise, or if it was already re-sent,
+//!   it becomes NEEDS_ATTENTION for a person to check at the broker.
+//!
+//! A RECEIVED leg (journaled, never marked SUBMITTING: the process stopped in between, so
+//! nothing was sent) is placed, unless older than `QUEUE_MAX_AGE`.
+//!
+//! It runs once at start-up over every such leg (whatever its age), then every few seconds
+//! over UNKNOWN legs and RECEIVED/SUBMITTING legs older than any in-flight request can be.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    broker::{Lookup, Placement},
+    engine::Engine,
+    queue::new_leg,
+    store::{AlertStatus, JournalError, LegStatus, LegUpdate, OrderRow},
+};
+
+/// How often the reconciler looks (on the service's clock).
+const EVERY: chrono::Duration = chrono::Duration::seconds(5);
+/// A SUBMITTING leg younger than this may still be in flight in this process (the broker
+/// client's own timeout is 8 s).
+const IN_FLIGHT: chrono::Duration = chrono::Duration::seconds(30);
+/// Legs looked at per pass.
+const BATCH: u32 = 200;
+
+/// What one pass did to one leg.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reconciled {
+    pub alert_id: String,
+    pub leg: u32,
+    /// The leg's status after the pass.
+    pub status: LegStatus,
+    pub note: String,
+}
+
+impl Engine {
+    /// One pass over the legs to reconcile. With `booted_at`, legs last touched before that
+    /// instant are handled whatever their age: nothing was in flight before the service
+    /// started. Legs touched since may belong to requests in progress and wait `IN_FLIGHT`.
+    ///
+    /// # Errors
+    /// The journal failed.
+    pub async fn reconcile_once(
+        &self,
+        booted_at: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Reconciled>, JournalError> {
+        let mut done = Vec::new();
+        for row in self.journal.legs_to_reconcile(BATCH).await? {
+            let age = self.clock.now() - row.updated_at;
+            let may_be_in_flight =
+                matches!(row.status, LegStatus::Received | LegStatus::Submitting);
+            let from_before_boot = booted_at.is_some_and(|b| row.updated_at < b);
+            if may_be_in_flight && !from_before_boot && age < IN_FLIGHT {
+                continue;
+            }
+            if row.status == LegStatus::Received {
+                done.push(self.resume(&row).await?);
+                continue;
+            }
+            match self.broker.lookup(&row.correlation_id).await {
+                Ok(Lookup::Found(placement)) => done.push(self.settle(&row, placement).await?),
+                Ok(Lookup::Absent) => {
+                    if let Some(r) = self.absent(&row, age).await? {
+                        done.push(r);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(alert_id = %row.alert_id, leg = row.leg, error = %e, "reconcile: lookup failed; will retry")
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// A leg journaled but never marked SUBMITTING: the process stopped between the two, so
+    /// nothing was sent. It is placed now, unless it has grown older than `QUEUE_MAX_AGE`.
+    async fn resume(&self, row: &OrderRow) -> Result<Reconciled, JournalError> {
+        let max_age =
+            chrono::Duration::from_std(self.routing.queue_max_age).unwrap_or(chrono::Duration::MAX);
+        if self.clock.now() - row.received_at > max_age {
+            let note =
+                "interrupted before it was sent, and now older than QUEUE_MAX_AGE: not placed"
+                    .to_owned();
+            return self
+                .record(row, LegStatus::Rejected, None, None, &note)
+                .await;
+        }
+        let leg = match new_leg(row, true) {
+            Ok(leg) => leg,
+            Err(why) => {
+                return self
+                    .record(row, LegStatus::Rejected, None, None, &why)
+                    .await;
+            }
+        };
+        tracing::warn!(alert_id = %row.alert_id, leg = row.leg, "placing a leg whose placement was interrupted");
+        let mut out = row.clone();
+        self.place_leg(&row.alert_id, &leg, &mut out).await;
+        self.after_change(&row.alert_id, &out).await?;
+        Ok(Reconciled {
+            alert_id: row.alert_id.clone(),
+            leg: row.leg,
+            status: out.status,
+            note: "placed after an interruption".to_owned(),
+        })
+    }
+
+    async fn settle(
+        &self,
+        row: &OrderRow,
+        placement: Placement,
+    ) -> Result<Reconciled, JournalError> {
+        let (status, order_id, fill_price, message) = match placement {
+            Placement::Accepted { order_id, message } => {
+                (LegStatus::Accepted, Some(order_id), None, message)
+            }
+            Placement::Pending { order_id, message } => {
+                (LegStatus::Pending, Some(order_id), None, message)
+            }
+            Placement::Filled {
+                order_id,
+                fill_price,
+                message,
+            } => (LegStatus::Filled, Some(order_id), fill_price, message),
+            Placement::Rejected { order_id, message } => {
+                (LegStatus::Rejected, order_id, None, message)
+            }
+        };
+        let note = format!("found at the broker by correlationId: {message}");
+        self.record(row, status, order_id, fill_price, &note).await
+    }
+
+    async fn absent(
+        &self,
+        row: &OrderRow,
+        age: chrono::Duration,
+    ) -> Result<Option<Reconciled>, JournalError> {
+        if row.status == LegStatus::Submitting {
+            let note =
+                "no answer was recorded and the broker does not show the order yet; checking again"
+                    .to_owned();
+            return self
+                .record(row, LegStatus::Unknown, None, None, &note)
+                .await
+                .map(Some);
+        }
+        let settle = chrono::Duration::from_std(self.routing.unknown_settle)
+            .unwrap_or(chrono::Duration::seconds(30));
+        if age < settle {
+            return Ok(None);
+        }
+        if !self.routing.resend_unknown {
+            let note = "not found at the broker; not re-sent (RESEND_UNKNOWN=false): check the broker's order book".to_owned();
+            return self
+                .record(row, LegStatus::NeedsAttention, None, None, &note)
+                .await
+                .map(Some);
+        }
+        if !self.journal.claim_resend(&row.alert_id, row.leg).await? {
+            let note = "still not found at the broker after its one re-send: check the broker's order book".to_owned();
+            return self
+                .record(row, LegStatus::NeedsAttention, None, None, &note)
+                .await
+                .map(Some);
+        }
+        let Ok(leg) = new_leg(row, true) else {
+            let note =
+                "not found at the broker, and the journaled leg cannot be re-sent".to_owned();
+            return self
+                .record(row, LegStatus::NeedsAttention, None, None, &note)
+                .await
+                .map(Some);
+        };
+        tracing::warn!(alert_id = %row.alert_id, leg = row.leg, "order not found at the broker; re-sending it once with the same correlationId");
+        let mut out = row.clone();
+        self.place_leg(&row.alert_id, &leg, &mut out).await;
+        self.after_change(&row.alert_id, &out).await?;
+        Ok(Some(Reconciled {
+            alert_id: row.alert_id.clone(),
+            leg: row.leg,
+            status: out.status,
+            note: "re-sent once with the same correlationId".to_owned(),
+        }))
+    }
+
+    async fn record(
+        &self,
+        row: &OrderRow,
+        status: LegStatus,
+        order_id: Option<String>,
+        fill_price: Option<f64>,
+        note: &str,
+    ) -> Result<Reconciled, JournalError> {
+        let update = LegUpdate {
+            status,
+            broker_order_id: order_id.clone(),
+            fill_price,
+            message: Some(note.to_owned()),
+        };
+        self.journal
+            .update_leg(&row.alert_id, row.leg, &update, self.clock.now())
+            .await?;
+        tracing::info!(alert_id = %row.alert_id, leg = row.leg, status = %status, "reconciled: {note}");
+        let mut out = row.clone();
+        out.status = status;
+        out.order_id = order_id.or(out.order_id);
+        out.fill_price = fill_price.or(out.fill_price);
+        out.message = Some(note.to_owned());
+        self.after_change(&row.alert_id, &out).await?;
+        Ok(Reconciled {
+            alert_id: row.alert_id.clone(),
+            leg: row.leg,
+            status,
+            note: note.to_owned(),
+        })
+    }
+
+    /// A settled leg gets its CSV row, and its alert its new status.
+    async fn after_change(&self, alert_id: &str, row: &OrderRow) -> Result<(), JournalError> {
+        if let Some(record) = self.journal.alert(alert_id).await? {
+            if row.status.is_settled() || row.status == LegStatus::NeedsAttention {
+                self.csv
+                    .append(&record.alert_type, row, self.clock.now())
+                    .await;
+            }
+            let status = AlertStatus::from_legs(record.legs.iter().map(|l| l.status));
+            self.journal
+                .set_alert_status(alert_id, status, self.clock.now())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The start-up pass, then a pass every few seconds until `stop`.
+    pub async fn run_reconciler_until_stopped(self, stop: CancellationToken) {
+        let mut booted_at = Some(self.clock.now());
+        loop {
+            match self.reconcile_once(booted_at).await {
+                Ok(done) if !done.is_empty() => {
+                    tracing::info!(legs = done.len(), "reconciler settled legs")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "reconciler pass failed"),
+            }
+            booted_at = None;
+            let next = self.clock.now() + EVERY;
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.clock.sleep_until(next) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Exactly once through a slow or failing broker: answers within the deadline, unknown outcomes
+//! settled by lookup (never blind re-sends), one re-send at most, and the order rate limiter.
+
+use std::{sync::Arc, time::Duration};
+
+use dhan_sim::{Fault, SimConfig};
+
+use crate::live::{Live, eventually, live, sim_at, start_at};
+
+async fn leg_status(t: &Live) -> String {
+    t.app.journal_orders().await[0].status.as_str().to_owned()
+}
+
+async fn wait_leg(t: &Live, want: &str) {
+    for _ in 0..3000 {
+        if leg_status(t).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "leg never became {want}: {:?}",
+        t.app.journal_orders().await[0]
+    );
+}
+
+#[tokio::test]
+async fn a_slow_broker_gets_an_answer_within_the_deadline_and_the_order_lands_once() {
+    let sim = sim_at(SimConfig::default(), crate::helpers::market_time()).await;
+    let t = start_at(
+        sim,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[("ACK_DEADLINE_MS", "2000")],
+        crate::helpers::market_time(),
+    )
+    .await;
+    t.order("warm-up").await;
+    t.sim
+        .inject(Fault::OrderDelay(Duration::from_millis(2500)), 1);
+
+    let (code, body) = t.order("slow").await;
+
+    assert_eq!(
+        code, 202,
+        "answered at ACK_DEADLINE_MS while Dhan is still thinking: {body}"
+    );
+    assert_eq!(body["status"], "processing");
+    assert_eq!(body["legs"][0]["status"], "SUBMITTING");
+    let cid = body["legs"][0]["correlation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually("the slow order lands", || {
+        t.sim
+            .orders()
+            .iter()
+            .any(|o| o.correlation_id.as_deref() == Some(&cid))
+    })
+    .await;
+    for _ in 0..3000 {
+        let rows = t.app.journal_orders().await;
+        if rows
+            .iter()
+            .any(|r| r.correlation_id == cid && r.status.as_str() == "ACCEPTED")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rows = t.app.journal_orders().await;
+    assert!(
+        rows.iter()
+            .any(|r| r.correlation_id == cid && r.status.as_str() == "ACCEPTED"),
+        "{rows:?}"
+    );
+    assert_eq!(t.sim.orders().len(), 2, "one order per alert");
+}
+
+#[tokio::test]
+async fn an_answer_lost_after_dhan_accepted_is_found_by_correlation_id_not_resent() {
+    for fault in [Fault::OrderDropAfterAccept, Fault::Order5xxAfterAccept] {
+        let t = live(SimConfig::default()).await;
+        t.sim.inject(fault.clone(), 1);
+
+        let (code, body) = t.order("lost-answer").await;
+        assert_eq!(code, 202, "{fault:?}: {body}");
+        assert_eq!(body["legs"][0]["status"], "UNKNOWN");
+
+        // The reconciler's next pass (5 s on the service's clock) finds it at Dhan.
+        t.advance(chrono::Duration::seconds(6));
+        eventually("the reconciler's lookup", || {
+            t.sim
+                .requests()
+                .iter()
+                .any(|r| r.path.starts_with("/v2/orders/external/") || r.path == "/v2/orders")
+        })
+        .await;
+        for _ in 0..3000 {
+            if leg_status(&t).await != "UNKNOWN" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let row = &t.app.journal_orders().await[0];
+        assert!(
+            ["ACCEPTED", "PENDING", "FILLED"].contains(&row.status.as_str()),
+            "{fault:?}: {row:?}"
+        );
+        assert!(
+            row.message
+                .as_deref()
+                .unwrap()
+                .contains("found at the broker"),
+            "{row:?}"
+        );
+        assert_eq!(
+            t.sim.orders().len(),
+            1,
+            "{fault:?}: exactly one order at Dhan"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_order_dhan_never_got_is_resent_once_after_the_settle_time() {
+    let t = live(SimConfig::default()).await;
+    t.sim.inject(Fault::Order5xxBeforeAccept, 1);
+
+    let (_, body) = t.order("never-arrived").await;
+    assert_eq!(body["legs"][0]["status"], "UNKNOWN");
+
+    // Absent, but not for long enough yet: nothing is re-sent.
+    t.advance(chrono::Duration::seconds(10));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(t.sim.orders().len(), 0);
+
+    t.advance(chrono::Duration::seconds(25));
+    eventually("the single re-send", || t.sim.orders().len() == 1).await;
+    wait_leg(&t, "ACCEPTED").await;
+    assert_eq!(
+        t.sim.orders()[0].correlation_id.as_deref(),
+        body["legs"][0]["correlation_id"].as_str()
+    );
+    t.advance(chrono::Duration::seconds(60));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(t.sim.orders().len(), 1, "never a second order");
+}
+
+#[tokio::test]
+async fn with_resend_unknown_false_an_absent_order_needs_a_person() {
+    let sim = sim_at(SimConfig::default(), crate::helpers::market_time()).await;
+    let t = start_at(
+        sim,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[("RESEND_UNKNOWN", "false")],
+        crate::helpers::market_time(),
+    )
+    .await;
+    t.sim.inject(Fault::Order5xxBeforeAccept, 1);
+    t.order("never-arrived").await;
+
+    t.advance(chrono::Duration::seconds(36));
+    wait_leg(&t, "NEEDS_ATTENTION").await;
+    let row = &t.app.journal_orders().await[0];
+    assert!(
+        row.message
+            .as_deref()
+            .unwrap()
+            .contains("RESEND_UNKNOWN=false"),
+        "{row:?}"
+    );
+    assert_eq!(t.sim.orders().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_429_storm_on_50_alerts_places_each_once_never_above_the_rate() {
+    let t = live(SimConfig::default()).await;
+    t.order("warm-up").await;
+    t.sim.inject(Fault::OrderRateLimited, 10);
+
+    let results = futures::future::join_all((0..50).map(|i| {
+        let t = &t;
+        async move { t.order(&format!("storm-{i}")).await }
+    }))
+    .await;
+
+    for (code, body) in &results {
+        assert!(*code == 200 || *code == 202, "{body}");
+    }
+    eventually("all 51 orders at Dhan", || t.sim.orders().len() == 51).await;
+    let orders = t.sim.orders();
+    let cids: std::collections::HashSet<_> =
+        orders.iter().map(|o| o.correlation_id.clone()).collect();
+    assert_eq!(cids.len(), 51, "each alert placed once");
+    // Never more than 10 order writes in any second (the sim's own limit would 429 them).
+    let mut writes: Vec<_> = t
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/orders")
+        .map(|r| r.at)
+        .collect();
+    writes.sort();
+    for (i, at) in writes.iter().enumerate() {
+        let in_window = writes[i..]
+            .iter()
+            .take_while(|w| **w - *at < chrono::Duration::seconds(1))
+            .count();
+        assert!(
+            in_window <= 10,
+            "{in_window} order writes within one second"
+        );
+    }
+}
