@@ -75,7 +75,16 @@ pub enum InstrumentsAction {
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let app = Application::build(settings, Arc::new(SystemClock)).await?;
+            let clock: Arc<dyn Clock> = match settings.clock_start {
+                Some(start) => {
+                    tracing::warn!(
+                        "DHANHOOK_CLOCK_START: the service's clock starts at {start}, not the real time"
+                    );
+                    Arc::new(crate::clock::OffsetClock::starting_at(start))
+                }
+                None => Arc::new(SystemClock),
+            };
+            let app = Application::build(settings, clock).await?;
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Migrate => {

@@ -45,6 +45,33 @@ impl Clock for SystemClock {
     }
 }
 
+/// The wall clock shifted to start at a chosen instant, running at real speed
+/// (`DHANHOOK_CLOCK_START`): for trying market-hours behaviour at any hour, and for tests
+/// that run the real binary at a known market time.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    offset: chrono::Duration,
+}
+
+impl OffsetClock {
+    /// A clock whose "now" is `start` at the moment of the call.
+    pub fn starting_at(start: DateTime<Utc>) -> Self {
+        Self {
+            offset: start - Utc::now(),
+        }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset
+    }
+
+    fn sleep_until(&self, deadline: DateTime<Utc>) -> Sleep<'_> {
+        SystemClock.sleep_until(deadline - self.offset)
+    }
+}
+
 /// A clock that only moves when told to: tests move it, and every [`Clock::sleep_until`]
 /// whose deadline is passed wakes up at once, without real waiting.
 #[derive(Debug, Clone)]

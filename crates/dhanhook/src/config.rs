@@ -110,6 +110,8 @@ pub struct Settings {
     pub dhan: DhanSettings,
     pub instruments: InstrumentSettings,
     pub routing: RoutingSettings,
+    /// `DHANHOOK_CLOCK_START`: run the service's clock from this instant (simulation, tests).
+    pub clock_start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What happens to an alert that arrives while its market is closed.
@@ -285,6 +287,21 @@ impl Settings {
         let dhan = dhan_settings(&get, auto_health_check, Duration::from_secs(health_secs))?;
         let instruments = instrument_settings(&get)?;
         let routing = routing_settings(&get)?;
+        let clock_start = match get("DHANHOOK_CLOCK_START") {
+            None => None,
+            Some(v) => Some(
+                chrono::DateTime::parse_from_rfc3339(&v)
+                    .map_err(|_| {
+                        ConfigError::new(
+                            "DHANHOOK_CLOCK_START",
+                            format!(
+                                "'{v}' is not an RFC 3339 instant like 2026-12-01T10:00:00+05:30"
+                            ),
+                        )
+                    })?
+                    .with_timezone(&chrono::Utc),
+            ),
+        };
 
         Ok(Settings {
             mode,
@@ -302,6 +319,7 @@ impl Settings {
             dhan,
             instruments,
             routing,
+            clock_start,
         })
     }
 

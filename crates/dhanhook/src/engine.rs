@@ -315,6 +315,7 @@ impl Engine {
             }
             Admission::Admitted => {
                 tracing::info!(%alert_id, legs = alert.legs.len(), route = %alert.route, "alert journaled");
+                crate::crash::point("after_journal");
                 if let Some(tx) = admitted {
                     let _ = tx.send(alert_id.clone());
                 }
@@ -426,6 +427,7 @@ impl Engine {
             return;
         }
         row.status = LegStatus::Submitting;
+        crate::crash::point("after_submitting");
 
         let request = OrderRequest {
             correlation_id: &leg.correlation_id,
@@ -436,7 +438,11 @@ impl Engine {
                 .amo
                 .then(|| leg.order.amo_time.unwrap_or(self.routing.amo_time)),
         };
-        let update = match self.broker.place(request).await {
+        let answer = self.broker.place(request).await;
+        if answer.is_ok() {
+            crate::crash::point("after_broker");
+        }
+        let update = match answer {
             Ok(Placement::Filled {
                 order_id,
                 fill_price,

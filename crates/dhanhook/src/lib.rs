@@ -22,6 +22,7 @@ pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod crash;
 pub mod csvlog;
 pub mod dhan;
 pub mod engine;

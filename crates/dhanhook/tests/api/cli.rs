@@ -15,14 +15,14 @@ use crate::helpers::{ADMIN_TOKEN, SECRET};
 const BIN: &str = env!("CARGO_BIN_EXE_dhanhook");
 
 /// A running `dhanhook serve` whose combined output is collected.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     output: Arc<Mutex<String>>,
-    base: String,
+    pub(crate) base: String,
 }
 
 /// Starts the binary in `dir` with `vars`, waits for its "listening on" line.
-fn serve(dir: &std::path::Path, vars: &[(&str, &str)]) -> Served {
+pub(crate) fn serve(dir: &std::path::Path, vars: &[(&str, &str)]) -> Served {
     let mut cmd = Command::new(BIN);
     cmd.arg("serve")
         .current_dir(dir)
@@ -77,8 +77,16 @@ fn serve(dir: &std::path::Path, vars: &[(&str, &str)]) -> Served {
 }
 
 impl Served {
+    /// Waits for the process to end by itself (e.g. a crash point), with what it printed.
+    pub(crate) fn wait_exit(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().expect("process exits");
+        std::thread::sleep(Duration::from_millis(100)); // let the reader threads drain
+        let out = self.output.lock().unwrap().clone();
+        (status, out)
+    }
+
     /// SIGTERM, then the exit status and everything printed.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    pub(crate) fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -327,7 +335,7 @@ async fn migrate_and_orders_commands_read_the_same_journal() {
 }
 
 /// The simulator's fake account, as the binary's environment.
-fn sim_env(sim: &dhan_sim::SimHandle) -> Vec<(String, String)> {
+pub(crate) fn sim_env(sim: &dhan_sim::SimHandle) -> Vec<(String, String)> {
     let c = dhan_sim::SimConfig::default();
     vec![
         ("DHAN_BASE_URL".into(), sim.base_url()),
@@ -338,7 +346,7 @@ fn sim_env(sim: &dhan_sim::SimHandle) -> Vec<(String, String)> {
     ]
 }
 
-fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+pub(crate) fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
     v.iter()
         .map(|(k, val)| (k.as_str(), val.as_str()))
         .collect()

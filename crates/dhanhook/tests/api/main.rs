@@ -2,6 +2,7 @@
 //! link). `helpers` starts the real application on port 0 with a temporary data folder.
 
 mod cli;
+mod crash;
 mod dedupe;
 mod dhan_client;
 mod faults;
