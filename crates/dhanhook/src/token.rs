@@ -198,6 +198,12 @@ struct ConsentState {
     used_token_ids: HashSet<String>,
 }
 
+/// How long one instance holds the mint lease (a mint takes a second; a crashed holder's lease
+/// lapses after this).
+const MINT_LEASE: chrono::Duration = chrono::Duration::minutes(2);
+/// Polls (every 500 ms) while another instance mints.
+const WAIT_FOR_OTHER_MINTER_POLLS: u32 = 60;
+
 /// How long a started consent waits for its callback.
 const CONSENT_WINDOW: chrono::Duration = chrono::Duration::minutes(10);
 /// A token this close to expiry is not handed out: a request could outlive it.
@@ -238,6 +244,8 @@ struct Inner {
     consent: Mutex<ConsentState>,
     /// Wakes the scheduler to re-plan (a new token, an operator action).
     replan: Notify,
+    /// This process's name as a lease holder.
+    instance: String,
 }
 
 impl TokenKeeper {
@@ -260,6 +268,7 @@ impl TokenKeeper {
                 report: Mutex::new(MintState::default()),
                 consent: Mutex::new(ConsentState::default()),
                 replan: Notify::new(),
+                instance: uuid::Uuid::now_v7().to_string(),
             }),
         }
     }
@@ -371,19 +380,11 @@ impl TokenKeeper {
         let mut st = self.inner.mint.lock().await;
         let now = self.now();
 
-        // Someone else may have refreshed while we waited for the lock.
-        if let Some(cur) = self.usable() {
-            let satisfied = match reason {
-                Reason::Missing => true,
-                Reason::Refused => rejected.is_some_and(|r| !cur.same_as(r)),
-                Reason::Scheduled => {
-                    cur.expires_at - to_chrono(self.inner.settings.refresh_margin) > now
-                }
-                Reason::Operator => false,
-            };
-            if satisfied {
-                return Ok(cur);
-            }
+        // Someone may have refreshed while we waited: this process (the lock) or another
+        // instance sharing the journal (the stored token).
+        self.adopt_stored().await;
+        if let Some(cur) = self.satisfying(reason, rejected, now) {
+            return Ok(cur);
         }
 
         if reason == Reason::Operator {
@@ -397,7 +398,11 @@ impl TokenKeeper {
         }
 
         let cooldown = to_chrono(self.inner.settings.mint_cooldown);
-        if let Some(last) = st.last_attempt {
+        let last_anywhere = match (st.last_attempt, self.stored_obtained_at().await) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(last) = last_anywhere {
             let ready = last + cooldown * 2i32.saturating_pow(st.failures.saturating_sub(1).min(6));
             if now < ready {
                 let wait_secs = u64::try_from((ready - now).num_seconds().max(1)).unwrap_or(1);
@@ -426,8 +431,31 @@ impl TokenKeeper {
             Reason::Missing => tracing::warn!("No valid token, generating new token..."),
             Reason::Refused | Reason::Operator => tracing::info!("Generating new token..."),
         }
+        // One minter across every instance sharing the journal: a new token kills the old
+        // one, so two instances minting would knock each other out.
+        let lease = format!("dhan-token-mint:{}", self.inner.client.client_id());
+        let leased = self
+            .inner
+            .journal
+            .try_lease(
+                &lease,
+                &self.inner.instance,
+                self.now() + MINT_LEASE,
+                self.now(),
+            )
+            .await
+            .unwrap_or(false);
+        if !leased {
+            drop(st);
+            return self.wait_for_other_minter(reason, rejected).await;
+        }
         let attempt_at = self.now();
         let result = self.obtain().await;
+        let _ = self
+            .inner
+            .journal
+            .release_lease(&lease, &self.inner.instance)
+            .await;
         st.last_attempt = Some(attempt_at);
         match result {
             Ok(token) => {
@@ -474,6 +502,94 @@ impl TokenKeeper {
                 Err(other)
             }
         }
+    }
+
+    /// The current token if it already answers this refresh's reason.
+    fn satisfying(
+        &self,
+        reason: Reason,
+        rejected: Option<&Token>,
+        now: DateTime<Utc>,
+    ) -> Option<Token> {
+        let cur = self.usable()?;
+        let satisfied = match reason {
+            Reason::Missing => true,
+            Reason::Refused => rejected.is_some_and(|r| !cur.same_as(r)),
+            Reason::Scheduled => {
+                cur.expires_at - to_chrono(self.inner.settings.refresh_margin) > now
+            }
+            Reason::Operator => false,
+        };
+        satisfied.then_some(cur)
+    }
+
+    /// Adopts the journal's token when it is valid and newer than the one in use (another
+    /// instance minted it).
+    async fn adopt_stored(&self) {
+        let Ok(Some(stored)) = self
+            .inner
+            .journal
+            .load_token(self.inner.client.client_id())
+            .await
+        else {
+            return;
+        };
+        let now = self.now();
+        if stored.expires_at <= now + EXPIRY_SKEW {
+            return;
+        }
+        let newer = match self.current() {
+            None => true,
+            Some(cur) => {
+                !cur.value.expose_secret().eq(stored.token.expose_secret())
+                    && stored.expires_at >= cur.expires_at
+            }
+        };
+        if newer {
+            tracing::info!("using the token another instance obtained");
+            let token = Token {
+                web_token: is_web_token(&stored.token),
+                value: stored.token,
+                expires_at: stored.expires_at,
+                source: TokenSource::parse(&stored.source),
+            };
+            *self
+                .inner
+                .current
+                .write()
+                .unwrap_or_else(|e| e.into_inner()) = Some(token);
+            self.inner.replan.notify_one();
+        }
+    }
+
+    async fn stored_obtained_at(&self) -> Option<DateTime<Utc>> {
+        self.inner
+            .journal
+            .load_token(self.inner.client.client_id())
+            .await
+            .ok()
+            .flatten()
+            .map(|t| t.obtained_at)
+    }
+
+    /// Another instance holds the mint lease: wait (bounded, real time) for its token.
+    async fn wait_for_other_minter(
+        &self,
+        reason: Reason,
+        rejected: Option<&Token>,
+    ) -> Result<Token, TokenError> {
+        tracing::info!("another instance is getting a new token; waiting for it");
+        for _ in 0..WAIT_FOR_OTHER_MINTER_POLLS {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            self.adopt_stored().await;
+            if let Some(t) = self.satisfying(reason, rejected, self.now()) {
+                return Ok(t);
+            }
+        }
+        Err(TokenError::BackingOff {
+            last_error: "another instance was getting a new token and none appeared".to_owned(),
+            next_attempt: ist(self.now() + MINT_LEASE).format("%H:%M:%S").to_string(),
+        })
     }
 
     /// Gets a new token by the best route available. Called with the mint lock held.

@@ -416,6 +416,20 @@ pub trait Journal: Send + Sync + fmt::Debug {
     /// Stores the token in use for its client id, replacing the previous one.
     async fn save_token(&self, token: &StoredToken) -> Result<(), JournalError>;
 
+    /// Takes or renews the lease `name` for `holder` until `until`: granted when the lease is
+    /// free, expired (at `now`) or already held by `holder`. Exactly one holder at a time
+    /// across every instance sharing the journal.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, JournalError>;
+
+    /// Gives the lease up early (only if `holder` holds it).
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), JournalError>;
+
     /// Closes connections; called once at shutdown after in-flight work finished.
     async fn close(&self);
 }

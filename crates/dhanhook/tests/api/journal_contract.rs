@@ -41,7 +41,7 @@ use tokio::task::JoinSet;
 // Running a case on each backend
 // ---------------------------------------------------------------------------------------------
 
-const PG_URL_VAR: &str = "DHANHOOK_TEST_POSTGRES_URL";
+pub(crate) const PG_URL_VAR: &str = "DHANHOOK_TEST_POSTGRES_URL";
 
 /// PostgreSQL cases running at once. Each holds a pool of up to 8 connections plus one to
 /// create its database; the server's default limit is 100 connections, and a machine with
@@ -146,14 +146,14 @@ where
 }
 
 /// A database of its own for one PostgreSQL case.
-struct TestDatabase {
+pub(crate) struct TestDatabase {
     server: PgConnectOptions,
     name: String,
-    url: SecretString,
+    pub(crate) url: SecretString,
 }
 
 impl TestDatabase {
-    async fn create(server_url: &str) -> Self {
+    pub(crate) async fn create(server_url: &str) -> Self {
         let server = PgConnectOptions::from_str(server_url)
             .unwrap_or_else(|e| panic!("{PG_URL_VAR} is not a PostgreSQL URL: {e}"));
         let name = format!("dhanhook_test_{}", uuid::Uuid::now_v7().simple());
@@ -183,7 +183,7 @@ impl TestDatabase {
     }
 
     /// Best effort: a leftover database is only clutter (its name says where it came from).
-    async fn drop(self) {
+    pub(crate) async fn drop(self) {
         let Ok(mut conn) = PgConnection::connect_with(&self.server).await else {
             return;
         };

@@ -10,6 +10,7 @@ mod helpers;
 mod instruments;
 mod journal_contract;
 mod live;
+mod multi;
 mod ops;
 mod restart;
 mod routing;

@@ -1,0 +1,115 @@
+//! Two instances sharing one PostgreSQL journal against one dhan-sim: the same alert sent to
+//! both many times places one order; both instances see the same journal; one token mint
+//! serves both, at start-up and when the token expires.
+
+use std::sync::Arc;
+
+use dhan_sim::SimConfig;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{SECRET, market_time, spawn_app_at},
+    journal_contract::{PG_URL_VAR, TestDatabase},
+    live::{eventually, sim_at},
+};
+
+fn live_env(sim: &dhan_sim::SimHandle, database_url: &str) -> Vec<(String, String)> {
+    let c = SimConfig::default();
+    vec![
+        ("ENABLE_DHAN".into(), "true".into()),
+        ("DHAN_BASE_URL".into(), sim.base_url()),
+        ("DHAN_AUTH_URL".into(), sim.auth_url()),
+        ("DHAN_CLIENT_ID".into(), c.client_id),
+        ("DHAN_PIN".into(), c.pin),
+        ("DHAN_TOTP_SECRET".into(), c.totp_secret),
+        (
+            "INSTRUMENTS_PATH".into(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/data/scrip-master-sample.csv").into(),
+        ),
+        ("DATABASE_URL".into(), database_url.to_owned()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_postgres_place_one_order_for_forty_deliveries_and_mint_once() {
+    let Ok(server) = std::env::var(PG_URL_VAR) else {
+        eprintln!("skipping the two-instance PostgreSQL test: {PG_URL_VAR} is not set");
+        return;
+    };
+    let db = TestDatabase::create(&server).await;
+    let sim = sim_at(SimConfig::default(), market_time()).await;
+    let env = live_env(&sim, db.url.expose_secret());
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let a = spawn_app_at(Arc::new(tempfile::tempdir().unwrap()), &vars, market_time()).await;
+    let b = spawn_app_at(Arc::new(tempfile::tempdir().unwrap()), &vars, market_time()).await;
+
+    // Start-up: both need a token; the lease lets one mint and the other adopt it.
+    eventually("a token for both", || sim.mint_count() >= 1).await;
+    let alert = json!({"secret": SECRET, "id": "shared-1", "symbol": "NSE:RELIANCE", "action": "buy",
+                       "quantity": 1, "product": "intraday"});
+    let sends = (0..40).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let alert = alert.clone();
+        async move {
+            let resp = app.post_webhook(&alert).await;
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    });
+    let answers = futures::future::join_all(sends).await;
+
+    assert!(
+        answers.iter().all(|(s, _)| *s == 200 || *s == 202),
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|(_, v)| v["duplicate"] == false)
+            .count(),
+        1
+    );
+    eventually("the order at Dhan", || sim.orders().len() == 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        sim.orders().len(),
+        1,
+        "one order for 40 deliveries to two instances"
+    );
+    assert_eq!(sim.mint_count(), 1, "one token for both instances");
+    let logs_a: Value = a
+        .get_admin("/logs", crate::helpers::ADMIN_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let logs_b: Value = b
+        .get_admin("/logs", crate::helpers::ADMIN_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        logs_a["orders"], logs_b["orders"],
+        "both instances read the same journal"
+    );
+    assert_eq!(logs_a["count"], 1);
+
+    // A day later the token expires: both schedulers want a new one; one mint serves both.
+    for app in [&a, &b] {
+        app.clock
+            .advance(chrono::Duration::hours(23) + chrono::Duration::minutes(1));
+    }
+    sim.advance(chrono::Duration::hours(23) + chrono::Duration::minutes(1));
+    eventually("the refresh", || sim.mint_count() == 2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        sim.mint_count(),
+        2,
+        "exactly one mint for the two instances"
+    );
+
+    a.stop().await;
+    b.stop().await;
+    db.drop().await;
+}
