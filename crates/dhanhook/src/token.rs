@@ -198,9 +198,10 @@ struct ConsentState {
     used_token_ids: HashSet<String>,
 }
 
-/// How long one instance holds the mint lease (a mint takes a second; a crashed holder's lease
-/// lapses after this).
-const MINT_LEASE: chrono::Duration = chrono::Duration::minutes(2);
+/// How long one instance holds the mint lease: a mint takes a second (the client gives up after
+/// 8 s), and a crashed holder's lease must lapse soon. If the crashed holder did get a token it
+/// never stored, the next mint meets Dhan's own 2-minute throttle and backs off.
+const MINT_LEASE: chrono::Duration = chrono::Duration::seconds(30);
 /// Polls (every 500 ms) while another instance mints.
 const WAIT_FOR_OTHER_MINTER_POLLS: u32 = 60;
 

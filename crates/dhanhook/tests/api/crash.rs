@@ -13,8 +13,15 @@ use crate::{
     live::eventually,
 };
 
-fn env_for(sim: &SimHandle, crash_at: Option<&str>) -> Vec<(String, String)> {
+fn env_for(
+    sim: &SimHandle,
+    crash_at: Option<&str>,
+    database_url: Option<&str>,
+) -> Vec<(String, String)> {
     let mut env = sim_env(sim);
+    if let Some(url) = database_url {
+        env.push(("DATABASE_URL".to_owned(), url.to_owned()));
+    }
     env.extend([
         ("ENABLE_DHAN".to_owned(), "true".to_owned()),
         ("WEBHOOK_SECRET".to_owned(), SECRET.to_owned()),
@@ -43,8 +50,12 @@ async fn crash_then_restart(point: &str) {
     let alert = json!({"secret": SECRET, "id": "crash-1", "symbol": "NSE:RELIANCE", "action": "buy",
                        "quantity": 1, "product": "intraday"});
 
-    let env = env_for(&sim, Some(point));
+    let database_url = crate::helpers::test_database_url(&dir).await;
+    let env = env_for(&sim, Some(point), database_url.as_deref());
     let first = serve(dir.path(), &as_refs(&env));
+    // Let the start-up mint finish first: the crash under test is the order's, not the mint's.
+    eventually("the start-up token", || sim.mint_count() == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let sent = http_client()
         .post(format!("{}/webhook", first.base))
         .body(alert.to_string())
@@ -56,9 +67,18 @@ async fn crash_then_restart(point: &str) {
     assert!(out.contains(&format!("DHANHOOK_CRASH_AT={point}")), "{out}");
 
     // Restart without the crash point: start-up reconciliation settles the leg.
-    let env = env_for(&sim, None);
+    let env = env_for(&sim, None, database_url.as_deref());
     let second = serve(dir.path(), &as_refs(&env));
-    eventually("one order at Dhan", || sim.orders().len() == 1).await;
+    for _ in 0..1000 {
+        if sim.orders().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if sim.orders().len() != 1 {
+        let (_, out) = second.terminate();
+        panic!("{point}: no order after the restart; its log:\n{out}");
+    }
     // TradingView (or a person) sends the alert again: a duplicate, nothing new.
     let again: Value = http_client()
         .post(format!("{}/webhook", second.base))

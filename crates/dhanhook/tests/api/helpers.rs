@@ -25,6 +25,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     /// Kept alive for the app's lifetime; shared so a restart can reuse the folder.
     pub dir: Arc<TempDir>,
+    /// The journal's URL when not the default SQLite file (PostgreSQL runs).
+    pub database_url: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -69,10 +71,14 @@ pub async fn spawn_app_at(
         // A loaded CI machine must not turn a 200 into a 202; the deadline has its own test.
         ("ACK_DEADLINE_MS".to_owned(), "30000".to_owned()),
     ]);
+    if let Some(url) = test_database_url(&dir).await {
+        env.insert("DATABASE_URL".to_owned(), url);
+    }
     for (k, v) in vars {
         env.insert((*k).to_owned(), (*v).to_owned());
     }
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings are valid");
+    let database_url = env.get("DATABASE_URL").cloned();
     let clock = ManualClock::new(start);
     let app = Application::build(settings, Arc::new(clock.clone()))
         .await
@@ -87,9 +93,61 @@ pub async fn spawn_app_at(
         client: http_client(),
         clock,
         dir,
+        database_url,
         shutdown: Some(tx),
         server: Some(server),
     }
+}
+
+/// The backend the API tests run against: SQLite (the default), or PostgreSQL when
+/// `DHANHOOK_TEST_BACKEND=postgres` (with `DHANHOOK_TEST_POSTGRES_URL` naming the server), so
+/// the same suite proves both. Each data folder gets its own database, remembered in the
+/// folder so a restart in the same folder finds the same journal.
+pub async fn test_database_url(dir: &TempDir) -> Option<String> {
+    if std::env::var("DHANHOOK_TEST_BACKEND").ok().as_deref() != Some("postgres") {
+        return None;
+    }
+    let server = std::env::var(crate::journal_contract::PG_URL_VAR)
+        .expect("DHANHOOK_TEST_BACKEND=postgres needs DHANHOOK_TEST_POSTGRES_URL");
+    let remembered = dir.path().join(".test_database_url");
+    if let Ok(url) = std::fs::read_to_string(&remembered) {
+        return Some(url);
+    }
+    let db = crate::journal_contract::TestDatabase::create(&server).await;
+    let url = secrecy::ExposeSecret::expose_secret(&db.url).to_owned();
+    std::fs::write(&remembered, &url).expect("remember the test database");
+    Some(url)
+}
+
+/// Runs raw SQL on the journal of the data folder `dir` (SQLite file or PostgreSQL database),
+/// to put it in a state a test needs (a crash's leftovers, a refusing disk).
+pub async fn journal_sql(dir: &TempDir, sql: &str) {
+    use sqlx::Executor;
+    let remembered = dir.path().join(".test_database_url");
+    match std::fs::read_to_string(&remembered) {
+        Ok(url) => {
+            let pool = sqlx::PgPool::connect(&url).await.expect("test database");
+            pool.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())))
+                .await
+                .expect("journal SQL");
+            pool.close().await;
+        }
+        Err(_) => {
+            let url = format!("sqlite://{}", dir.path().join("dhanhook.db").display());
+            let pool = sqlx::SqlitePool::connect(&url)
+                .await
+                .expect("test database");
+            pool.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())))
+                .await
+                .expect("journal SQL");
+            pool.close().await;
+        }
+    }
+}
+
+/// Whether the API tests run on PostgreSQL (see [`test_database_url`]).
+pub fn on_postgres() -> bool {
+    std::env::var("DHANHOOK_TEST_BACKEND").ok().as_deref() == Some("postgres")
 }
 
 /// A reqwest client for tests. reqwest is built with `rustls-no-provider` (dhanhook picks the
@@ -161,8 +219,19 @@ impl TestApp {
 
     /// Every order leg in the journal, read straight from the database file.
     pub async fn journal_orders(&self) -> Vec<OrderRow> {
-        let url = format!("sqlite://{}", self.data_dir().join("dhanhook.db").display());
-        let journal = SqliteJournal::open(&url).await.expect("journal opens");
+        let journal: Box<dyn Journal> = match &self.database_url {
+            Some(url) if url.starts_with("postgres") => Box::new(
+                dhanhook::store::postgres::PgJournal::open(&secrecy::SecretString::from(
+                    url.clone(),
+                ))
+                .await
+                .expect("journal opens"),
+            ),
+            _ => {
+                let url = format!("sqlite://{}", self.data_dir().join("dhanhook.db").display());
+                Box::new(SqliteJournal::open(&url).await.expect("journal opens"))
+            }
+        };
         let rows = journal
             .recent_orders(10_000)
             .await

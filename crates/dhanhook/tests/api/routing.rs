@@ -151,17 +151,11 @@ async fn a_restart_between_claim_and_placement_never_places_a_sent_leg_again() {
 
     // The crash: the alert was claimed and leg 1 marked SUBMITTING (it may have reached Dhan),
     // then the process died before leg 2.
-    let url = format!("sqlite://{}", data.path().join("dhanhook.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("UPDATE alerts SET status = 'processing'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE order_legs SET status = 'SUBMITTING' WHERE leg_no = 1")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    crate::helpers::journal_sql(
+        &data,
+        "UPDATE alerts SET status = 'processing'; UPDATE order_legs SET status = 'SUBMITTING' WHERE leg_no = 1;",
+    )
+    .await;
 
     let monday = ist_time(2026, 12, 7, 9, 20);
     sim.set_now(monday);
