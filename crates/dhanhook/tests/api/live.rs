@@ -64,7 +64,9 @@ pub(crate) async fn start_at(
     );
     let borrowed: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let app = crate::helpers::spawn_app_at(dir, &borrowed, at).await;
-    Live { sim, app }
+    let live = Live { sim, app };
+    live.settled_start_up().await;
+    live
 }
 
 pub(crate) async fn live(config: SimConfig) -> Live {
@@ -77,6 +79,19 @@ pub(crate) async fn live(config: SimConfig) -> Live {
 }
 
 impl Live {
+    /// Waits until the start-up token work is over (a token in hand, or minting given up), so a
+    /// test that moves the clocks does not move them under a mint in flight.
+    async fn settled_start_up(&self) {
+        for _ in 0..3000 {
+            let status = self.auth_status().await;
+            let minting = status["state"] == "none" && status["last_error"].is_null();
+            if !minting || self.sim.mint_count() > 0 && status["state"] == "valid" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Moves both clocks: time passes for the service and for "Dhan" alike.
     pub(crate) fn advance(&self, d: chrono::Duration) {
         self.app.clock.advance(d);
