@@ -19,6 +19,8 @@ pub enum Fault {
     AuthFailure,
     /// POST /app/generateAccessToken: fails with a 500, no token issued.
     Mint5xx,
+    /// Any REST read (GET /v2/...): 500 DH-908, as a passing server failure.
+    Read5xx,
 }
 
 /// The point in request handling at which a fault can fire.
@@ -32,6 +34,8 @@ pub(crate) enum FaultPoint {
     OrderAfterAccept,
     /// `POST /app/generateAccessToken`, before anything else.
     Mint,
+    /// Any `GET /v2/...`, before the token is checked.
+    RestRead,
 }
 
 impl Fault {
@@ -45,6 +49,7 @@ impl Fault {
             }
             Fault::AuthFailure => FaultPoint::Rest,
             Fault::Mint5xx => FaultPoint::Mint,
+            Fault::Read5xx => FaultPoint::RestRead,
         }
     }
 }

@@ -111,6 +111,15 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, req: &Req, segs: &[&str]) -> 
         if state.faults.take(FaultPoint::Rest).is_some() {
             return ApiError::invalid_token().into();
         }
+        if req.method == hyper::Method::GET && state.faults.take(FaultPoint::RestRead).is_some() {
+            return ApiError::dh(
+                500,
+                "Internal_Server_Error",
+                "DH-908",
+                "Internal Server Error",
+            )
+            .into();
+        }
         if let Err(e) = state.check_token(req.header("access-token")) {
             return e.into();
         }

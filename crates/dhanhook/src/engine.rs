@@ -123,7 +123,15 @@ pub struct Engine {
     pub(crate) routing: RoutingSettings,
     /// Wakes the queue runner when an alert is queued.
     pub(crate) queue_wake: Arc<Notify>,
+    /// Set once the start-up reconciliation has run: new orders wait for it (bounded), so an
+    /// order whose fate is unknown is looked up before another one is sent.
+    pub(crate) reconciled: Arc<tokio::sync::watch::Sender<bool>>,
+    /// This process's name as a lease holder (reconciler passes).
+    pub(crate) instance: String,
 }
+
+/// Longest a new order waits for the start-up reconciliation.
+const WAIT_FOR_RECONCILIATION: Duration = Duration::from_secs(10);
 
 /// What an [`Engine`] is built from.
 #[derive(Debug)]
@@ -154,6 +162,19 @@ impl Engine {
             calendar: p.calendar,
             routing: p.routing,
             queue_wake: Arc::new(Notify::new()),
+            reconciled: Arc::new(tokio::sync::watch::Sender::new(false)),
+            instance: uuid::Uuid::now_v7().to_string(),
+        }
+    }
+
+    /// Waits (bounded) until the start-up reconciliation has run.
+    pub(crate) async fn wait_for_reconciliation(&self) {
+        let mut rx = self.reconciled.subscribe();
+        if tokio::time::timeout(WAIT_FOR_RECONCILIATION, rx.wait_for(|done| *done))
+            .await
+            .is_err()
+        {
+            tracing::warn!("start-up reconciliation still running; placing the order anyway");
         }
     }
 
@@ -379,6 +400,9 @@ impl Engine {
     /// to the queue or refused are only reported).
     async fn place_legs(&self, alert: &NewAlert) -> Outcome {
         let mut rows: Vec<OrderRow> = alert.legs.iter().map(|leg| order_row(alert, leg)).collect();
+        if alert.initial_status == LegStatus::Received {
+            self.wait_for_reconciliation().await;
+        }
         for (leg, row) in alert.legs.iter().zip(rows.iter_mut()) {
             match alert.initial_status {
                 LegStatus::Received => self.place_leg(&alert.id, leg, row).await,

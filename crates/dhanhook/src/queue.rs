@@ -21,6 +21,10 @@ use crate::{
     store::{AlertStatus, JournalError, LegStatus, LegUpdate, NewLeg, OrderRow, ResolvedLeg},
 };
 
+/// A claim older than this belongs to a run that died (a live run places an alert's legs in
+/// seconds).
+const STALE_CLAIM: chrono::Duration = chrono::Duration::minutes(2);
+
 /// What happened to one claimed alert.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueueResult {
@@ -43,12 +47,14 @@ impl Engine {
         Ok(results)
     }
 
-    /// Puts alerts claimed by a crashed run back in the queue (see the module doc).
+    /// Puts alerts claimed by a crashed run back in the queue (see the module doc): claims
+    /// older than [`STALE_CLAIM`], since a live run finishes an alert in seconds.
     ///
     /// # Errors
     /// The journal failed.
     pub async fn recover_queue(&self) -> Result<u64, JournalError> {
-        let n = self.journal.recover_claims(self.clock.now()).await?;
+        let now = self.clock.now();
+        let n = self.journal.recover_claims(now - STALE_CLAIM, now).await?;
         if n > 0 {
             tracing::warn!(
                 alerts = n,
@@ -61,10 +67,11 @@ impl Engine {
     /// Sleeps until the earliest queued alert is due (or a new one is queued), runs what is
     /// due, and repeats until `stop` is cancelled.
     pub async fn run_queue_until_stopped(self, stop: CancellationToken) {
-        if let Err(e) = self.recover_queue().await {
-            tracing::error!(error = %e, "queue recovery failed");
-        }
         loop {
+            // Cheap, and covers a claim left by an instance that died while this one runs.
+            if let Err(e) = self.recover_queue().await {
+                tracing::error!(error = %e, "queue recovery failed");
+            }
             match self.process_due().await {
                 Ok(results) => {
                     for r in &results {
@@ -80,12 +87,10 @@ impl Engine {
                     Some(self.clock.now() + chrono::Duration::minutes(1))
                 }
             };
-            let sleep = async {
-                match next {
-                    Some(at) => self.clock.sleep_until(at).await,
-                    None => std::future::pending::<()>().await,
-                }
-            };
+            // Wake at the next due alert, and at least every few minutes for recovery.
+            let latest = self.clock.now() + STALE_CLAIM;
+            let at = next.map_or(latest, |n| n.min(latest));
+            let sleep = self.clock.sleep_until(at);
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = self.queue_wake.notified() => {}
@@ -150,6 +155,7 @@ impl Engine {
             }
         }
 
+        self.wait_for_reconciliation().await;
         for row in queued {
             let mut row = row.clone();
             match new_leg(&row, false) {

@@ -34,6 +34,8 @@ const EVERY: chrono::Duration = chrono::Duration::seconds(5);
 /// A SUBMITTING leg younger than this may still be in flight in this process (the broker
 /// client's own timeout is 8 s).
 const IN_FLIGHT: chrono::Duration = chrono::Duration::seconds(30);
+/// How long a reconciler pass holds its lease (longer than a pass, shorter than a restart).
+const RECONCILER_LEASE: chrono::Duration = chrono::Duration::seconds(30);
 /// Legs looked at per pass.
 const BATCH: u32 = 200;
 
@@ -249,13 +251,30 @@ impl Engine {
     pub async fn run_reconciler_until_stopped(self, stop: CancellationToken) {
         let mut booted_at = Some(self.clock.now());
         loop {
-            match self.reconcile_once(booted_at).await {
-                Ok(done) if !done.is_empty() => {
-                    tracing::info!(legs = done.len(), "reconciler settled legs")
+            // One reconciler at a time across instances sharing the journal: the others'
+            // passes would only repeat its lookups.
+            let now = self.clock.now();
+            let leased = self
+                .journal
+                .try_lease("reconciler", &self.instance, now + RECONCILER_LEASE, now)
+                .await
+                .unwrap_or(false);
+            if leased {
+                match self.reconcile_once(booted_at).await {
+                    Ok(done) if !done.is_empty() => {
+                        tracing::info!(legs = done.len(), "reconciler settled legs");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "reconciler pass failed"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "reconciler pass failed"),
+                // Held only during a pass: a restart must not wait for its own old lease.
+                let _ = self
+                    .journal
+                    .release_lease("reconciler", &self.instance)
+                    .await;
             }
+            // The start-up pass is done (or another instance reconciles): new orders may go.
+            self.reconciled.send_replace(true);
             booted_at = None;
             let next = self.clock.now() + EVERY;
             tokio::select! {

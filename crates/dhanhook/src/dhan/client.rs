@@ -24,6 +24,9 @@ use super::{
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time for a whole call. Order writes answer in a few hundred milliseconds when Dhan is well.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
+/// Attempts at a read, and the first pause between them (doubled each time).
+const READ_ATTEMPTS: u32 = 3;
+const READ_RETRY_BACKOFF: Duration = Duration::from_millis(250);
 
 /// Where Dhan lives: production by default; the sandbox, or the simulator in tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,10 +179,15 @@ impl DhanClient {
     /// # Errors
     /// The token was refused ([`DhanErrorKind::Auth`]) or the call failed.
     pub async fn profile(&self, token: &SecretString) -> Result<Profile, DhanError> {
-        let req = self
-            .api(Method::GET, "/profile", token)
-            .header("dhanClientId", &self.client_id);
-        let v = self.call(req, "profile").await?;
+        let v = self
+            .read(
+                || {
+                    self.api(Method::GET, "/profile", token)
+                        .header("dhanClientId", &self.client_id)
+                },
+                "profile",
+            )
+            .await?;
         Ok(Profile::from_json(&v))
     }
 
@@ -207,12 +215,10 @@ impl DhanClient {
         token: &SecretString,
         order_id: &str,
     ) -> Result<Option<OrderRecord>, DhanError> {
-        let req = self.api(
-            Method::GET,
-            &format!("/orders/{}", path_segment(order_id)),
-            token,
-        );
-        let v = self.call(req, "get order").await?;
+        let path = format!("/orders/{}", path_segment(order_id));
+        let v = self
+            .read(|| self.api(Method::GET, &path, token), "get order")
+            .await?;
         Ok(first_record(&v))
     }
 
@@ -228,8 +234,8 @@ impl DhanClient {
     ) -> Result<Option<OrderRecord>, DhanError> {
         let path = format!("/orders/external/{}", path_segment(correlation_id));
         match self
-            .call(
-                self.api(Method::GET, &path, token),
+            .read(
+                || self.api(Method::GET, &path, token),
                 "get order by correlationId",
             )
             .await
@@ -246,7 +252,7 @@ impl DhanClient {
     /// The call failed.
     pub async fn order_book(&self, token: &SecretString) -> Result<Vec<OrderRecord>, DhanError> {
         let v = self
-            .call(self.api(Method::GET, "/orders", token), "order book")
+            .read(|| self.api(Method::GET, "/orders", token), "order book")
             .await?;
         Ok(records(&v))
     }
@@ -275,7 +281,7 @@ impl DhanClient {
     /// The call failed.
     pub async fn trades(&self, token: &SecretString) -> Result<Vec<Value>, DhanError> {
         let v = self
-            .call(self.api(Method::GET, "/trades", token), "trades")
+            .read(|| self.api(Method::GET, "/trades", token), "trades")
             .await?;
         Ok(array(v))
     }
@@ -286,7 +292,7 @@ impl DhanClient {
     /// The call failed.
     pub async fn positions(&self, token: &SecretString) -> Result<Vec<Value>, DhanError> {
         let v = self
-            .call(self.api(Method::GET, "/positions", token), "positions")
+            .read(|| self.api(Method::GET, "/positions", token), "positions")
             .await?;
         Ok(array(v))
     }
@@ -298,7 +304,7 @@ impl DhanClient {
     /// The call failed.
     pub async fn holdings(&self, token: &SecretString) -> Result<Vec<Value>, DhanError> {
         match self
-            .call(self.api(Method::GET, "/holdings", token), "holdings")
+            .read(|| self.api(Method::GET, "/holdings", token), "holdings")
             .await
         {
             Ok(v) => Ok(array(v)),
@@ -312,7 +318,7 @@ impl DhanClient {
     /// # Errors
     /// The call failed.
     pub async fn fund_limit(&self, token: &SecretString) -> Result<Value, DhanError> {
-        self.call(self.api(Method::GET, "/fundlimit", token), "fund limit")
+        self.read(|| self.api(Method::GET, "/fundlimit", token), "fund limit")
             .await
     }
 
@@ -322,7 +328,10 @@ impl DhanClient {
     /// The call failed.
     pub async fn kill_switch_status(&self, token: &SecretString) -> Result<String, DhanError> {
         let v = self
-            .call(self.api(Method::GET, "/killswitch", token), "kill switch")
+            .read(
+                || self.api(Method::GET, "/killswitch", token),
+                "kill switch",
+            )
             .await?;
         str_field(&v, "killSwitchStatus").ok_or_else(|| unexpected("kill switch"))
     }
@@ -351,6 +360,35 @@ impl DhanClient {
             .header("access-token", token.expose_secret())
             .header("client-id", &self.client_id)
             .header("Accept", "application/json")
+    }
+
+    /// A read (GET): retried with backoff when the failure is transient (5xx, timeout, reset,
+    /// no connection). Reads change nothing at Dhan, so repeating them is safe; order writes
+    /// never come through here.
+    async fn read(
+        &self,
+        make: impl Fn() -> RequestBuilder,
+        what: &'static str,
+    ) -> Result<Value, DhanError> {
+        let mut wait = READ_RETRY_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match self.call(make(), what).await {
+                Err(e)
+                    if attempt < READ_ATTEMPTS
+                        && matches!(
+                            e.kind,
+                            DhanErrorKind::Transient | DhanErrorKind::Unreachable
+                        ) =>
+                {
+                    tracing::debug!(call = what, attempt, error = %e, "read failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Sends a request and returns the JSON answer, or the classified error. `what` names the

@@ -400,9 +400,15 @@ pub trait Journal: Send + Sync + fmt::Debug {
         now: DateTime<Utc>,
     ) -> Result<(), JournalError>;
 
-    /// At start-up: alerts claimed by a run that crashed go back to the queue when legs of
-    /// theirs are still QUEUED (never sent). Legs already SUBMITTING or later are not touched.
-    async fn recover_claims(&self, now: DateTime<Utc>) -> Result<u64, JournalError>;
+    /// Alerts claimed before `claimed_before` by a run that never finished (its process died)
+    /// go back to the queue when legs of theirs are still QUEUED (never sent). Legs already
+    /// SUBMITTING or later are not touched. The cut-off leaves claims a live instance is
+    /// working on alone.
+    async fn recover_claims(
+        &self,
+        claimed_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, JournalError>;
 
     /// Queued and in-flight alerts, oldest first, at most `limit` (for `/queue-stats`).
     async fn queue_summary(&self, limit: u32) -> Result<QueueSummary, JournalError>;

@@ -390,13 +390,18 @@ impl Journal for SqliteJournal {
         Ok(())
     }
 
-    async fn recover_claims(&self, now: DateTime<Utc>) -> Result<u64, JournalError> {
+    async fn recover_claims(
+        &self,
+        claimed_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, JournalError> {
         let result = sqlx::query(
             "UPDATE alerts SET status = 'queued', updated_at = ?1
-             WHERE status = 'processing' AND queued_until IS NOT NULL
+             WHERE status = 'processing' AND queued_until IS NOT NULL AND updated_at < ?2
                AND EXISTS (SELECT 1 FROM order_legs l WHERE l.alert_id = alerts.id AND l.status = 'QUEUED')",
         )
         .bind(to_millis(now))
+        .bind(to_millis(claimed_before))
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected())

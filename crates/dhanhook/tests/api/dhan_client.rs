@@ -222,3 +222,38 @@ async fn the_consent_steps_and_renew_token() {
         "the old token expired"
     );
 }
+
+#[tokio::test]
+async fn reads_are_retried_through_passing_server_failures_and_writes_are_not() {
+    let (sim, client, token) = setup().await;
+    sim.inject(dhan_sim::Fault::Read5xx, 2);
+    let book = client.order_book(&token).await;
+    assert!(book.is_ok(), "the third attempt succeeds: {book:?}");
+    let reads = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/v2/orders")
+        .count();
+    assert_eq!(reads, 3);
+
+    sim.inject(dhan_sim::Fault::Read5xx, 3);
+    let e = client.order_book(&token).await.unwrap_err();
+    assert_eq!(
+        e.kind,
+        DhanErrorKind::Transient,
+        "gives up after three attempts: {e}"
+    );
+
+    sim.inject(dhan_sim::Fault::Order5xxBeforeAccept, 1);
+    let e = client
+        .place_order(&token, &order("DHnoRetry1", "MARKET", None))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, DhanErrorKind::Transient);
+    let writes = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/orders")
+        .count();
+    assert_eq!(writes, 1, "an order write is never retried by the client");
+}

@@ -32,7 +32,7 @@ fn live_env(sim: &dhan_sim::SimHandle, database_url: &str) -> Vec<(String, Strin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_instances_on_postgres_place_one_order_for_forty_deliveries_and_mint_once() {
+async fn two_instances_on_postgres_place_one_order_for_two_hundred_deliveries_and_mint_once() {
     let Ok(server) = std::env::var(PG_URL_VAR) else {
         eprintln!("skipping the two-instance PostgreSQL test: {PG_URL_VAR} is not set");
         return;
@@ -48,7 +48,7 @@ async fn two_instances_on_postgres_place_one_order_for_forty_deliveries_and_mint
     eventually("a token for both", || sim.mint_count() >= 1).await;
     let alert = json!({"secret": SECRET, "id": "shared-1", "symbol": "NSE:RELIANCE", "action": "buy",
                        "quantity": 1, "product": "intraday"});
-    let sends = (0..40).map(|i| {
+    let sends = (0..200).map(|i| {
         let app = if i % 2 == 0 { &a } else { &b };
         let alert = alert.clone();
         async move {
