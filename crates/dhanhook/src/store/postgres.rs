@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{
     Connection, Row,
-    postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow},
+    postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions},
 };
 
 use super::{
@@ -238,50 +238,7 @@ fn is_retryable(e: &sqlx::Error) -> bool {
     }
 }
 
-const ORDER_ROW_SELECT: &str =
-    "SELECT l.alert_id, a.received_at, a.strategy, a.client_ip, a.duplicates,
-        l.leg_no, l.correlation_id, l.symbol, l.exchange, l.side, l.quantity, l.order_type,
-        l.product, l.validity, l.price, l.trigger_price, l.amo, l.amo_time, l.mode, l.status,
-        l.security_id, l.exchange_segment, l.trading_symbol, l.units, l.lot_size,
-        l.broker_order_id, l.fill_price, l.message, l.updated_at
-    FROM order_legs l JOIN alerts a ON a.id = l.alert_id";
-
-fn order_row(row: &PgRow) -> Result<OrderRow, JournalError> {
-    let status: String = row.try_get("status")?;
-    let leg: i64 = row.try_get("leg_no")?;
-    Ok(OrderRow {
-        alert_id: row.try_get("alert_id")?,
-        received_at: from_millis(row.try_get("received_at")?),
-        strategy: row.try_get("strategy")?,
-        client_ip: row.try_get("client_ip")?,
-        duplicates: row.try_get("duplicates")?,
-        leg: u32::try_from(leg).map_err(|_| JournalError::Corrupt(format!("leg number {leg}")))?,
-        correlation_id: row.try_get("correlation_id")?,
-        symbol: row.try_get("symbol")?,
-        exchange: row.try_get("exchange")?,
-        side: row.try_get("side")?,
-        quantity: row.try_get("quantity")?,
-        order_type: row.try_get("order_type")?,
-        product: row.try_get("product")?,
-        validity: row.try_get("validity")?,
-        price: row.try_get("price")?,
-        trigger_price: row.try_get("trigger_price")?,
-        amo: row.try_get("amo")?,
-        amo_time: row.try_get("amo_time")?,
-        security_id: row.try_get("security_id")?,
-        exchange_segment: row.try_get("exchange_segment")?,
-        trading_symbol: row.try_get("trading_symbol")?,
-        units: row.try_get("units")?,
-        lot_size: row.try_get("lot_size")?,
-        mode: row.try_get("mode")?,
-        status: LegStatus::parse(&status)
-            .ok_or_else(|| JournalError::Corrupt(format!("leg status {status}")))?,
-        order_id: row.try_get("broker_order_id")?,
-        fill_price: row.try_get("fill_price")?,
-        message: row.try_get("message")?,
-        updated_at: from_millis(row.try_get("updated_at")?),
-    })
-}
+use super::ORDER_ROW_SELECT;
 
 #[async_trait]
 impl Journal for PgJournal {
@@ -396,7 +353,7 @@ impl Journal for PgJournal {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(order_row)
+        .map(super::order_row)
         .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(AlertRecord {
             id: row.try_get("id")?,
@@ -422,7 +379,7 @@ impl Journal for PgJournal {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(order_row)
+        .map(super::order_row)
         .collect()
     }
 
@@ -435,7 +392,7 @@ impl Journal for PgJournal {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(order_row)
+        .map(super::order_row)
         .collect()
     }
 
