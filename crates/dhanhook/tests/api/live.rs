@@ -79,6 +79,20 @@ pub(crate) async fn live(config: SimConfig) -> Live {
 }
 
 impl Live {
+    /// Waits until the keeper has recorded `n` consecutive mint failures.
+    async fn wait_for_failures(&self, n: u64) {
+        for _ in 0..3000 {
+            if self.auth_status().await["consecutive_failures"] == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "the keeper never recorded {n} failures: {}",
+            self.auth_status().await
+        );
+    }
+
     /// Waits until the start-up token work is over (a token in hand, or minting given up), so a
     /// test that moves the clocks does not move them under a mint in flight.
     async fn settled_start_up(&self) {
@@ -352,12 +366,15 @@ async fn wrong_credentials_back_off_then_stop_minting_until_an_operator_asks() {
     );
     assert_eq!(t.app.get("/ready").await.status(), 503);
 
-    // Backoff: 125 s, then 250 s. After the third failure, minting stops for good.
+    // Backoff: 125 s, then 250 s. After the third failure, minting stops for good. Each time,
+    // the keeper must have recorded the failure before the clocks move again (it plans its
+    // next attempt from the time it learns of it).
     t.advance(chrono::Duration::seconds(130));
-    eventually("the second attempt", || t.mint_requests() == 2).await;
+    t.wait_for_failures(2).await;
+    assert_eq!(t.mint_requests(), 2);
     t.advance(chrono::Duration::seconds(260));
-    eventually("the third attempt", || t.mint_requests() == 3).await;
-    eventually("the halt", || true).await;
+    t.wait_for_failures(3).await;
+    assert_eq!(t.mint_requests(), 3);
     t.advance(chrono::Duration::hours(6));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let status = t.auth_status().await;
