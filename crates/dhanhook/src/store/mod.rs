@@ -21,6 +21,34 @@ pub(crate) const ORDER_ROW_SELECT: &str =
         l.broker_order_id, l.fill_price, l.message, l.updated_at
     FROM order_legs l JOIN alerts a ON a.id = l.alert_id";
 
+/// Reads an [`AlertRecord`] from a row of either backend (columns `id, received_at, mode,
+/// status, duplicates, alert_type, route, queued_until` of `alerts`) and its legs.
+pub(crate) fn alert_record<'r, R>(
+    row: &'r R,
+    legs: Vec<OrderRow>,
+) -> Result<AlertRecord, JournalError>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    use crate::clock::from_millis;
+    Ok(AlertRecord {
+        id: row.try_get("id")?,
+        received_at: from_millis(row.try_get("received_at")?),
+        alert_type: row.try_get("alert_type")?,
+        route: row.try_get("route")?,
+        queued_until: row
+            .try_get::<Option<i64>, _>("queued_until")?
+            .map(from_millis),
+        mode: row.try_get("mode")?,
+        status: row.try_get("status")?,
+        duplicates: row.try_get("duplicates")?,
+        legs,
+    })
+}
+
 /// Reads an [`OrderRow`] from a row of either backend (selected with [`ORDER_ROW_SELECT`]).
 pub(crate) fn order_row<'r, R>(row: &'r R) -> Result<OrderRow, JournalError>
 where

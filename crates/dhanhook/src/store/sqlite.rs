@@ -256,19 +256,7 @@ impl Journal for SqliteJournal {
         .iter()
         .map(super::order_row)
         .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(AlertRecord {
-            id: row.try_get("id")?,
-            received_at: from_millis(row.try_get("received_at")?),
-            alert_type: row.try_get("alert_type")?,
-            route: row.try_get("route")?,
-            queued_until: row
-                .try_get::<Option<i64>, _>("queued_until")?
-                .map(from_millis),
-            mode: row.try_get("mode")?,
-            status: row.try_get("status")?,
-            duplicates: row.try_get("duplicates")?,
-            legs,
-        }))
+        Ok(Some(super::alert_record(&row, legs)?))
     }
 
     async fn recent_orders(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError> {
