@@ -204,6 +204,16 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// `POST path` with the test admin token.
+    pub async fn post_admin(&self, path: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     pub async fn get_admin(&self, path: &str, token: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))

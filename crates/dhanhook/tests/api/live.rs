@@ -386,14 +386,7 @@ async fn wrong_credentials_back_off_then_stop_minting_until_an_operator_asks() {
     );
 
     // The operator asks: one more attempt (still the wrong PIN here), reported as 502.
-    let resp = t
-        .app
-        .client
-        .post(t.app.url("/refresh-token"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let resp = t.app.post_admin("/refresh-token").await;
     assert_eq!(resp.status(), 502);
     assert_eq!(t.mint_requests(), 4);
 }
@@ -402,15 +395,7 @@ async fn wrong_credentials_back_off_then_stop_minting_until_an_operator_asks() {
 async fn refresh_token_mints_now_but_never_inside_the_cooldown() {
     let t = live(SimConfig::default()).await;
     eventually("the start-up mint", || t.sim.mint_count() == 1).await;
-    let post = || async {
-        t.app
-            .client
-            .post(t.app.url("/refresh-token"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-    };
+    let post = || async { t.app.post_admin("/refresh-token").await };
     assert_eq!(
         t.app
             .client
@@ -552,12 +537,8 @@ async fn the_consent_flow_gets_a_token_through_the_callback_once() {
 
     let started: Value = t
         .app
-        .client
-        .post(t.app.url("/auth/consent"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
+        .post_admin("/auth/consent")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -105,12 +105,8 @@ async fn a_saturday_alert_with_when_closed_queue_is_placed_once_at_mondays_open(
     // Not twice: an operator's manual run and more time change nothing.
     let processed: Value = t
         .app
-        .client
-        .post(t.app.url("/process-queue"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
+        .post_admin("/process-queue")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
