@@ -410,7 +410,7 @@ impl Journal for PgJournal {
         // and one they claimed since this statement began fails the re-check of
         // `status = 'queued'`, so the next due alert is taken instead.
         let claimed: Option<String> = sqlx::query_scalar(
-            "UPDATE alerts SET status = 'processing', updated_at = $1
+            "UPDATE alerts SET status = 'processing', updated_at = $1, claimed_at = $1
              WHERE id = (SELECT id FROM alerts WHERE status = 'queued' AND queued_until <= $1
                          ORDER BY received_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
                AND status = 'queued'
@@ -445,8 +445,9 @@ impl Journal for PgJournal {
         now: DateTime<Utc>,
     ) -> Result<u64, JournalError> {
         let result = sqlx::query(
-            "UPDATE alerts SET status = 'queued', updated_at = $1
-             WHERE status = 'processing' AND queued_until IS NOT NULL AND updated_at < $2
+            "UPDATE alerts SET status = 'queued', updated_at = $1, claimed_at = NULL
+             WHERE status = 'processing' AND queued_until IS NOT NULL
+               AND (claimed_at IS NULL OR claimed_at < $2)
                AND EXISTS (SELECT 1 FROM order_legs l WHERE l.alert_id = alerts.id AND l.status = 'QUEUED')",
         )
         .bind(to_millis(now))

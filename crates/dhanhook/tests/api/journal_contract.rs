@@ -1210,6 +1210,12 @@ async fn recover_claims_requeues_only_alerts_with_queued_legs(journal: Arc<dyn J
     move_leg(&journal, "sent", 1, LegStatus::Submitting).await;
 
     let later = due + secs(30);
+    // The reconciler settling a leg refreshes the alert's status after the claim; the claim's
+    // age is still the claim's, or a restarted run would wait on its own dead claim.
+    journal
+        .set_alert_status("half-sent", AlertStatus::Processing, later)
+        .await
+        .unwrap();
     // Claims made at `due` are not older than `due`: a live run could own them.
     assert_eq!(
         journal.recover_claims(due, later).await.unwrap(),

@@ -149,7 +149,7 @@ async fn a_restart_between_claim_and_placement_never_places_a_sent_leg_again() {
     // then the process died before leg 2.
     crate::helpers::journal_sql(
         &data,
-        "UPDATE alerts SET status = 'processing'; UPDATE order_legs SET status = 'SUBMITTING' WHERE leg_no = 1;",
+        "UPDATE alerts SET status = 'processing', claimed_at = updated_at; UPDATE order_legs SET status = 'SUBMITTING' WHERE leg_no = 1;",
     )
     .await;
 
