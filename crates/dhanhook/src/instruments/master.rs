@@ -4,14 +4,14 @@
 //! Columns are found by name, so a reordered or extended file still loads; rows of indices
 //! (not tradable) are kept only as names; rows that make no sense (no id, no symbol, unknown
 //! exchange/segment) are skipped rather than failing the whole file. Parsing reuses one record
-//! buffer and keeps each row once in a vector, with indexes of positions, so memory stays
-//! proportionate to the file.
+//! buffer and hands each row to the compact [`super::table`], so memory stays a small multiple
+//! of the file's useful bytes.
 
 use std::{io::Read, path::Path};
 
 use chrono::{Datelike, NaiveDate};
 
-use super::{Instrument, Instruments};
+use super::{Instruments, table::NewRow};
 
 /// A small, real-shaped sample (equity, index, index and stock futures, index and stock options,
 /// MCX) shipped in the binary for offline paper mode and the tests.
@@ -93,16 +93,15 @@ pub fn parse(reader: impl Read, name: &str) -> Result<Instruments, MasterError> 
         };
         let segment = get(1).chars().next().unwrap_or(' ').to_ascii_uppercase();
         // Dhan writes derivative symbols in mixed case (`NIFTY-Dec2026-FUT`); alerts arrive
-        // upper-cased. Keep Dhan's spelling for display, index by the upper-case form.
-        let trading_symbol = get(4).to_owned();
-        let key = trading_symbol.to_ascii_uppercase();
+        // upper-cased. The table keeps Dhan's spelling and looks up without regard to case.
+        let key = get(4).to_ascii_uppercase();
         if segment == 'I' {
             out.indices.insert((exchange, key));
             continue;
         }
-        let Some(exchange_segment) = exchange_segment(exchange, segment) else {
+        if exchange_segment(exchange, segment).is_none() {
             continue;
-        };
+        }
         let security_id = get(2);
         if security_id.is_empty() || key.is_empty() {
             continue;
@@ -112,25 +111,25 @@ pub fn parse(reader: impl Read, name: &str) -> Result<Instruments, MasterError> 
             "PE" => Some("PE"),
             _ => None,
         };
-        let underlying = if segment == 'E' {
-            key.clone()
+        let underlying_len = if segment == 'E' {
+            key.len()
         } else {
-            underlying_of(&key, option_type.is_some())
+            underlying_of(&key, option_type.is_some()).len()
         };
-        let row = Instrument {
-            security_id: security_id.to_owned(),
+        out.table.push(&NewRow {
             exchange,
             segment,
-            exchange_segment,
-            underlying,
-            instrument: get(3).to_ascii_uppercase(),
+            security_id,
+            trading_symbol: get(4),
+            underlying_len,
+            instrument: &get(3).to_ascii_uppercase(),
             // MCX rows carry 1.0; anything below 1 is treated as 1 (never a zero divisor).
             lot_size: get(5)
                 .parse::<f64>()
                 .ok()
                 .filter(|l| *l >= 1.0)
                 .map_or(1, |l| l as u32),
-            series: get(9).to_ascii_uppercase(),
+            series: &get(9).to_ascii_uppercase(),
             // The time of day in the expiry column is nominal: the date is what counts.
             expiry: get(6)
                 .get(..10)
@@ -138,23 +137,11 @@ pub fn parse(reader: impl Read, name: &str) -> Result<Instruments, MasterError> 
                 .filter(|d| d.year() > 1900),
             strike: get(7).parse::<f64>().ok().filter(|s| *s > 0.0),
             option_type,
-            display: get(10).to_owned(),
-            trading_symbol,
-        };
-        let at = out.rows.len();
-        out.by_symbol
-            .entry((exchange, segment, key))
-            .or_default()
-            .push(at);
-        if segment != 'E' {
-            out.by_underlying
-                .entry((exchange, segment, row.underlying.clone()))
-                .or_default()
-                .push(at);
-        }
-        out.rows.push(row);
+            display: get(10),
+        });
     }
-    if out.rows.is_empty() {
+    out.table.finish();
+    if out.table.len() == 0 {
         return Err(MasterError::Empty {
             path: name.to_owned(),
         });
@@ -172,7 +159,7 @@ fn exchange(s: &str) -> Option<&'static str> {
 }
 
 /// Dhan's `exchangeSegment` for an (exchange, segment letter) pair (`dhan-api.md` §6.3).
-fn exchange_segment(exchange: &str, segment: char) -> Option<&'static str> {
+pub(super) fn exchange_segment(exchange: &str, segment: char) -> Option<&'static str> {
     Some(match (exchange, segment) {
         ("NSE", 'E') => "NSE_EQ",
         ("BSE", 'E') => "BSE_EQ",

@@ -20,12 +20,12 @@
 
 pub mod master;
 pub mod source;
-
-use std::collections::HashMap;
+mod table;
 
 use chrono::NaiveDate;
 use serde::Serialize;
 
+use self::table::{RowRef, Table};
 use crate::alert::{Exchange, Instrument as Kind, LegOrder, OptionKind};
 
 /// One tradable row of the scrip master.
@@ -83,22 +83,19 @@ pub struct Resolved {
 /// The loaded scrip master.
 #[derive(Debug, Default)]
 pub struct Instruments {
-    pub(crate) rows: Vec<Instrument>,
-    /// (exchange, segment, trading symbol) → rows.
-    pub(crate) by_symbol: HashMap<(&'static str, char, String), Vec<usize>>,
-    /// (exchange, segment, underlying) → derivative rows.
-    pub(crate) by_underlying: HashMap<(&'static str, char, String), Vec<usize>>,
+    /// The tradable rows, stored compactly (see [`table`]).
+    pub(crate) table: Table,
     /// (exchange, index name): indices are not tradable, but deserve a precise message.
     pub(crate) indices: std::collections::HashSet<(&'static str, String)>,
 }
 
 impl Instruments {
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.table.len() == 0
     }
 
     /// The instrument and quantity an alert leg trades, on IST date `today`.
@@ -112,7 +109,7 @@ impl Instruments {
         today: NaiveDate,
         unit: QuantityUnit,
     ) -> Result<Resolved, String> {
-        let instrument = self.find(leg, today)?;
+        let instrument = self.find(leg, today)?.to_instrument();
         let units = if instrument.segment == 'E' {
             leg.quantity
         } else {
@@ -136,10 +133,7 @@ impl Instruments {
                 QuantityUnit::Units => leg.quantity,
             }
         };
-        Ok(Resolved {
-            instrument: instrument.clone(),
-            units,
-        })
+        Ok(Resolved { instrument, units })
     }
 
     /// What a ticker as TradingView writes it (`NSE:RELIANCE`, `NIFTY1!`, `MCX:GOLD1!`;
@@ -147,7 +141,7 @@ impl Instruments {
     ///
     /// # Errors
     /// As [`Instruments::resolve`].
-    pub fn lookup(&self, ticker: &str, today: NaiveDate) -> Result<&Instrument, String> {
+    pub fn lookup(&self, ticker: &str, today: NaiveDate) -> Result<Instrument, String> {
         let ticker = ticker.trim().to_ascii_uppercase();
         let (exchange, symbol) = match ticker.split_once(':') {
             Some((ex, sym)) => (
@@ -159,9 +153,10 @@ impl Instruments {
             None => (Exchange::Nse, ticker.clone()),
         };
         self.find_symbol(exchange, None, &symbol, None, None, today)
+            .map(|r| r.to_instrument())
     }
 
-    fn find(&self, leg: &LegOrder, today: NaiveDate) -> Result<&Instrument, String> {
+    fn find(&self, leg: &LegOrder, today: NaiveDate) -> Result<RowRef<'_>, String> {
         self.find_symbol(
             leg.exchange,
             leg.instrument,
@@ -180,7 +175,7 @@ impl Instruments {
         option: Option<(OptionKind, f64, NaiveDate)>,
         future_expiry: Option<NaiveDate>,
         today: NaiveDate,
-    ) -> Result<&Instrument, String> {
+    ) -> Result<RowRef<'_>, String> {
         let (ex, deriv_seg) = match exchange {
             Exchange::Nse | Exchange::Nfo => ("NSE", 'D'),
             Exchange::Bse | Exchange::Bfo => ("BSE", 'D'),
@@ -201,7 +196,7 @@ impl Instruments {
             return match future_expiry {
                 Some(expiry) => self
                     .derivatives(ex, deriv_seg, symbol)
-                    .find(|i| i.is_future() && i.expiry == Some(expiry))
+                    .find(|i| i.is_future() && i.expiry() == Some(expiry))
                     .ok_or_else(|| {
                         format!("{ex}: no {symbol} future expiring {expiry} in the scrip master")
                     }),
@@ -216,8 +211,9 @@ impl Instruments {
         };
         for seg in segments {
             for variant in spellings(symbol) {
-                if let Some(rows) = self.by_symbol.get(&(ex, *seg, variant)) {
-                    return self.pick(ex, symbol, rows);
+                let rows: Vec<RowRef<'_>> = self.table.by_symbol(ex, *seg, &variant).collect();
+                if !rows.is_empty() {
+                    return pick(ex, symbol, rows);
                 }
             }
         }
@@ -229,37 +225,15 @@ impl Instruments {
         Err(self.unknown(ex, if wants_derivative { deriv_seg } else { 'E' }, symbol))
     }
 
-    /// One row among several with the same symbol: NSE lists a stock in several series (EQ, BE,
-    /// SM…); EQ is the normal market. BSE uses group letters; there is one row per scrip.
-    fn pick(&self, ex: &str, symbol: &str, rows: &[usize]) -> Result<&Instrument, String> {
-        let candidates: Vec<&Instrument> = rows.iter().map(|i| &self.rows[*i]).collect();
-        if let [only] = candidates.as_slice() {
-            return Ok(only);
-        }
-        if let Some(eq) = candidates.iter().find(|i| i.series == "EQ") {
-            return Ok(eq);
-        }
-        let ids: Vec<String> = candidates
-            .iter()
-            .map(|i| format!("{} (series {})", i.security_id, i.series))
-            .collect();
-        Err(format!(
-            "{ex}:{symbol} is ambiguous in the scrip master: {}",
-            ids.join(", ")
-        ))
-    }
-
     fn derivatives<'a>(
         &'a self,
         ex: &'static str,
         seg: char,
         underlying: &str,
-    ) -> impl Iterator<Item = &'a Instrument> {
+    ) -> impl Iterator<Item = RowRef<'a>> {
         spellings(underlying)
             .into_iter()
-            .filter_map(move |u| self.by_underlying.get(&(ex, seg, u)))
-            .flatten()
-            .map(|i| &self.rows[*i])
+            .flat_map(move |u| self.table.by_underlying(ex, seg, &u).collect::<Vec<_>>())
     }
 
     /// The `nth` (1-based) future of `root` expiring on or after `today`.
@@ -270,13 +244,13 @@ impl Instruments {
         root: &str,
         nth: usize,
         today: NaiveDate,
-    ) -> Result<&Instrument, String> {
-        let mut futures: Vec<&Instrument> = self
+    ) -> Result<RowRef<'_>, String> {
+        let mut futures: Vec<RowRef<'_>> = self
             .derivatives(ex, seg, root)
-            .filter(|i| i.is_future() && i.expiry.is_some_and(|e| e >= today))
+            .filter(|i| i.is_future() && i.expiry().is_some_and(|e| e >= today))
             .collect();
-        futures.sort_by_key(|i| i.expiry);
-        futures.dedup_by_key(|i| i.expiry);
+        futures.sort_by_key(RowRef::expiry);
+        futures.dedup_by_key(|i| i.expiry());
         futures.get(nth - 1).copied().ok_or_else(|| {
             if futures.is_empty() {
                 format!("{ex}: no {root} future expiring on or after {today} in the scrip master")
@@ -296,7 +270,7 @@ impl Instruments {
         kind: OptionKind,
         strike: f64,
         expiry: NaiveDate,
-    ) -> Result<&Instrument, String> {
+    ) -> Result<RowRef<'_>, String> {
         let seg = if ex == "MCX" { 'M' } else { 'D' };
         let ce_pe = match kind {
             OptionKind::Call => "CE",
@@ -304,15 +278,15 @@ impl Instruments {
         };
         self.derivatives(ex, seg, underlying)
             .find(|i| {
-                i.option_type == Some(ce_pe)
-                    && i.expiry == Some(expiry)
-                    && i.strike.is_some_and(|s| (s - strike).abs() < 1e-6)
+                i.option_type() == Some(ce_pe)
+                    && i.expiry() == Some(expiry)
+                    && i.strike().is_some_and(|s| (s - strike).abs() < 1e-6)
             })
             .ok_or_else(|| {
                 let expiries: std::collections::BTreeSet<NaiveDate> = self
                     .derivatives(ex, seg, underlying)
                     .filter(|i| i.is_option())
-                    .filter_map(|i| i.expiry)
+                    .filter_map(|i| i.expiry())
                     .collect();
                 let listed: Vec<String> =
                     expiries.iter().take(4).map(NaiveDate::to_string).collect();
@@ -329,15 +303,14 @@ impl Instruments {
 
     /// "Unknown symbol", with up to three close spellings from the same exchange and segment.
     fn unknown(&self, ex: &str, seg: char, symbol: &str) -> String {
-        let mut scored: Vec<(usize, &str)> = self
-            .by_symbol
-            .keys()
-            .filter(|(e, s, _)| *e == ex && *s == seg)
-            .map(|(_, _, name)| (edit_distance(symbol, name), name.as_str()))
+        let mut scored: Vec<(usize, String)> = self
+            .table
+            .symbols(ex, seg)
+            .map(|name| (edit_distance(symbol, &name), name))
             .filter(|(d, name)| *d <= (symbol.len() / 3).max(2) || name.starts_with(symbol))
             .collect();
         scored.sort();
-        let close: Vec<&str> = scored.iter().take(3).map(|(_, n)| *n).collect();
+        let close: Vec<&str> = scored.iter().take(3).map(|(_, n)| n.as_str()).collect();
         if close.is_empty() {
             format!("{ex}:{symbol} is not in the scrip master")
         } else {
@@ -410,6 +383,25 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// One row among several with the same symbol: NSE lists a stock in several series (EQ, BE,
+/// SM…); EQ is the normal market. BSE uses group letters; there is one row per scrip.
+fn pick<'a>(ex: &str, symbol: &str, candidates: Vec<RowRef<'a>>) -> Result<RowRef<'a>, String> {
+    if let [only] = candidates.as_slice() {
+        return Ok(*only);
+    }
+    if let Some(eq) = candidates.iter().find(|i| i.series() == "EQ") {
+        return Ok(*eq);
+    }
+    let ids: Vec<String> = candidates
+        .iter()
+        .map(|i| format!("{} (series {})", i.security_id(), i.series()))
+        .collect();
+    Err(format!(
+        "{ex}:{symbol} is ambiguous in the scrip master: {}",
+        ids.join(", ")
+    ))
 }
 
 #[cfg(test)]
