@@ -44,6 +44,15 @@ pub struct Intake {
     pub payload: serde_json::Value,
 }
 
+/// What the journal made of a delivery, told as soon as it is known (before placement).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admitted {
+    /// A new alert, journaled under this id; placement follows.
+    New(String),
+    /// A repeat of the alert journaled under this id; nothing new is placed.
+    Duplicate(String),
+}
+
 /// The answer to one delivery (the `/webhook` response body).
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -233,8 +242,9 @@ impl Engine {
         self.handle_reporting(signal, intake, None).await
     }
 
-    /// [`Engine::handle`], sending the alert id on `admitted` as soon as the alert is journaled
-    /// (so a caller with a deadline can answer from the journal while placement goes on).
+    /// [`Engine::handle`], telling `admitted` as soon as the journal has taken the alert (new
+    /// or a duplicate), so a caller with a deadline can answer from the journal while
+    /// placement goes on.
     ///
     /// # Errors
     /// As [`Engine::handle`].
@@ -242,7 +252,7 @@ impl Engine {
         &self,
         signal: Signal,
         intake: Intake,
-        admitted: Option<tokio::sync::oneshot::Sender<String>>,
+        admitted: Option<tokio::sync::oneshot::Sender<Admitted>>,
     ) -> Result<Outcome, EngineError> {
         let now = self.clock.now();
         let resolved = self.resolve(&signal, now)?;
@@ -331,6 +341,9 @@ impl Engine {
         {
             Admission::Duplicate { alert_id } => {
                 tracing::info!(%alert_id, "duplicate delivery; answered from the journal, nothing placed");
+                if let Some(tx) = admitted {
+                    let _ = tx.send(Admitted::Duplicate(alert_id.clone()));
+                }
                 let record = self.settled_record(&alert_id).await?;
                 Ok(self.duplicate_outcome(&record))
             }
@@ -338,7 +351,7 @@ impl Engine {
                 tracing::info!(%alert_id, legs = alert.legs.len(), route = %alert.route, "alert journaled");
                 crate::crash::point("after_journal");
                 if let Some(tx) = admitted {
-                    let _ = tx.send(alert_id.clone());
+                    let _ = tx.send(Admitted::New(alert_id.clone()));
                 }
                 if alert.initial_status == LegStatus::Queued {
                     self.queue_wake.notify_one();

@@ -6,10 +6,11 @@
 //!    revealed, and nothing journaled;
 //! 3. invalid alert → 422 listing every `{field, problem}`;
 //! 4. the engine journals, dedupes and places it → 200 with the legs (202 if a leg's outcome is
-//!    still unknown); 503 only if the alert could not be journaled (nothing was sent, so
-//!    TradingView's resend is safe).
+//!    still unknown at `ACK_DEADLINE_MS`); 503 only if the alert could not be journaled, or the
+//!    journal had not taken it by the deadline. Nothing was sent then, and TradingView's resend
+//!    (after 5 s) is safe either way: a late admission makes the resend a recognised duplicate.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use axum::{
     Json,
@@ -19,32 +20,45 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
+use tokio::sync::oneshot::error::TryRecvError;
 use tracing::Instrument;
 
 use super::{AppState, error};
 use crate::{
     alert::parse_signal,
-    engine::{Engine, EngineError, Intake},
+    engine::{Admitted, Engine, EngineError, Intake},
     secrets::secrets_match,
 };
 
-/// The 202 answer for an alert still being placed at the deadline.
-async fn in_flight(state: &AppState, alert_id: &str) -> Response {
-    match state.inner.engine.journal().alert(alert_id).await {
-        Ok(Some(record)) => {
-            tracing::warn!(%alert_id, "answering before the broker did (ACK_DEADLINE_MS); placement continues");
-            (
-                StatusCode::ACCEPTED,
-                Json(Engine::outcome_of(&record, false)),
-            )
-                .into_response()
-        }
-        _ => (
-            StatusCode::ACCEPTED,
-            Json(json!({"status": "processing", "alert_id": alert_id, "duplicate": false})),
-        )
-            .into_response(),
+/// How long the deadline answer may spend reading the journal: a journal slow enough to miss
+/// the deadline must not also hold the answer past TradingView's 3 s.
+const DEADLINE_READ: Duration = Duration::from_millis(500);
+
+/// The answer at the deadline for an alert the journal has taken but whose placement (or, for
+/// a duplicate, the first delivery's placement) is still under way: the legs as they stand,
+/// 202 while any is open.
+async fn at_deadline(state: &AppState, admitted: Admitted) -> Response {
+    let (alert_id, duplicate) = match admitted {
+        Admitted::New(id) => (id, false),
+        Admitted::Duplicate(id) => (id, true),
+    };
+    let read =
+        tokio::time::timeout(DEADLINE_READ, state.inner.engine.journal().alert(&alert_id)).await;
+    if let Ok(Ok(Some(record))) = read {
+        tracing::warn!(%alert_id, duplicate, "answering before the broker did (ACK_DEADLINE_MS); placement continues");
+        let outcome = Engine::outcome_of(&record, duplicate);
+        let status = if outcome.status == "processing" {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        };
+        return (status, Json(outcome)).into_response();
     }
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "processing", "alert_id": alert_id, "duplicate": duplicate})),
+    )
+        .into_response()
 }
 
 pub(super) async fn receive(
@@ -100,7 +114,7 @@ pub(super) async fn receive(
     // by ACK_DEADLINE_MS at the latest (TradingView cancels at 3 s and never resends a
     // timeout): past it, the journal's view (202, legs in flight) is the answer.
     let engine = state.inner.engine.clone();
-    let (admitted_tx, admitted_rx) = tokio::sync::oneshot::channel();
+    let (admitted_tx, mut admitted_rx) = tokio::sync::oneshot::channel();
     let mut task = state.inner.tasks.spawn(
         async move {
             engine
@@ -117,11 +131,24 @@ pub(super) async fn receive(
     };
     let result = match finished {
         Some(done) => done,
-        None => match admitted_rx.await {
+        None => match admitted_rx.try_recv() {
             // Journaled, still placing: answer from the journal; the task goes on.
-            Ok(alert_id) => return in_flight(&state, &alert_id).await,
-            // Not admitted (a duplicate, or an error): its own answer follows shortly.
-            Err(_) => task.await,
+            Ok(admitted) => return at_deadline(&state, admitted).await,
+            // The task ended at this very moment: its own answer.
+            Err(TryRecvError::Closed) => task.await,
+            // The journal has not taken the alert yet (it is stalled: a lock, a full disk, a
+            // slow network to PostgreSQL). Waiting longer would run into TradingView's 3 s
+            // cut-off, after which it never resends; a 503 now makes it resend in 5 s. If
+            // the admission still completes, the resend is answered as a duplicate.
+            Err(TryRecvError::Empty) => {
+                tracing::error!(
+                    "the journal did not take the alert within ACK_DEADLINE_MS; answered 503 so TradingView resends"
+                );
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the journal did not record the alert in time; nothing was placed yet. It is safe to send it again: a repeat is recognised and never placed twice",
+                );
+            }
         },
     };
     match result {

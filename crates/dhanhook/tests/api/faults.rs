@@ -239,3 +239,38 @@ async fn a_journal_that_refuses_writes_gets_503_and_nothing_is_sent() {
     );
     assert!(t.sim.orders().is_empty());
 }
+
+#[tokio::test]
+async fn a_stalled_journal_gets_503_at_the_deadline_and_the_resend_places_nothing_twice() {
+    let sim = sim_at(SimConfig::default(), crate::helpers::market_time()).await;
+    let t = start_at(
+        sim,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[("ACK_DEADLINE_MS", "500")],
+        crate::helpers::market_time(),
+    )
+    .await;
+    t.order("warm-up").await;
+    let stall = crate::helpers::stall_journal(&t.app.dir).await;
+
+    // TradingView gives up at 3 s and never resends a timeout; a 503 in time makes it resend.
+    let (code, body) = t.order("stalled").await;
+    assert_eq!(code, 503, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("did not record the alert in time")
+            && error.contains("safe to send it again"),
+        "answered at the deadline, not after the journal's own timeout: {body}"
+    );
+    assert_eq!(t.sim.orders().len(), 1, "nothing sent while unrecorded");
+
+    // The journal recovers: the first delivery's admission goes through and is placed; the
+    // resend (5 s later at TradingView) is recognised.
+    stall.release().await;
+    eventually("the stalled alert placed", || t.sim.orders().len() == 2).await;
+    let (code, body) = t.order("stalled").await;
+    assert!(code == 200 || code == 202, "{code}: {body}");
+    assert_eq!(body["duplicate"], true, "{body}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(t.sim.orders().len(), 2, "one order for the alert");
+}

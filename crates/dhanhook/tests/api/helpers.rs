@@ -145,6 +145,55 @@ pub async fn journal_sql(dir: &TempDir, sql: &str) {
     }
 }
 
+/// A stalled journal: another connection holds a transaction that blocks every insert into
+/// `alerts` (as a long lock, a slow disk or a slow network to PostgreSQL would) until
+/// [`JournalStall::release`]. Reads still work.
+pub enum JournalStall {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+pub async fn stall_journal(dir: &TempDir) -> JournalStall {
+    use sqlx::{Connection, Executor};
+    match std::fs::read_to_string(dir.path().join(".test_database_url")) {
+        Ok(url) => {
+            let mut conn = sqlx::PgConnection::connect(&url)
+                .await
+                .expect("test database");
+            conn.execute("BEGIN; LOCK TABLE alerts IN SHARE ROW EXCLUSIVE MODE")
+                .await
+                .expect("lock the alerts table");
+            JournalStall::Postgres(conn)
+        }
+        Err(_) => {
+            let url = format!("sqlite://{}", dir.path().join("dhanhook.db").display());
+            let mut conn = sqlx::SqliteConnection::connect(&url)
+                .await
+                .expect("test database");
+            conn.execute("BEGIN IMMEDIATE")
+                .await
+                .expect("take the write lock");
+            JournalStall::Sqlite(conn)
+        }
+    }
+}
+
+impl JournalStall {
+    pub async fn release(self) {
+        use sqlx::{Connection, Executor};
+        match self {
+            JournalStall::Sqlite(mut c) => {
+                c.execute("ROLLBACK").await.expect("release");
+                c.close().await.expect("close");
+            }
+            JournalStall::Postgres(mut c) => {
+                c.execute("ROLLBACK").await.expect("release");
+                c.close().await.expect("close");
+            }
+        }
+    }
+}
+
 /// Whether the API tests run on PostgreSQL (see [`test_database_url`]).
 pub fn on_postgres() -> bool {
     std::env::var("DHANHOOK_TEST_BACKEND").ok().as_deref() == Some("postgres")
