@@ -421,7 +421,21 @@ impl TokenKeeper {
                             wait_secs,
                             "waiting for the mint cooldown before getting a new token"
                         );
-                        self.inner.clock.sleep_until(ready).await;
+                        // The mint that started the cooldown may be another instance's, just
+                        // stored: its token ends the wait (orders wait on this lock).
+                        let stored_token = async {
+                            loop {
+                                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                                self.adopt_stored().await;
+                                if let Some(t) = self.satisfying(reason, rejected, self.now()) {
+                                    return t;
+                                }
+                            }
+                        };
+                        tokio::select! {
+                            () = self.inner.clock.sleep_until(ready) => {}
+                            t = stored_token => return Ok(t),
+                        }
                     }
                 }
             }
@@ -450,8 +464,23 @@ impl TokenKeeper {
             drop(st);
             return self.wait_for_other_minter(reason, rejected).await;
         }
+        // Another instance may have minted between the check above (or the cooldown wait) and
+        // this lease: it stores its token before giving the lease up, so look again now.
+        self.adopt_stored().await;
+        if let Some(cur) = self.satisfying(reason, rejected, self.now()) {
+            let _ = self
+                .inner
+                .journal
+                .release_lease(&lease, &self.inner.instance)
+                .await;
+            return Ok(cur);
+        }
         let attempt_at = self.now();
         let result = self.obtain().await;
+        // Stored before the lease is released, so the next lease holder sees it.
+        if let Ok(token) = &result {
+            self.persist(token).await;
+        }
         let _ = self
             .inner
             .journal
@@ -468,7 +497,6 @@ impl TokenKeeper {
                     "New token generated, valid for {:.1} hours",
                     hours_left(token.expires_at, self.now())
                 );
-                self.persist(&token).await;
                 *self
                     .inner
                     .current
@@ -813,7 +841,10 @@ impl TokenKeeper {
                 () = sleep => {}
             }
             if health {
-                self.health_check().await;
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = self.health_check() => {}
+                }
                 next_health = self
                     .inner
                     .settings
@@ -825,7 +856,12 @@ impl TokenKeeper {
                 } else {
                     Reason::Missing
                 };
-                if let Err(e) = self.refresh(reason, None).await {
+                // A refresh may wait out Dhan's mint cooldown (minutes): shutdown does not.
+                let refreshed = tokio::select! {
+                    () = stop.cancelled() => return,
+                    r = self.refresh(reason, None) => r,
+                };
+                if let Err(e) = refreshed {
                     tracing::error!(error = %e, "scheduled token refresh failed");
                     // Backoff and halts are enforced in refresh(); re-plan after the cooldown.
                     let retry = self.now() + to_chrono(self.inner.settings.mint_cooldown);
