@@ -423,6 +423,25 @@ async fn refresh_token_mints_now_but_never_inside_the_cooldown() {
 }
 
 #[tokio::test]
+async fn stopping_does_not_wait_for_a_token_cooldown() {
+    // A token due for renewal a minute after it was minted: inside Dhan's 2-minute throttle,
+    // so the keeper waits out the cooldown (minutes on a real clock).
+    let t = live(SimConfig {
+        token_ttl: Duration::from_secs(61 * 60),
+        ..SimConfig::default()
+    })
+    .await;
+    eventually("the start-up mint", || t.sim.mint_count() == 1).await;
+    t.advance(chrono::Duration::seconds(61));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(t.sim.mint_count(), 1, "never minted inside the cooldown");
+
+    // A bound for a hang, not a timing claim: a stop that waits for the cooldown never ends.
+    let stopped = tokio::time::timeout(Duration::from_secs(20), t.app.stop()).await;
+    assert!(stopped.is_ok(), "shutdown waited for the token cooldown");
+}
+
+#[tokio::test]
 async fn dhans_refusals_are_rejections_with_dhans_reason() {
     let t = live(SimConfig::default()).await;
 
