@@ -25,6 +25,9 @@ use crate::{
 /// seconds).
 const STALE_CLAIM: chrono::Duration = chrono::Duration::minutes(2);
 
+/// How soon the queue runner tries again after a journal error.
+const JOURNAL_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What happened to one claimed alert.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueueResult {
@@ -68,9 +71,13 @@ impl Engine {
     /// due, and repeats until `stop` is cancelled.
     pub async fn run_queue_until_stopped(self, stop: CancellationToken) {
         loop {
+            // A journal error (busy, briefly unreachable) is retried in seconds, not at the
+            // next scheduled wake: queued alerts are due at the open, minutes matter.
+            let mut failed = false;
             // Cheap, and covers a claim left by an instance that died while this one runs.
             if let Err(e) = self.recover_queue().await {
-                tracing::error!(error = %e, "queue recovery failed");
+                tracing::error!(error = %e, "queue recovery failed; retrying shortly");
+                failed = true;
             }
             match self.process_due().await {
                 Ok(results) => {
@@ -78,15 +85,27 @@ impl Engine {
                         tracing::info!(alert_id = %r.alert_id, status = %r.status, "queued alert run");
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "running the queue failed"),
+                Err(e) => {
+                    tracing::error!(error = %e, "running the queue failed; retrying shortly");
+                    failed = true;
+                }
             }
             let next = match self.journal.next_queued_at().await {
                 Ok(next) => next,
                 Err(e) => {
-                    tracing::error!(error = %e, "reading the queue failed");
-                    Some(self.clock.now() + chrono::Duration::minutes(1))
+                    tracing::error!(error = %e, "reading the queue failed; retrying shortly");
+                    failed = true;
+                    None
                 }
             };
+            if failed {
+                // Real time: a retry pause, not a market time. Never a hot loop on a due alert
+                // the journal cannot claim.
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(JOURNAL_RETRY) => continue,
+                }
+            }
             // Wake at the next due alert, and at least every few minutes for recovery.
             let latest = self.clock.now() + STALE_CLAIM;
             let at = next.map_or(latest, |n| n.min(latest));

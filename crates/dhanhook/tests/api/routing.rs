@@ -177,6 +177,55 @@ async fn a_restart_between_claim_and_placement_never_places_a_sent_leg_again() {
 }
 
 #[tokio::test]
+async fn a_journal_error_while_recovering_the_queue_is_retried_in_seconds() {
+    let saturday = ist_time(2026, 12, 5, 10, 0);
+    let sim = sim_at(SimConfig::default(), saturday).await;
+    let t = start_at(sim.clone(), dir(), &[("WHEN_CLOSED", "queue")], saturday).await;
+    let v: Value = t
+        .app
+        .post_webhook(&flat_alert())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "queued", "{v}");
+    let data = t.app.stop().await;
+    // A run claimed the alert and died before sending anything; and at the restart the
+    // journal refuses updates of alerts for a while (a full disk, a lock held elsewhere).
+    let refuse = if crate::helpers::on_postgres() {
+        "UPDATE alerts SET status = 'processing', claimed_at = updated_at;
+         CREATE FUNCTION refuse_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
+         CREATE TRIGGER refuse_updates BEFORE UPDATE ON alerts FOR EACH ROW EXECUTE FUNCTION refuse_update();"
+    } else {
+        "UPDATE alerts SET status = 'processing', claimed_at = updated_at;
+         CREATE TRIGGER refuse_updates BEFORE UPDATE ON alerts BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
+    };
+    crate::helpers::journal_sql(&data, refuse).await;
+
+    let monday = ist_time(2026, 12, 7, 9, 20);
+    sim.set_now(monday);
+    let t = start_at(sim.clone(), data, &[("WHEN_CLOSED", "queue")], monday).await;
+    // The queue runner's first pass meets the refusal.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(sim.orders().is_empty());
+    let allow = if crate::helpers::on_postgres() {
+        "DROP TRIGGER refuse_updates ON alerts;"
+    } else {
+        "DROP TRIGGER refuse_updates;"
+    };
+    crate::helpers::journal_sql(&t.app.dir, allow).await;
+
+    // Recovered on the next try, seconds later: not at the next scheduled wake (minutes away
+    // on this clock, which does not move).
+    eventually("the queued alert placed once the journal recovers", || {
+        sim.orders().len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sim.orders().len(), 1);
+}
+
+#[tokio::test]
 async fn queued_alerts_older_than_the_max_age_expire_instead_of_being_placed() {
     let t = live_at(
         ist_time(2026, 12, 5, 10, 0),
