@@ -383,8 +383,7 @@ impl TokenKeeper {
 
         // Someone may have refreshed while we waited: this process (the lock) or another
         // instance sharing the journal (the stored token).
-        self.adopt_stored().await;
-        if let Some(cur) = self.satisfying(reason, rejected, now) {
+        if let Some(cur) = self.stored_answer(reason, rejected).await {
             return Ok(cur);
         }
 
@@ -426,8 +425,7 @@ impl TokenKeeper {
                         let stored_token = async {
                             loop {
                                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                                self.adopt_stored().await;
-                                if let Some(t) = self.satisfying(reason, rejected, self.now()) {
+                                if let Some(t) = self.stored_answer(reason, rejected).await {
                                     return t;
                                 }
                             }
@@ -466,8 +464,7 @@ impl TokenKeeper {
         }
         // Another instance may have minted between the check above (or the cooldown wait) and
         // this lease: it stores its token before giving the lease up, so look again now.
-        self.adopt_stored().await;
-        if let Some(cur) = self.satisfying(reason, rejected, self.now()) {
+        if let Some(cur) = self.stored_answer(reason, rejected).await {
             let _ = self
                 .inner
                 .journal
@@ -531,6 +528,13 @@ impl TokenKeeper {
                 Err(other)
             }
         }
+    }
+
+    /// Adopts the newest stored token (this process or another instance may have minted
+    /// one), then answers as [`Self::satisfying`].
+    async fn stored_answer(&self, reason: Reason, rejected: Option<&Token>) -> Option<Token> {
+        self.adopt_stored().await;
+        self.satisfying(reason, rejected, self.now())
     }
 
     /// The current token if it already answers this refresh's reason.
@@ -610,8 +614,7 @@ impl TokenKeeper {
         tracing::info!("another instance is getting a new token; waiting for it");
         for _ in 0..WAIT_FOR_OTHER_MINTER_POLLS {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            self.adopt_stored().await;
-            if let Some(t) = self.satisfying(reason, rejected, self.now()) {
+            if let Some(t) = self.stored_answer(reason, rejected).await {
                 return Ok(t);
             }
         }
