@@ -216,13 +216,7 @@ async fn a_429_storm_on_50_alerts_places_each_once_never_above_the_rate() {
 #[tokio::test]
 async fn a_journal_that_refuses_writes_gets_503_and_nothing_is_sent() {
     let t = live(SimConfig::default()).await;
-    let refuse = if crate::helpers::on_postgres() {
-        "CREATE FUNCTION refuse_alert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
-         CREATE TRIGGER refuse_alerts BEFORE INSERT ON alerts FOR EACH ROW EXECUTE FUNCTION refuse_alert();"
-    } else {
-        "CREATE TRIGGER refuse_alerts BEFORE INSERT ON alerts BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
-    };
-    crate::helpers::journal_sql(&t.app.dir, refuse).await;
+    crate::helpers::refuse_writes(&t.app.dir, "alerts", "INSERT").await;
 
     let (code, body) = t.order("cannot-journal").await;
 

@@ -145,6 +145,38 @@ pub async fn journal_sql(dir: &TempDir, sql: &str) {
     }
 }
 
+/// Makes the journal refuse `event` (`INSERT` or `UPDATE`) on `table`, as a full disk would.
+/// File modes do not stop root (tests may run as root), so a trigger makes the database itself
+/// refuse; [`allow_writes`] lifts it.
+pub async fn refuse_writes(dir: &TempDir, table: &str, event: &str) {
+    let name = trigger_name(table, event);
+    let sql = if on_postgres() {
+        format!(
+            "CREATE OR REPLACE FUNCTION refuse_write() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
+             CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_write();"
+        )
+    } else {
+        format!(
+            "CREATE TRIGGER {name} BEFORE {event} ON {table} BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
+        )
+    };
+    journal_sql(dir, &sql).await;
+}
+
+pub async fn allow_writes(dir: &TempDir, table: &str, event: &str) {
+    let name = trigger_name(table, event);
+    let sql = if on_postgres() {
+        format!("DROP TRIGGER {name} ON {table};")
+    } else {
+        format!("DROP TRIGGER {name};")
+    };
+    journal_sql(dir, &sql).await;
+}
+
+fn trigger_name(table: &str, event: &str) -> String {
+    format!("refuse_{table}_{}", event.to_ascii_lowercase())
+}
+
 /// A stalled journal: another connection holds a transaction that blocks every insert into
 /// `alerts` (as a long lock, a slow disk or a slow network to PostgreSQL would) until
 /// [`JournalStall::release`]. Reads still work.

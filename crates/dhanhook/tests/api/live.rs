@@ -32,7 +32,7 @@ pub(crate) async fn sim_at(config: SimConfig, at: chrono::DateTime<chrono::Utc>)
     .expect("simulator starts")
 }
 
-fn live_vars(sim: &SimHandle) -> Vec<(String, String)> {
+pub(crate) fn live_vars(sim: &SimHandle) -> Vec<(String, String)> {
     let c = SimConfig::default();
     vec![
         ("ENABLE_DHAN".into(), "true".into()),

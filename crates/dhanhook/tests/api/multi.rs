@@ -11,24 +11,13 @@ use serde_json::{Value, json};
 use crate::{
     helpers::{SECRET, market_time, spawn_app_at},
     journal_contract::{PG_URL_VAR, TestDatabase},
-    live::{eventually, sim_at},
+    live::{eventually, live_vars, sim_at},
 };
 
 fn live_env(sim: &dhan_sim::SimHandle, database_url: &str) -> Vec<(String, String)> {
-    let c = SimConfig::default();
-    vec![
-        ("ENABLE_DHAN".into(), "true".into()),
-        ("DHAN_BASE_URL".into(), sim.base_url()),
-        ("DHAN_AUTH_URL".into(), sim.auth_url()),
-        ("DHAN_CLIENT_ID".into(), c.client_id),
-        ("DHAN_PIN".into(), c.pin),
-        ("DHAN_TOTP_SECRET".into(), c.totp_secret),
-        (
-            "INSTRUMENTS_PATH".into(),
-            concat!(env!("CARGO_MANIFEST_DIR"), "/data/scrip-master-sample.csv").into(),
-        ),
-        ("DATABASE_URL".into(), database_url.to_owned()),
-    ]
+    let mut env = live_vars(sim);
+    env.push(("DATABASE_URL".into(), database_url.to_owned()));
+    env
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

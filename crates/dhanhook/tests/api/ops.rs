@@ -37,16 +37,9 @@ async fn health_is_200_and_ready_reports_the_journal() {
 #[tokio::test]
 async fn ready_is_503_when_the_journal_cannot_be_written() {
     let app = spawn_app().await;
-    // Make the journal refuse writes underneath the running service. File modes do not stop
-    // root (tests may run as root), so a trigger makes the database itself refuse the write.
-    let refuse = if crate::helpers::on_postgres() {
-        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk says no'; END $$;
-         CREATE TRIGGER refuse_heartbeat BEFORE INSERT OR UPDATE ON heartbeat FOR EACH ROW EXECUTE FUNCTION refuse();"
-    } else {
-        "CREATE TRIGGER refuse_heartbeat BEFORE UPDATE ON heartbeat BEGIN SELECT RAISE(ABORT, 'disk says no'); END;
-         CREATE TRIGGER refuse_heartbeat_insert BEFORE INSERT ON heartbeat BEGIN SELECT RAISE(ABORT, 'disk says no'); END;"
-    };
-    crate::helpers::journal_sql(&app.dir, refuse).await;
+    // Make the journal refuse writes underneath the running service.
+    crate::helpers::refuse_writes(&app.dir, "heartbeat", "INSERT").await;
+    crate::helpers::refuse_writes(&app.dir, "heartbeat", "UPDATE").await;
 
     let ready = app.get("/ready").await;
     assert_eq!(ready.status(), 503);

@@ -192,15 +192,12 @@ async fn a_journal_error_while_recovering_the_queue_is_retried_in_seconds() {
     let data = t.app.stop().await;
     // A run claimed the alert and died before sending anything; and at the restart the
     // journal refuses updates of alerts for a while (a full disk, a lock held elsewhere).
-    let refuse = if crate::helpers::on_postgres() {
-        "UPDATE alerts SET status = 'processing', claimed_at = updated_at;
-         CREATE FUNCTION refuse_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
-         CREATE TRIGGER refuse_updates BEFORE UPDATE ON alerts FOR EACH ROW EXECUTE FUNCTION refuse_update();"
-    } else {
-        "UPDATE alerts SET status = 'processing', claimed_at = updated_at;
-         CREATE TRIGGER refuse_updates BEFORE UPDATE ON alerts BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
-    };
-    crate::helpers::journal_sql(&data, refuse).await;
+    crate::helpers::journal_sql(
+        &data,
+        "UPDATE alerts SET status = 'processing', claimed_at = updated_at;",
+    )
+    .await;
+    crate::helpers::refuse_writes(&data, "alerts", "UPDATE").await;
 
     let monday = ist_time(2026, 12, 7, 9, 20);
     sim.set_now(monday);
@@ -208,12 +205,7 @@ async fn a_journal_error_while_recovering_the_queue_is_retried_in_seconds() {
     // The queue runner's first pass meets the refusal.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(sim.orders().is_empty());
-    let allow = if crate::helpers::on_postgres() {
-        "DROP TRIGGER refuse_updates ON alerts;"
-    } else {
-        "DROP TRIGGER refuse_updates;"
-    };
-    crate::helpers::journal_sql(&t.app.dir, allow).await;
+    crate::helpers::allow_writes(&t.app.dir, "alerts", "UPDATE").await;
 
     // Recovered on the next try, seconds later: not at the next scheduled wake (minutes away
     // on this clock, which does not move).
