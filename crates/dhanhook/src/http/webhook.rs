@@ -26,9 +26,19 @@ use tracing::Instrument;
 use super::{AppState, error};
 use crate::{
     alert::parse_signal,
-    engine::{Admitted, Engine, EngineError, Intake},
+    engine::{Admitted, Engine, EngineError, Intake, Outcome},
     secrets::secrets_match,
 };
+
+/// The answer with the legs: 202 while any leg's outcome is open, else 200.
+fn answer(outcome: Outcome) -> Response {
+    let status = if outcome.status == "processing" {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(outcome)).into_response()
+}
 
 /// How long the deadline answer may spend reading the journal: a journal slow enough to miss
 /// the deadline must not also hold the answer past TradingView's 3 s.
@@ -46,13 +56,7 @@ async fn at_deadline(state: &AppState, admitted: Admitted) -> Response {
         tokio::time::timeout(DEADLINE_READ, state.inner.engine.journal().alert(&alert_id)).await;
     if let Ok(Ok(Some(record))) = read {
         tracing::warn!(%alert_id, duplicate, "answering before the broker did (ACK_DEADLINE_MS); placement continues");
-        let outcome = Engine::outcome_of(&record, duplicate);
-        let status = if outcome.status == "processing" {
-            StatusCode::ACCEPTED
-        } else {
-            StatusCode::OK
-        };
-        return (status, Json(outcome)).into_response();
+        return answer(Engine::outcome_of(&record, duplicate));
     }
     (
         StatusCode::ACCEPTED,
@@ -152,14 +156,7 @@ pub(super) async fn receive(
         },
     };
     match result {
-        Ok(Ok(outcome)) => {
-            let status = if outcome.status == "processing" {
-                StatusCode::ACCEPTED
-            } else {
-                StatusCode::OK
-            };
-            (status, Json(outcome)).into_response()
-        }
+        Ok(Ok(outcome)) => answer(outcome),
         Ok(Err(EngineError::NotJournaled(e))) => {
             tracing::error!(error = %e, "alert not journaled; nothing placed");
             error(
