@@ -286,7 +286,7 @@ pub fn orders_table(rows: &[crate::store::OrderRow]) -> String {
             r.side,
             r.symbol,
             r.exchange,
-            r.quantity,
+            r.units.unwrap_or(r.quantity),
             r.order_type,
             r.status,
             r.order_id.as_deref().unwrap_or("-"),

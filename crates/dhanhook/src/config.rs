@@ -148,8 +148,11 @@ pub struct InstrumentSettings {
     pub url: Option<String>,
     /// `INSTRUMENTS_REFRESH_TIME` (IST): a cached file older than this today is re-downloaded.
     pub refresh_at: NaiveTime,
-    /// `FNO_QUANTITY`: derivative quantities in lots (default) or units.
+    /// `FNO_QUANTITY`: derivative quantities in units (default) or lots.
     pub quantity_unit: QuantityUnit,
+    /// `EQ_PRODUCT=cnc`: Dhan-format legs with `instrument` EQ are placed as CNC (delivery)
+    /// whatever their `productType`, as the upstream service did; `as_sent` (default) keeps it.
+    pub eq_product_cnc: bool,
 }
 
 /// Which Dhan environment to trade against.
@@ -535,12 +538,22 @@ fn instrument_settings(
         .map(|v| v.to_ascii_lowercase())
         .as_deref()
     {
-        None | Some("lots") => QuantityUnit::Lots,
-        Some("units") => QuantityUnit::Units,
+        None | Some("units") => QuantityUnit::Units,
+        Some("lots") => QuantityUnit::Lots,
         Some(other) => {
             return Err(ConfigError::new(
                 "FNO_QUANTITY",
-                format!("'{other}' is not accepted; use lots or units"),
+                format!("'{other}' is not accepted; use units or lots"),
+            ));
+        }
+    };
+    let eq_product_cnc = match get("EQ_PRODUCT").map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("as_sent") => false,
+        Some("cnc") => true,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "EQ_PRODUCT",
+                format!("'{other}' is not accepted; use as_sent or cnc"),
             ));
         }
     };
@@ -549,6 +562,7 @@ fn instrument_settings(
         url,
         refresh_at,
         quantity_unit,
+        eq_product_cnc,
     })
 }
 

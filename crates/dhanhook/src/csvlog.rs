@@ -137,7 +137,8 @@ impl CsvLog {
             symbol: &row.symbol,
             exchange: &row.exchange,
             transaction_type: &row.side,
-            quantity: row.quantity,
+            // Units, as sent to Dhan (the upstream logged the quantity it sent).
+            quantity: row.units.unwrap_or(row.quantity),
             order_type: &row.order_type,
             product_type: &row.product,
             alert_price: row.price,

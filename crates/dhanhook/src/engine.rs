@@ -64,6 +64,10 @@ pub struct Outcome {
     /// `{"route":"queue","until":…}` or `{"route":"reject","reason":…}`.
     pub route: serde_json::Value,
     pub legs: Vec<LegView>,
+    /// What this delivery carried that was accepted but ignored or changed (see
+    /// [`Signal::warnings`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<FieldProblem>,
 }
 
 /// One leg in a response.
@@ -73,7 +77,13 @@ pub struct LegView {
     pub symbol: String,
     pub exchange: String,
     pub side: String,
+    /// Units, as sent to the broker (for futures and options, lots × lot size).
     pub quantity: i64,
+    /// `quantity` in lots of the instrument (equities: lot size 1).
+    pub lots: i64,
+    /// What the leg trades at Dhan (`NIFTY-Dec2026-FUT`, `RELIANCE`) and its security id.
+    pub trading_symbol: Option<String>,
+    pub security_id: Option<String>,
     pub order_type: String,
     pub product: String,
     pub status: LegStatus,
@@ -84,12 +94,16 @@ pub struct LegView {
 
 impl From<&OrderRow> for LegView {
     fn from(row: &OrderRow) -> Self {
+        let units = row.units.unwrap_or(row.quantity);
         LegView {
             leg: row.leg,
             symbol: row.symbol.clone(),
             exchange: row.exchange.clone(),
             side: row.side.clone(),
-            quantity: row.quantity,
+            quantity: units,
+            lots: units / row.lot_size.filter(|l| *l > 0).unwrap_or(1),
+            trading_symbol: row.trading_symbol.clone(),
+            security_id: row.security_id.clone(),
             order_type: row.order_type.clone(),
             product: row.product.clone(),
             status: row.status,
@@ -128,6 +142,8 @@ pub struct Engine {
     dedup_window: Duration,
     instruments: InstrumentSource,
     quantity_unit: QuantityUnit,
+    /// `EQ_PRODUCT=cnc`: see [`crate::config::InstrumentSettings::eq_product_cnc`].
+    eq_product_cnc: bool,
     pub(crate) calendar: Arc<Calendar>,
     pub(crate) routing: RoutingSettings,
     /// Wakes the queue runner when an alert is queued.
@@ -153,6 +169,7 @@ pub struct EngineParts {
     pub dedup_window: Duration,
     pub instruments: InstrumentSource,
     pub quantity_unit: QuantityUnit,
+    pub eq_product_cnc: bool,
     pub calendar: Arc<Calendar>,
     pub routing: RoutingSettings,
 }
@@ -168,6 +185,7 @@ impl Engine {
             dedup_window: p.dedup_window,
             instruments: p.instruments,
             quantity_unit: p.quantity_unit,
+            eq_product_cnc: p.eq_product_cnc,
             calendar: p.calendar,
             routing: p.routing,
             queue_wake: Arc::new(Notify::new()),
@@ -234,6 +252,26 @@ impl Engine {
         }
     }
 
+    /// `EQ_PRODUCT=cnc`: the upstream placed every Dhan-format EQ leg as CNC; users who rely on
+    /// that keep it, and the answer says which legs were changed. Idempotent: the pipeline
+    /// applies it, and a caller that answers before the pipeline does may apply it first.
+    pub fn apply_eq_product(&self, signal: &mut Signal) {
+        if !self.eq_product_cnc || signal.format != crate::alert::AlertFormat::Dhan {
+            return;
+        }
+        for leg in &mut signal.legs {
+            if leg.instrument == Some(crate::alert::Instrument::Equity)
+                && leg.product != crate::alert::Product::Delivery
+            {
+                signal.warnings.push(FieldProblem {
+                    field: leg.symbol_field.replace(".symbol", ".productType"),
+                    problem: format!("{} placed as CNC (EQ_PRODUCT=cnc)", leg.product),
+                });
+                leg.product = crate::alert::Product::Delivery;
+            }
+        }
+    }
+
     /// Runs one validated alert through the pipeline.
     ///
     /// # Errors
@@ -254,6 +292,9 @@ impl Engine {
         intake: Intake,
         admitted: Option<tokio::sync::oneshot::Sender<Admitted>>,
     ) -> Result<Outcome, EngineError> {
+        let mut signal = signal;
+        self.apply_eq_product(&mut signal);
+        let warnings = signal.warnings.clone();
         let now = self.clock.now();
         let resolved = self.resolve(&signal, now)?;
         let venues: Vec<Venue> = resolved
@@ -345,7 +386,9 @@ impl Engine {
                     let _ = tx.send(Admitted::Duplicate(alert_id.clone()));
                 }
                 let record = self.settled_record(&alert_id).await?;
-                Ok(self.duplicate_outcome(&record))
+                let mut outcome = self.duplicate_outcome(&record);
+                outcome.warnings = warnings;
+                Ok(outcome)
             }
             Admission::Admitted => {
                 tracing::info!(%alert_id, legs = alert.legs.len(), route = %alert.route, "alert journaled");
@@ -356,7 +399,9 @@ impl Engine {
                 if alert.initial_status == LegStatus::Queued {
                     self.queue_wake.notify_one();
                 }
-                Ok(self.place_legs(&alert).await)
+                let mut outcome = self.place_legs(&alert).await;
+                outcome.warnings = warnings;
+                Ok(outcome)
             }
         }
     }
@@ -406,6 +451,7 @@ impl Engine {
                 .and_then(|r| serde_json::from_str(r).ok())
                 .unwrap_or(serde_json::Value::Null),
             legs: record.legs.iter().map(LegView::from).collect(),
+            warnings: Vec::new(),
         }
     }
 
@@ -442,6 +488,7 @@ impl Engine {
             mode: self.mode.to_string(),
             route: serde_json::from_str(&alert.route).unwrap_or(serde_json::Value::Null),
             legs: rows.iter().map(LegView::from).collect(),
+            warnings: Vec::new(),
         }
     }
 

@@ -144,6 +144,7 @@ impl Application {
             dedup_window: settings.dedup_window,
             instruments: instruments.clone(),
             quantity_unit: settings.instruments.quantity_unit,
+            eq_product_cnc: settings.instruments.eq_product_cnc,
             calendar: Arc::clone(&calendar),
             routing: settings.routing.clone(),
         });
@@ -334,6 +335,7 @@ fn public_config(
                 crate::instruments::QuantityUnit::Lots => "lots",
                 crate::instruments::QuantityUnit::Units => "units",
             },
+            "eq_product": if settings.instruments.eq_product_cnc { "cnc" } else { "as_sent" },
         },
     })
 }

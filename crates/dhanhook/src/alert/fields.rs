@@ -60,14 +60,24 @@ impl<'a> Fields<'a> {
     /// Reports every key that is not part of the format. Rejecting unknown keys catches typos
     /// such as `"trigger_prce"` that would otherwise silently change the order.
     pub(crate) fn reject_unknown(&self, out: &mut Vec<FieldProblem>) {
-        let unknown: BTreeSet<&String> = self
-            .map
-            .keys()
-            .filter(|k| !self.allowed.contains(&k.as_str()))
-            .collect();
-        for key in unknown {
+        for key in self.unknown() {
             self.problem(out, key, "is not a known field");
         }
+    }
+
+    /// Reports every key that is not part of the format as ignored (Dhan's format, whose
+    /// upstream ignored extra keys: an alert written for it must keep working).
+    pub(crate) fn ignore_unknown(&self, warnings: &mut Vec<FieldProblem>) {
+        for key in self.unknown() {
+            self.problem(warnings, key, "is not a known field; ignored");
+        }
+    }
+
+    fn unknown(&self) -> BTreeSet<&'a String> {
+        self.map
+            .keys()
+            .filter(|k| !self.allowed.contains(&k.as_str()))
+            .collect()
     }
 
     pub(crate) fn raw(&self, key: &str) -> Option<&'a Value> {

@@ -119,6 +119,7 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
             trigger_price,
             ("price".to_owned(), "trigger_price".to_owned()),
             &mut out,
+            None,
         );
     }
 
@@ -162,6 +163,7 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         // `amo: true` (the upstream's habit) asks for an AMO when the market is closed.
         when_closed: when_closed.or(amo.then_some(crate::market::WhenClosed::Amo)),
         legs: vec![leg],
+        warnings: Vec::new(),
     })
 }
 

@@ -11,6 +11,7 @@
 //! list of [`FieldProblem`]s. The `secret` field is read by the HTTP layer before this module
 //! runs and is never part of a [`Signal`].
 
+pub mod contract;
 mod dhan;
 mod fields;
 mod flat;
@@ -61,6 +62,11 @@ pub struct Signal {
     pub when_closed: Option<crate::market::WhenClosed>,
     /// Never empty; already in execution order (Dhan's `sort_order`, then array order).
     pub legs: Vec<LegOrder>,
+    /// What the alert carried that was accepted but ignored, as the upstream Python service
+    /// ignored it (an unknown field, a trigger price on a limit order): returned in the answer
+    /// so the sender can tidy the template. Not part of the alert's identity (dedupe).
+    #[serde(skip)]
+    pub warnings: Vec<FieldProblem>,
 }
 
 /// One order as the alert asked for it.
@@ -204,8 +210,8 @@ closed_set!(
 
 closed_set!(
     /// The kind of instrument (Dhan format `instrument`).
-    Instrument, accepted: "EQ, FUT or OPT (FUTIDX, FUTSTK, FUTCOM, OPTIDX, OPTSTK, OPTFUT)", {
-        Equity => "EQ",
+    Instrument, accepted: "EQ, FUT, OPT, CE or PE (FUTIDX, FUTSTK, FUTCOM, OPTIDX, OPTSTK, OPTFUT)", {
+        Equity => "EQ" | "EQUITY",
         Future => "FUT" | "FUTIDX" | "FUTSTK" | "FUTCOM",
         Option => "OPT" | "OPTIDX" | "OPTSTK" | "OPTFUT",
     }
@@ -239,13 +245,17 @@ pub fn parse_signal(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
 
 /// The rule shared by both formats: the prices each order type needs.
 /// `price_field` and `trigger_field` are the full names of those fields in the alert's format.
+/// A trigger price on an order type that takes none is a problem in the strict flat format; in
+/// Dhan's format (where the upstream service ignored it) it is a warning, and `false` is
+/// returned so the caller drops it.
 fn check_prices(
     order_type: OrderType,
     price: Option<f64>,
     trigger_price: Option<f64>,
     (price_field, trigger_field): (String, String),
     out: &mut Vec<FieldProblem>,
-) {
+    warnings: Option<&mut Vec<FieldProblem>>,
+) -> bool {
     let positive = |v: Option<f64>| v.is_some_and(|p| p > 0.0);
     if matches!(order_type, OrderType::Limit | OrderType::StopLoss) && !positive(price) {
         out.push(FieldProblem {
@@ -260,11 +270,19 @@ fn check_prices(
             problem: "is required (greater than 0) for SL and SL-M orders".to_owned(),
         });
     } else if !needs_trigger && positive(trigger_price) {
-        out.push(FieldProblem {
-            field: trigger_field,
-            problem: "only applies to SL and SL-M orders".to_owned(),
-        });
+        match warnings {
+            Some(warnings) => warnings.push(FieldProblem {
+                field: trigger_field,
+                problem: format!("only applies to SL and SL-M orders; ignored for {order_type}"),
+            }),
+            None => out.push(FieldProblem {
+                field: trigger_field,
+                problem: "only applies to SL and SL-M orders".to_owned(),
+            }),
+        }
+        return false;
     }
+    true
 }
 
 /// Checks `strategy` or `id`: short, printable text.

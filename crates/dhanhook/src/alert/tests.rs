@@ -98,11 +98,219 @@ fn cancel_order_is_refused_not_placed() {
 }
 
 #[test]
-fn single_order_with_two_legs_is_refused() {
+fn single_order_with_two_legs_places_both_with_a_warning_as_the_upstream_did() {
+    let s =
+        parse(json!({"alertType":"single_order","order_legs":[dhan_leg(), dhan_leg()]})).unwrap();
+    assert_eq!(s.legs.len(), 2);
+    assert_eq!(warning_fields(&s), ["order_legs"]);
+}
+
+fn warning_fields(s: &Signal) -> Vec<&str> {
+    s.warnings.iter().map(|w| w.field.as_str()).collect()
+}
+
+/// The upstream's schema requires `meta` in every leg; its README puts it at the top level.
+#[test]
+fn meta_may_sit_in_each_leg_at_the_top_or_both() {
+    let mut leg = dhan_leg();
+    leg["meta"] =
+        json!({"interval":"15","time":"2026-12-01T04:15:00Z","timenow":"2026-12-01T04:30:02Z"});
+    let per_leg =
+        parse(json!({"alertType":"multi_leg_order","order_legs":[leg.clone(), leg.clone()]}))
+            .unwrap();
+    assert_eq!(per_leg.timenow.as_deref(), Some("2026-12-01T04:30:02Z"));
+    assert_eq!(per_leg.interval.as_deref(), Some("15"));
+    assert_eq!(per_leg.bar_time.as_deref(), Some("2026-12-01T04:15:00Z"));
+    assert!(per_leg.warnings.is_empty(), "{:?}", per_leg.warnings);
+
+    let both = parse(json!({"alertType":"multi_leg_order","order_legs":[leg],
+        "meta":{"interval":"15","time":"x","timenow":"top"}}))
+    .unwrap();
     assert_eq!(
-        problems_for(json!({"alertType":"single_order","order_legs":[dhan_leg(), dhan_leg()]})),
-        ["order_legs"]
+        both.timenow.as_deref(),
+        Some("top"),
+        "the top level speaks for the alert"
     );
+
+    let mut bad = dhan_leg();
+    bad["meta"] = json!("15m");
+    assert_eq!(
+        problems_for(json!({"alertType":"single_order","order_legs":[bad]})),
+        ["order_legs[0].meta"]
+    );
+}
+
+#[test]
+fn every_instrument_name_the_upstream_documents_is_read() {
+    let option_leg = |instrument: &str| {
+        json!({"transactionType":"B","orderType":"MKT","quantity":"65","exchange":"NFO",
+            "symbol":"NIFTY","instrument":instrument,"productType":"M",
+            "option_type":"PE","strike_price":"24000","expiry_date":"2026-12-08"})
+    };
+    for name in ["OPT", "OPTIDX", "OPTSTK", "OPTFUT", "opt", "PE"] {
+        let s = parse(json!({"alertType":"single_order","order_legs":[option_leg(name)]}))
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(s.legs[0].instrument, Some(Instrument::Option), "{name}");
+        assert_eq!(s.legs[0].option.as_ref().unwrap().kind, OptionKind::Put);
+    }
+    // CE/PE stand for the option type; a disagreeing option_type is refused.
+    let mut ce = option_leg("CE");
+    ce.as_object_mut().unwrap().remove("option_type");
+    let s = parse(json!({"alertType":"single_order","order_legs":[ce]})).unwrap();
+    assert_eq!(s.legs[0].option.as_ref().unwrap().kind, OptionKind::Call);
+    let err =
+        parse(json!({"alertType":"single_order","order_legs":[option_leg("CE")]})).unwrap_err();
+    assert_eq!(err[0].field, "order_legs[0].option_type");
+    assert!(
+        err[0].problem.contains("disagrees with instrument CE"),
+        "{err:?}"
+    );
+
+    for name in ["FUT", "FUTIDX", "FUTSTK", "FUTCOM"] {
+        let leg = json!({"transactionType":"S","orderType":"MKT","quantity":"65","exchange":"NSE",
+            "symbol":"NIFTY","instrument":name,"productType":"M"});
+        let s = parse(json!({"alertType":"single_order","order_legs":[leg]})).unwrap();
+        assert_eq!(s.legs[0].instrument, Some(Instrument::Future), "{name}");
+    }
+    for name in ["EQ", "EQUITY"] {
+        let mut leg = dhan_leg();
+        leg["instrument"] = json!(name);
+        let s = parse(json!({"alertType":"single_order","order_legs":[leg]})).unwrap();
+        assert_eq!(s.legs[0].instrument, Some(Instrument::Equity), "{name}");
+    }
+}
+
+/// A full Dhan trading symbol names its contract; `instrument` and the option fields may come
+/// with it but must agree, and the refusal names the difference.
+#[test]
+fn full_trading_symbols_go_with_or_without_instrument_and_must_agree() {
+    let leg = |symbol: &str, extra: Value| {
+        let mut l = json!({"transactionType":"B","orderType":"MKT","quantity":"65",
+            "exchange":"NSE_FNO","symbol":symbol,"productType":"M"});
+        for (k, v) in extra.as_object().unwrap() {
+            l[k] = v.clone();
+        }
+        json!({"alertType":"single_order","order_legs":[l]})
+    };
+    for (symbol, extra) in [
+        ("NIFTY-Dec2026-FUT", json!({})),
+        ("NIFTY-Dec2026-FUT", json!({"instrument":"FUT"})),
+        (
+            "NIFTY-Dec2026-FUT",
+            json!({"instrument":"FUTIDX","expiry_date":"2026-12-29"}),
+        ),
+        ("CRUDEOIL-17Dec2026-FUT", json!({"instrument":"FUTCOM"})),
+        ("NIFTY-Dec2026-24000-CE", json!({"instrument":"OPTIDX"})),
+        ("NIFTY-Dec2026-24000-CE", json!({"instrument":"CE"})),
+        (
+            "NIFTY-Dec2026-24000-CE",
+            json!({"instrument":"OPT","option_type":"CE",
+            "strike_price":"24000","expiry_date":"2026-12-08"}),
+        ),
+    ] {
+        let s =
+            parse(leg(symbol, extra.clone())).unwrap_or_else(|e| panic!("{symbol} {extra}: {e:?}"));
+        assert_eq!(s.legs[0].symbol, symbol.to_ascii_uppercase());
+    }
+    let dated = parse(leg(
+        "NIFTY-Dec2026-24000-CE",
+        json!({"instrument":"OPT","expiry_date":"2026-12-08"}),
+    ))
+    .unwrap();
+    let opt = dated.legs[0].option.clone().unwrap();
+    assert_eq!(
+        (opt.kind, opt.strike, opt.expiry.to_string()),
+        (OptionKind::Call, 24000.0, "2026-12-08".to_owned())
+    );
+
+    for (symbol, extra, field, says) in [
+        (
+            "NIFTY-Dec2026-FUT",
+            json!({"instrument":"OPT"}),
+            "symbol",
+            "is a future, but instrument says an option",
+        ),
+        (
+            "NIFTY-Dec2026-24000-CE",
+            json!({"instrument":"FUT"}),
+            "symbol",
+            "is an option, but instrument says a future",
+        ),
+        (
+            "NIFTY-Dec2026-24000-CE",
+            json!({"instrument":"PE"}),
+            "symbol",
+            "is a CE option, but the alert says PE",
+        ),
+        (
+            "NIFTY-Dec2026-24000-CE",
+            json!({"instrument":"OPT","strike_price":"24500"}),
+            "strike_price",
+            "disagrees with the symbol's strike 24000",
+        ),
+        (
+            "NIFTY-Dec2026-24000-CE",
+            json!({"instrument":"OPT","expiry_date":"2027-01-26"}),
+            "expiry_date",
+            "is not in Dec 2026",
+        ),
+        (
+            "NIFTY-Dec2026-FUT",
+            json!({"instrument":"FUT","expiry_date":"2027-01-26"}),
+            "expiry_date",
+            "is not in Dec 2026",
+        ),
+        (
+            "NIFTY-Dec2026-FUT",
+            json!({"instrument":"EQ"}),
+            "instrument",
+            "is a derivative contract",
+        ),
+    ] {
+        let err = parse(leg(symbol, extra.clone())).unwrap_err();
+        assert_eq!(
+            err[0].field,
+            format!("order_legs[0].{field}"),
+            "{symbol} {extra}: {err:?}"
+        );
+        assert!(err[0].problem.contains(says), "{symbol} {extra}: {err:?}");
+    }
+}
+
+/// Keys the upstream ignored are ignored here too, and listed; the ones it would have
+/// misplaced as plain orders are refused.
+#[test]
+fn fields_the_upstream_ignored_are_warnings_not_refusals() {
+    let mut leg = dhan_leg();
+    leg["orderType"] = json!("LMT");
+    leg["price"] = json!("2500");
+    leg["triggerPrice"] = json!("2490");
+    leg["disclosedQuantity"] = json!("0");
+    leg["meta"] = json!({"interval":"5","time":"t","timenow":"n","ticker":"RELIANCE"});
+    let s = parse(json!({"alertType":"order","order_legs":[leg],"comment":"from my template"}))
+        .unwrap();
+    assert_eq!(
+        warning_fields(&s),
+        [
+            "comment",
+            "alertType",
+            "order_legs[0].meta.ticker",
+            "order_legs[0].disclosedQuantity",
+            "order_legs[0].triggerPrice"
+        ]
+    );
+    assert_eq!(s.legs[0].trigger_price, None, "ignored, not sent");
+    assert!(
+        s.warnings[4].problem.contains("ignored for LIMIT"),
+        "{:?}",
+        s.warnings
+    );
+
+    let mut exit = dhan_leg();
+    exit["manage_position"] = json!("EXIT_ALL");
+    let err = parse(json!({"alertType":"multi_leg_order","order_legs":[exit]})).unwrap_err();
+    assert_eq!(err[0].field, "order_legs[0].manage_position");
+    assert!(err[0].problem.contains("nothing was placed"), "{err:?}");
 }
 
 #[test]

@@ -47,7 +47,11 @@ const DEADLINE_READ: Duration = Duration::from_millis(500);
 /// The answer at the deadline for an alert the journal has taken but whose placement (or, for
 /// a duplicate, the first delivery's placement) is still under way: the legs as they stand,
 /// 202 while any is open.
-async fn at_deadline(state: &AppState, admitted: Admitted) -> Response {
+async fn at_deadline(
+    state: &AppState,
+    admitted: Admitted,
+    warnings: Vec<crate::alert::FieldProblem>,
+) -> Response {
     let (alert_id, duplicate) = match admitted {
         Admitted::New(id) => (id, false),
         Admitted::Duplicate(id) => (id, true),
@@ -56,7 +60,9 @@ async fn at_deadline(state: &AppState, admitted: Admitted) -> Response {
         tokio::time::timeout(DEADLINE_READ, state.inner.engine.journal().alert(&alert_id)).await;
     if let Ok(Ok(Some(record))) = read {
         tracing::warn!(%alert_id, duplicate, "answering before the broker did (ACK_DEADLINE_MS); placement continues");
-        return answer(Engine::outcome_of(&record, duplicate));
+        let mut outcome = Engine::outcome_of(&record, duplicate);
+        outcome.warnings = warnings;
+        return answer(outcome);
     }
     (
         StatusCode::ACCEPTED,
@@ -97,7 +103,7 @@ pub(super) async fn receive(
             .into_response();
     }
 
-    let signal = match parse_signal(&map) {
+    let mut signal = match parse_signal(&map) {
         Ok(s) => s,
         Err(problems) => {
             tracing::info!(client_ip = %peer.ip(), problems = problems.len(), "webhook refused: invalid alert");
@@ -109,6 +115,12 @@ pub(super) async fn receive(
         }
     };
 
+    state.inner.engine.apply_eq_product(&mut signal);
+    let warnings = signal.warnings.clone();
+    if !warnings.is_empty() {
+        let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+        tracing::info!(ignored = ?fields, "alert accepted with fields ignored or changed (see the answer's warnings)");
+    }
     let intake = Intake {
         client_ip: Some(peer.ip()),
         payload: Value::Object(map),
@@ -137,7 +149,7 @@ pub(super) async fn receive(
         Some(done) => done,
         None => match admitted_rx.try_recv() {
             // Journaled, still placing: answer from the journal; the task goes on.
-            Ok(admitted) => return at_deadline(&state, admitted).await,
+            Ok(admitted) => return at_deadline(&state, admitted, warnings).await,
             // The task ended at this very moment: its own answer.
             Err(TryRecvError::Closed) => task.await,
             // The journal has not taken the alert yet (it is stalled: a lock, a full disk, a

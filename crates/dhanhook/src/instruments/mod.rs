@@ -13,10 +13,11 @@
 //!   TradingView option ticker (`NIFTY260929C23500`);
 //! - Dhan trading symbols as they are (`NIFTY-Dec2026-FUT`).
 //!
-//! Derivative quantities are lots by default (`FNO_QUANTITY=lots`, the way TradingView counts
-//! contracts) and become units with the lot size from the file; with `FNO_QUANTITY=units` a
-//! quantity that is not a whole number of lots is refused. Unknown symbols are refused with the
-//! closest candidates. No security id or lot size is ever hard-coded.
+//! Derivative quantities are units by default (`FNO_QUANTITY=units`, as Dhan and the upstream
+//! service take them) and must be a whole number of lots, else they are refused naming the lot
+//! size and the nearest valid quantities; with `FNO_QUANTITY=lots` (TradingView counts
+//! contracts) they are multiplied by the lot size from the file. Unknown symbols are refused
+//! with the closest candidates. No security id or lot size is ever hard-coded.
 
 pub mod master;
 pub mod source;
@@ -26,7 +27,10 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use self::table::{RowRef, Table};
-use crate::alert::{Exchange, Instrument as Kind, LegOrder, OptionKind};
+use crate::alert::{
+    Exchange, Instrument as Kind, LegOrder, OptionKind,
+    contract::{DhanContract, continuous_future, dhan_contract, tradingview_option},
+};
 
 /// One tradable row of the scrip master.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,13 +69,13 @@ impl Instrument {
 /// How derivative quantities in alerts are counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum QuantityUnit {
-    /// Contracts (lots), as TradingView strategies count them: units = lots × lot size.
+    /// Units (shares, barrels…), as Dhan's API and the upstream service take them: must be a
+    /// whole number of lots, so a wrong guess is refused, never multiplied.
     #[default]
-    Lots,
-    /// Units (shares, barrels…): must be a whole number of lots.
     Units,
+    /// Contracts (lots), as TradingView strategies count them: units = lots × lot size.
+    Lots,
 }
-
 /// A leg resolved to what Dhan needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
@@ -110,24 +114,22 @@ impl Instruments {
         unit: QuantityUnit,
     ) -> Result<Resolved, String> {
         let instrument = self.find(leg, today)?.to_instrument();
+        let lot = instrument.lot_size.max(1);
         let units = if instrument.segment == 'E' {
             leg.quantity
         } else {
             match unit {
-                QuantityUnit::Lots => {
-                    leg.quantity
-                        .checked_mul(instrument.lot_size)
-                        .ok_or_else(|| {
-                            format!(
-                                "{} lots of {} is too large",
-                                leg.quantity, instrument.trading_symbol
-                            )
-                        })?
-                }
-                QuantityUnit::Units if !leg.quantity.is_multiple_of(instrument.lot_size) => {
-                    return Err(format!(
-                        "{}: quantity {} is not a whole number of lots (lot size {})",
-                        instrument.trading_symbol, leg.quantity, instrument.lot_size
+                QuantityUnit::Lots => leg.quantity.checked_mul(lot).ok_or_else(|| {
+                    format!(
+                        "{} lots of {} is too large",
+                        leg.quantity, instrument.trading_symbol
+                    )
+                })?,
+                QuantityUnit::Units if !leg.quantity.is_multiple_of(lot) => {
+                    return Err(not_whole_lots(
+                        &instrument.trading_symbol,
+                        leg.quantity,
+                        lot,
                     ));
                 }
                 QuantityUnit::Units => leg.quantity,
@@ -182,15 +184,22 @@ impl Instruments {
             Exchange::Mcx => ("MCX", 'M'),
         };
         let derivative_exchange = matches!(exchange, Exchange::Nfo | Exchange::Bfo | Exchange::Mcx);
+        // A Dhan trading symbol names its contract; an option's fields then only pick among
+        // the weeklies of the month it names (the parser checked that they agree).
+        let contract = dhan_contract(symbol);
 
         if let Some((kind, strike, expiry)) = option {
-            return self.option(ex, symbol, kind, strike, expiry);
+            let underlying = contract.as_ref().map_or(symbol, |c| c.underlying.as_str());
+            return self.option(ex, underlying, kind, strike, expiry);
         }
         if let Some((root, nth)) = continuous_future(symbol) {
             return self.nth_future(ex, deriv_seg, root, nth, today);
         }
         if let Some((root, expiry, kind, strike)) = tradingview_option(symbol) {
             return self.option(ex, &root, kind, strike, expiry);
+        }
+        if let Some(c) = &contract {
+            return self.contract(ex, deriv_seg, symbol, c, kind, future_expiry, today);
         }
         if kind == Some(Kind::Future) {
             return match future_expiry {
@@ -234,6 +243,85 @@ impl Instruments {
         spellings(underlying)
             .into_iter()
             .flat_map(move |u| self.table.by_underlying(ex, seg, &u).collect::<Vec<_>>())
+    }
+
+    /// The contract a Dhan trading symbol names. NSE/BSE symbols carry only the month, so the
+    /// weekly options of one month share a symbol: `expiry` (from the alert) picks one, else
+    /// the only live one; several live ones are refused rather than guessed (the upstream
+    /// silently took the file's last row).
+    #[allow(clippy::too_many_arguments)]
+    fn contract(
+        &self,
+        ex: &'static str,
+        seg: char,
+        symbol: &str,
+        named: &DhanContract,
+        kind: Option<Kind>,
+        expiry: Option<NaiveDate>,
+        today: NaiveDate,
+    ) -> Result<RowRef<'_>, String> {
+        let rows: Vec<RowRef<'_>> = self.table.by_symbol(ex, seg, symbol).collect();
+        let Some(first) = rows.first() else {
+            return Err(self.unknown(ex, seg, symbol));
+        };
+        let what = if first.is_option() {
+            "an option"
+        } else {
+            "a future"
+        };
+        match kind {
+            Some(Kind::Future) if !first.is_future() => {
+                return Err(format!(
+                    "{ex}:{symbol} is {what}, but instrument says a future"
+                ));
+            }
+            Some(Kind::Option) if !first.is_option() => {
+                return Err(format!(
+                    "{ex}:{symbol} is {what}, but instrument says an option"
+                ));
+            }
+            _ => {}
+        }
+        let expiries = |rows: &[RowRef<'_>]| -> String {
+            let set: std::collections::BTreeSet<NaiveDate> =
+                rows.iter().filter_map(RowRef::expiry).collect();
+            set.iter()
+                .map(NaiveDate::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if let Some(e) = expiry {
+            return rows
+                .iter()
+                .find(|r| r.expiry() == Some(e))
+                .copied()
+                .ok_or_else(|| {
+                    format!(
+                        "{ex}:{symbol} has no contract expiring {e}; its expiries: {}",
+                        expiries(&rows)
+                    )
+                });
+        }
+        let mut live: Vec<RowRef<'_>> = rows
+            .iter()
+            .copied()
+            .filter(|r| r.expiry().is_none_or(|e| e >= today))
+            .collect();
+        live.sort_by_key(RowRef::expiry);
+        live.dedup_by_key(|r| r.expiry());
+        match live.as_slice() {
+            [] => Err(format!(
+                "{ex}:{symbol} ({}) has expired (on {})",
+                named.expiry_text(),
+                expiries(&rows)
+            )),
+            [only] => Ok(*only),
+            several => Err(format!(
+                "{ex}:{symbol} names {} live contracts (expiries {}): add \"expiry_date\" to pick one",
+                several.len(),
+                expiries(several)
+            )),
+        }
     }
 
     /// The `nth` (1-based) future of `root` expiring on or after `today`.
@@ -322,41 +410,27 @@ impl Instruments {
     }
 }
 
-/// `NIFTY1!` → (`NIFTY`, 1). Only `1!` and `2!` exist on TradingView for Indian futures.
-fn continuous_future(symbol: &str) -> Option<(&str, usize)> {
-    let root = symbol.strip_suffix('!')?;
-    let nth = root.chars().last()?.to_digit(10)?;
-    let root = &root[..root.len() - 1];
-    (!root.is_empty() && (1..=3).contains(&nth)).then_some((root, nth as usize))
-}
-
-/// TradingView's option tickers: `<UNDERLYING><YYMMDD><C|P><STRIKE>`, e.g. `NIFTY260929C23500`.
-fn tradingview_option(symbol: &str) -> Option<(String, NaiveDate, OptionKind, f64)> {
-    let bytes = symbol.as_bytes();
-    let strike_start = bytes
-        .iter()
-        .rposition(|b| !(b.is_ascii_digit() || *b == b'.'))?
-        + 1;
-    if strike_start >= bytes.len() || strike_start < 8 {
-        return None;
-    }
-    let strike: f64 = symbol[strike_start..].parse().ok()?;
-    let kind = match bytes[strike_start - 1] {
-        b'C' => OptionKind::Call,
-        b'P' => OptionKind::Put,
-        _ => return None,
+/// The refusal of a quantity in units that is not a whole number of lots: it names the lot
+/// size and the nearest valid quantities, so a template written in lots (65× too small) or
+/// with a typo is fixed in one go instead of being rounded into a position nobody asked for.
+fn not_whole_lots(symbol: &str, quantity: u32, lot: u32) -> String {
+    let below = quantity / lot * lot;
+    let (a, b) = if below == 0 {
+        (lot, lot.saturating_mul(2))
+    } else {
+        (below, below.saturating_add(lot))
     };
-    let date = &symbol[strike_start - 7..strike_start - 1];
-    if !date.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let expiry = NaiveDate::parse_from_str(&format!("20{date}"), "%Y%m%d").ok()?;
-    let underlying = &symbol[..strike_start - 7];
-    (!underlying.is_empty()
-        && underlying
-            .bytes()
-            .all(|b| b.is_ascii_alphabetic() || b"&_-".contains(&b)))
-    .then(|| (underlying.to_owned(), expiry, kind, strike))
+    let lots = |units: u32| match units / lot {
+        1 => "1 lot".to_owned(),
+        n => format!("{n} lots"),
+    };
+    format!(
+        "{symbol}: quantity {quantity} is not a whole number of lots (lot size {lot}); the nearest valid \
+         quantities are {a} ({}) and {b} ({}). Quantities are units (FNO_QUANTITY=units); if your alerts \
+         count lots, set FNO_QUANTITY=lots",
+        lots(a),
+        lots(b)
+    )
 }
 
 /// The spellings a TradingView symbol may have at Dhan: TradingView writes `&` and `-` as `_`.

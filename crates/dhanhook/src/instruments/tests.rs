@@ -185,7 +185,7 @@ fn dhan_format_futures_take_their_expiry_or_the_nearest() {
 }
 
 #[test]
-fn quantities_in_units_must_be_whole_lots() {
+fn quantities_in_units_must_be_whole_lots_and_the_refusal_names_the_nearest() {
     let m = sample();
     let ok = m
         .resolve(&flat("NSE:NIFTY1!", 130), today(), QuantityUnit::Units)
@@ -195,13 +195,94 @@ fn quantities_in_units_must_be_whole_lots() {
         .resolve(&flat("NSE:NIFTY1!", 100), today(), QuantityUnit::Units)
         .unwrap_err();
     assert!(
-        err.contains("not a whole number of lots (lot size 65)"),
+        err.contains("not a whole number of lots (lot size 65)")
+            && err.contains("nearest valid quantities are 65 (1 lot) and 130 (2 lots)"),
         "{err}"
     );
+    // Ten "contracts" written for a lots template: refused, never 10 × 65.
+    let err = m
+        .resolve(&flat("NSE:NIFTY1!", 10), today(), QuantityUnit::Units)
+        .unwrap_err();
+    assert!(
+        err.contains("65 (1 lot) and 130 (2 lots)") && err.contains("FNO_QUANTITY=lots"),
+        "{err}"
+    );
+    let err = m
+        .resolve(&flat("NSE:NIFTY1!", 200), today(), QuantityUnit::Units)
+        .unwrap_err();
+    assert!(err.contains("195 (3 lots) and 260 (4 lots)"), "{err}");
     let equity = m
         .resolve(&flat("NSE:SBIN", 7), today(), QuantityUnit::Units)
         .unwrap();
     assert_eq!(equity.units, 7, "equity lots are 1");
+    assert_eq!(QuantityUnit::default(), QuantityUnit::Units);
+}
+
+fn dhan(symbol: &str, extra: Value) -> LegOrder {
+    let mut l = json!({"transactionType":"B","orderType":"MKT","quantity":"65",
+        "exchange":"NSE","symbol":symbol,"productType":"M"});
+    for (k, v) in extra.as_object().unwrap() {
+        l[k] = v.clone();
+    }
+    leg(json!({"alertType":"single_order","order_legs":[l]}))
+}
+
+/// Dhan trading symbols, as the upstream's users send them (its lookup keyed on them).
+#[test]
+fn full_trading_symbols_resolve_with_or_without_instrument() {
+    for extra in [
+        json!({}),
+        json!({"instrument":"FUT"}),
+        json!({"instrument":"FUTIDX"}),
+    ] {
+        let r = resolve(&dhan("NIFTY-Dec2026-FUT", extra.clone())).unwrap();
+        assert_eq!(r.instrument.security_id, "62011", "{extra}");
+    }
+    let crude = resolve(&dhan(
+        "CRUDEOIL-17Dec2026-FUT",
+        json!({"instrument":"FUTCOM","exchange":"MCX"}),
+    ))
+    .unwrap();
+    assert_eq!(crude.instrument.security_id, "569950");
+    let stock_option = resolve(&dhan(
+        "RELIANCE-Dec2026-1300-CE",
+        json!({"instrument":"OPTSTK"}),
+    ))
+    .unwrap();
+    assert_eq!(stock_option.instrument.security_id, "72510");
+
+    // The NSE symbol names a month: two weeklies of December share it. An expiry picks one;
+    // without, both are live on 1 Dec, so the alert is refused naming them (the upstream
+    // silently took the file's last row).
+    let weekly = resolve(&dhan(
+        "NIFTY-Dec2026-24000-CE",
+        json!({"instrument":"CE","expiry_date":"2026-12-08"}),
+    ))
+    .unwrap();
+    assert_eq!(weekly.instrument.security_id, "71301");
+    let err = resolve(&dhan(
+        "NIFTY-Dec2026-24000-CE",
+        json!({"instrument":"OPTIDX"}),
+    ))
+    .unwrap_err();
+    assert!(
+        err.contains("names 2 live contracts (expiries 2026-12-01, 2026-12-08)")
+            && err.contains("expiry_date"),
+        "{err}"
+    );
+    // After the first weekly expired, the symbol names one live contract.
+    let later = sample()
+        .resolve(
+            &dhan("NIFTY-Dec2026-24000-CE", json!({"instrument":"OPT"})),
+            NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+            QuantityUnit::Units,
+        )
+        .unwrap();
+    assert_eq!(later.instrument.security_id, "71301");
+    let expired = resolve(&dhan("NIFTY-Nov2026-FUT", json!({"instrument":"FUT"}))).unwrap_err();
+    assert!(expired.contains("has expired (on 2026-11-24)"), "{expired}");
+    let gone = resolve(&dhan("NIFTY-Dec2026-99999-CE", json!({}))).unwrap_err();
+    assert!(gone.contains("is not in the scrip master"), "{gone}");
 }
 
 #[test]

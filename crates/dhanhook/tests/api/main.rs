@@ -14,4 +14,5 @@ mod multi;
 mod ops;
 mod restart;
 mod routing;
+mod upstream;
 mod webhook;
