@@ -137,6 +137,14 @@ impl SimHandle {
             .token
     }
 
+    /// Issues an API token (`tokenConsumerType` APP, as a PIN+TOTP mint gives) outside any
+    /// client, as a user who minted one elsewhere and pasted it; it becomes the only active
+    /// token.
+    pub fn issue_app_token(&self) -> String {
+        let mut state = self.shared.lock();
+        state.issue_token(&self.shared.config, TokenKind::App).token
+    }
+
     /// Invalidates the active token at once (e.g. Dhan's daily forced logout).
     pub fn expire_active_token(&self) {
         self.shared.lock().active = None;

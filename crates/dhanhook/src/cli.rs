@@ -142,7 +142,7 @@ async fn token_command(settings: &Settings, refresh: bool) -> anyhow::Result<()>
         match keeper.client().profile(&token.value).await {
             Ok(_) => Ok(token),
             Err(e) if e.is_auth() => {
-                let fresh = keeper.refresh_after_refusal(&token).await?;
+                let fresh = keeper.refresh_after_refusal(&token, &e.to_string()).await?;
                 keeper.client().profile(&fresh.value).await?;
                 Ok(fresh)
             }

@@ -112,6 +112,9 @@ pub struct Settings {
     pub routing: RoutingSettings,
     /// `DHANHOOK_CLOCK_START`: run the service's clock from this instant (simulation, tests).
     pub clock_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// `SHUTDOWN_TIMEOUT`: after SIGTERM or ctrl-c the process ends within this, whatever is
+    /// in flight (Cloud Run kills at 10 s, systemd at 90 s).
+    pub shutdown_timeout: Duration,
 }
 
 /// What happens to an alert that arrives while its market is closed.
@@ -306,6 +309,8 @@ impl Settings {
             ),
         };
 
+        let shutdown_timeout = Duration::from_secs(parse_u64(&get, "SHUTDOWN_TIMEOUT", 8, 1, 300)?);
+
         Ok(Settings {
             mode,
             host,
@@ -323,6 +328,7 @@ impl Settings {
             instruments,
             routing,
             clock_start,
+            shutdown_timeout,
         })
     }
 

@@ -35,6 +35,8 @@ pub struct Application {
     tasks: TaskTracker,
     /// Stops background work (the token keeper) at shutdown.
     stop: CancellationToken,
+    /// `SHUTDOWN_TIMEOUT`: the longest shutdown may take after the signal.
+    shutdown_timeout: std::time::Duration,
 }
 
 /// Where the webhook secret came from (shown on `/` and at start-up, never the value).
@@ -183,6 +185,7 @@ impl Application {
             journal,
             tasks,
             stop,
+            shutdown_timeout: settings.shutdown_timeout,
         })
     }
 
@@ -195,7 +198,11 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests and
-    /// alert tasks finish, and closes the journal.
+    /// alert tasks finish, and closes the journal — all within `SHUTDOWN_TIMEOUT` of the
+    /// signal, whatever is still going on (a token cooldown, a slow broker, idle or half-sent
+    /// connections): platforms kill a process that outstays its grace period (Cloud Run after
+    /// 10 s), and a kill mid-write is worse than an orderly stop. A placement cut short is left
+    /// SUBMITTING in the journal, where the start-up reconciliation looks it up.
     ///
     /// # Errors
     /// The server failed.
@@ -204,16 +211,47 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        // Background work (token keeper, queue, reconciler, scrip master) stops at the signal,
+        // not after the connections have drained.
+        let stop = self.stop.clone();
+        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
+        let signal = async move {
+            shutdown.await;
+            let _ = signalled_tx.send(tokio::time::Instant::now());
+            stop.cancel();
+        };
+        let serve = axum::serve(self.listener, app).with_graceful_shutdown(signal);
+        let grace = self.shutdown_timeout;
+        let deadline = async {
+            match signalled_rx.await {
+                Ok(at) => tokio::time::sleep_until(at + grace).await,
+                // The server ended without a signal (an error): no deadline to keep.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let mut deadline = std::pin::pin!(deadline);
+        tokio::select! {
+            served = serve.into_future() => served.context("serving HTTP")?,
+            () = &mut deadline => {
+                tracing::warn!(
+                    "connections still open after SHUTDOWN_TIMEOUT ({} s); closing them",
+                    grace.as_secs()
+                );
+            }
+        }
         tracing::info!("stopped accepting requests; finishing in-flight alerts");
         self.stop.cancel();
         self.tasks.close();
-        self.tasks.wait().await;
-        self.journal.close().await;
-        tracing::info!("journal closed; bye");
+        tokio::select! {
+            () = self.tasks.wait() => {}
+            () = &mut deadline => tracing::warn!(
+                "alert processing still running after SHUTDOWN_TIMEOUT; legs left SUBMITTING are looked up at the next start"
+            ),
+        }
+        tokio::select! {
+            () = self.journal.close() => tracing::info!("journal closed; bye"),
+            () = &mut deadline => tracing::warn!("the journal did not close within SHUTDOWN_TIMEOUT; exiting"),
+        }
         Ok(())
     }
 }
@@ -246,10 +284,13 @@ fn check_live_settings(settings: &Settings) -> anyhow::Result<()> {
              master (https://images.dhan.co/api-data/api-scrip-master.csv)"
         );
     }
-    for var in &dhan.unused_login_vars {
-        tracing::warn!(
-            "{var} is set but no Dhan API uses it: token minting needs DHAN_PIN and DHAN_TOTP_SECRET"
-        );
+    // Without a PIN the token keeper's start-up line says all of this and what to add.
+    if dhan.pin.is_some() {
+        for var in &dhan.unused_login_vars {
+            tracing::warn!(
+                "{var} is set but no Dhan API uses it: token minting needs DHAN_PIN and DHAN_TOTP_SECRET"
+            );
+        }
     }
     Ok(())
 }
@@ -323,7 +364,8 @@ fn public_config(
         },
         "admin_endpoints": if settings.admin_token.is_some() { "enabled" } else { "disabled (set ADMIN_TOKEN)" },
         "auto_health_check": settings.auto_health_check,
-        "health_check_interval_secs": settings.health_check_interval.as_secs(),
+        // Seconds, under the upstream's name (its guide checks `.config.health_check_interval`).
+        "health_check_interval": settings.health_check_interval.as_secs(),
         "dhan": {
             "env": settings.dhan.env.as_str(),
             "api": settings.dhan.urls.base,

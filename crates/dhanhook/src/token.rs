@@ -7,6 +7,11 @@
 //! consent flow, which needs the user's browser once (`/auth/consent` → Dhan's login →
 //! `/auth/callback`).
 //!
+//! What it reports is what Dhan said: a token loaded at start-up is `unchecked` until
+//! `GET /v2/profile` accepts it, and a token Dhan refused (a check, an order, a lookup) is
+//! `refused` and never sent again. Without a way to get a new one (no PIN, minting halted) an
+//! order is refused at once with the reason and what to add, never left waiting.
+//!
 //! When it refreshes:
 //! - *scheduled* at `exp − TOKEN_REFRESH_MARGIN` (a timer, not polling);
 //! - *pre-market* (default 08:30 IST on weekdays) when the token would not last until the
@@ -25,7 +30,10 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -86,6 +94,10 @@ impl Credentials {
     fn consent(&self) -> Option<(&str, &SecretString)> {
         Some((self.api_key.as_deref()?, self.api_secret.as_ref()?))
     }
+
+    fn can_mint(&self) -> bool {
+        self.pin.is_some() && self.totp.is_some()
+    }
 }
 
 /// Where the token in use came from.
@@ -120,6 +132,24 @@ impl TokenSource {
             _ => TokenSource::Env,
         }
     }
+
+    /// Whether obtaining a token of this source was a call to Dhan's auth host (which counts
+    /// toward Dhan's mint throttle); a pasted `DHAN_ACCESS_TOKEN` was not.
+    fn was_issued_here(self) -> bool {
+        self != TokenSource::Env
+    }
+}
+
+/// What Dhan said about a token the last time it was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// Loaded at start-up (`DHAN_ACCESS_TOKEN` or the journal) and not yet shown to Dhan: it
+    /// is used, but not reported valid until Dhan accepts it.
+    Unchecked,
+    /// Issued by Dhan to this service (or another instance), or accepted by `GET /v2/profile`.
+    Accepted,
+    /// Dhan refused it (an order, a lookup or a check), with Dhan's reason: never used again.
+    Refused(String),
 }
 
 /// A token in use. `Debug` never shows the value.
@@ -130,22 +160,25 @@ pub struct Token {
     pub source: TokenSource,
     /// `SELF` tokens (Dhan Web) can be renewed with RenewToken.
     pub web_token: bool,
+    pub check: TokenCheck,
 }
 
 impl Token {
     fn same_as(&self, other: &Token) -> bool {
         self.value.expose_secret() == other.value.expose_secret()
     }
+
+    fn refused(&self) -> bool {
+        matches!(self.check, TokenCheck::Refused(_))
+    }
 }
 
-/// Why a token could not be had.
+/// Why a token could not be had. Each message says what to do about it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenError {
     #[error("Dhan refused to issue a token: {0}")]
-    Dhan(#[from] DhanError),
-    #[error(
-        "a token was issued {wait_secs} s too soon after the last attempt; Dhan allows one about every 2 minutes"
-    )]
+    Dhan(DhanError),
+    #[error("Dhan allows a new token about every 2 minutes; the next can be had in {wait_secs} s")]
     Cooldown { wait_secs: u64 },
     #[error(
         "token minting stopped after {failures} failed attempts in a row (last: {last_error}); \
@@ -157,28 +190,55 @@ pub enum TokenError {
         last_error: String,
         next_attempt: String,
     },
-    #[error(
-        "no valid Dhan token and no way to mint one: set DHAN_PIN and DHAN_TOTP_SECRET, a fresh \
-         DHAN_ACCESS_TOKEN, or use the consent flow (POST /auth/consent)"
-    )]
-    NoRoute,
-    #[error("the consent callback was refused: {0}")]
+    /// No configured way to get a new token; the text says what is missing and how to add it.
+    #[error("{0}")]
+    NoRoute(String),
+    #[error("the consent flow failed: {0}")]
     Consent(String),
+}
+
+impl From<DhanError> for TokenError {
+    fn from(e: DhanError) -> Self {
+        TokenError::Dhan(e)
+    }
 }
 
 /// The token's state as reported on `/ready`, `/` and `/auth/status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenStatus {
-    /// `valid`, `expiring` (inside the refresh margin), `expired` or `none`.
+    /// `valid`, `expiring` (valid, inside the refresh margin), `unchecked` (loaded at start-up,
+    /// not yet accepted by Dhan), `minting` (none usable; a new one is being obtained),
+    /// `refused` (Dhan refused it), `expired` or `none`.
     pub state: &'static str,
     /// IST.
     pub expires_at: Option<String>,
     pub hours_left: Option<f64>,
     pub source: Option<TokenSource>,
+    /// Whether dhanhook can get a new token by itself (PIN + TOTP, or a renewable web token).
+    pub renewable: bool,
+    /// Why the token is not usable, or will not be renewed, and what to do; `None` when all is
+    /// well.
+    pub problem: Option<String>,
     pub consecutive_failures: u32,
     pub minting_halted: bool,
     pub last_error: Option<String>,
     pub last_mint_attempt: Option<String>,
+}
+
+impl TokenStatus {
+    /// The state in the words of the upstream's guide (`/ready`'s `checks.access_token`):
+    /// a token inside its refresh margin is still `valid`.
+    pub fn guide_state(&self) -> &'static str {
+        match self.state {
+            "expiring" => "valid",
+            other => other,
+        }
+    }
+
+    /// Whether orders can be sent with it now.
+    pub fn usable(&self) -> bool {
+        matches!(self.state, "valid" | "expiring")
+    }
 }
 
 /// Mint bookkeeping, guarded by the single-flight mutex.
@@ -209,11 +269,13 @@ const WAIT_FOR_OTHER_MINTER_POLLS: u32 = 60;
 const CONSENT_WINDOW: chrono::Duration = chrono::Duration::minutes(10);
 /// A token this close to expiry is not handed out: a request could outlive it.
 const EXPIRY_SKEW: chrono::Duration = chrono::Duration::seconds(30);
+/// How often a token Dhan could not be asked about (network) is checked again.
+const RECHECK_UNCHECKED: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Why a refresh is wanted; decides whether a concurrent refresh already satisfied it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reason {
-    /// No usable token (none, or expired).
+    /// No usable token (none, expired or refused).
     Missing,
     /// The schedule says so (margin or pre-market).
     Scheduled,
@@ -221,6 +283,15 @@ enum Reason {
     Refused,
     /// An operator asked.
     Operator,
+}
+
+/// Whether a refresh may wait out Dhan's mint cooldown. Only the background schedule does:
+/// an order never hangs for minutes behind it (it is refused at once, saying when a token can
+/// be had), and an operator is told how long to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Patience {
+    WaitOutCooldown,
+    AnswerNow,
 }
 
 /// Keeps the Dhan token. Cheap to clone.
@@ -238,12 +309,15 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// The token in use; read on every order, so a std lock (never held across `.await`).
     current: RwLock<Option<Token>>,
-    /// Single flight: whoever holds it is the only one talking to Dhan's auth host.
+    /// Single flight: whoever holds it is the only one talking to Dhan's auth host. Held only
+    /// while a token is being obtained, never while waiting out the cooldown.
     mint: tokio::sync::Mutex<MintState>,
     /// A copy of the mint state for status reports (readable while a mint is in flight).
     report: Mutex<MintState>,
+    /// A call to Dhan's auth host is in flight (the `minting` state).
+    minting: AtomicBool,
     consent: Mutex<ConsentState>,
-    /// Wakes the scheduler to re-plan (a new token, an operator action).
+    /// Wakes the scheduler to re-plan (a new token, a refusal, an operator action).
     replan: Notify,
     /// This process's name as a lease holder.
     instance: String,
@@ -267,6 +341,7 @@ impl TokenKeeper {
                 current: RwLock::new(None),
                 mint: tokio::sync::Mutex::new(MintState::default()),
                 report: Mutex::new(MintState::default()),
+                minting: AtomicBool::new(false),
                 consent: Mutex::new(ConsentState::default()),
                 replan: Notify::new(),
                 instance: uuid::Uuid::now_v7().to_string(),
@@ -278,9 +353,10 @@ impl TokenKeeper {
         &self.inner.client
     }
 
-    /// Picks the starting token without minting: the stored one or `DHAN_ACCESS_TOKEN`,
-    /// whichever is still valid and lasts longer (a freshly pasted env token is newer than a
-    /// stored one it replaced). The scheduler mints if neither is usable.
+    /// Picks the starting token without minting or calling Dhan: the stored one or
+    /// `DHAN_ACCESS_TOKEN`, whichever is still valid and lasts longer (a freshly pasted env
+    /// token is newer than a stored one it replaced). It starts `unchecked`: the schedule asks
+    /// Dhan about it first thing, and mints if neither is usable.
     ///
     /// # Errors
     /// The journal could not be read.
@@ -296,12 +372,14 @@ impl TokenKeeper {
                 value: s.token,
                 expires_at: s.expires_at,
                 source: TokenSource::parse(&s.source),
+                check: TokenCheck::Unchecked,
             });
         let env = self.inner.creds.access_token.as_ref().map(|t| Token {
             expires_at: self.expiry_of(t, None),
             web_token: is_web_token(t),
             value: t.clone(),
             source: TokenSource::Env,
+            check: TokenCheck::Unchecked,
         });
         let best = [stored, env]
             .into_iter()
@@ -312,7 +390,7 @@ impl TokenKeeper {
             Some(t) => {
                 tracing::info!(
                     source = t.source.as_str(),
-                    "Token valid ({:.1} hours remaining)",
+                    "using a Dhan token that expires in {:.1} hours; checking it with Dhan",
                     hours_left(t.expires_at, now)
                 );
                 if t.source == TokenSource::Env {
@@ -329,7 +407,10 @@ impl TokenKeeper {
         Ok(())
     }
 
-    /// A token valid right now, minting one if needed (single-flight).
+    /// A token for an order or a lookup, right now. If none is usable it is minted when that
+    /// can be done now; otherwise (no PIN, minting halted, Dhan's cooldown) the error says why
+    /// at once, instead of keeping the order waiting for minutes. A mint already in flight is
+    /// waited for (it takes about a second).
     ///
     /// # Errors
     /// No token could be had; the error says why and what to do.
@@ -337,17 +418,24 @@ impl TokenKeeper {
         if let Some(t) = self.usable() {
             return Ok(t);
         }
-        self.refresh(Reason::Missing, None).await
+        self.refresh(Reason::Missing, None, Patience::AnswerNow)
+            .await
     }
 
-    /// Called after Dhan refused `rejected`: returns a newer token, minting at most once however
-    /// many callers report the same refusal.
+    /// Called after Dhan refused `rejected` (saying `why`): marks it refused, then returns a
+    /// newer token, minting at most once however many callers report the same refusal, and
+    /// never waiting out the mint cooldown.
     ///
     /// # Errors
     /// No new token could be had.
-    pub async fn refresh_after_refusal(&self, rejected: &Token) -> Result<Token, TokenError> {
-        tracing::warn!("Dhan refused the access token; getting a new one");
-        self.refresh(Reason::Refused, Some(rejected)).await
+    pub async fn refresh_after_refusal(
+        &self,
+        rejected: &Token,
+        why: &str,
+    ) -> Result<Token, TokenError> {
+        self.mark_refused(rejected, why);
+        self.refresh(Reason::Refused, Some(rejected), Patience::AnswerNow)
+            .await
     }
 
     /// An operator's refresh (`POST /refresh-token`, `dhanhook token --refresh`): clears a halt,
@@ -356,13 +444,44 @@ impl TokenKeeper {
     /// # Errors
     /// Inside the cooldown ([`TokenError::Cooldown`]), or the mint failed.
     pub async fn refresh_now(&self) -> Result<Token, TokenError> {
-        self.refresh(Reason::Operator, None).await
+        self.refresh(Reason::Operator, None, Patience::AnswerNow)
+            .await
     }
 
-    /// The current token, if it is not about to expire.
+    /// Records that Dhan refused `token`, so nothing sends it again and `/ready` says so.
+    fn mark_refused(&self, token: &Token, why: &str) {
+        let mut current = self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(cur) = current
+            .as_mut()
+            .filter(|c| c.same_as(token) && !c.refused())
+        {
+            tracing::warn!(reason = why, "Dhan refused the access token");
+            cur.check = TokenCheck::Refused(why.to_owned());
+            self.inner.replan.notify_one();
+        }
+    }
+
+    /// Records that Dhan accepted `token` (a profile check).
+    fn mark_accepted(&self, token: &Token) {
+        let mut current = self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(cur) = current.as_mut().filter(|c| c.same_as(token)) {
+            cur.check = TokenCheck::Accepted;
+        }
+    }
+
+    /// The current token, if it may be sent: not refused and not about to expire.
     fn usable(&self) -> Option<Token> {
         let now = self.now();
-        self.current().filter(|t| t.expires_at > now + EXPIRY_SKEW)
+        self.current()
+            .filter(|t| !t.refused() && t.expires_at > now + EXPIRY_SKEW)
     }
 
     fn current(&self) -> Option<Token> {
@@ -377,73 +496,127 @@ impl TokenKeeper {
         self.inner.clock.now()
     }
 
-    async fn refresh(&self, reason: Reason, rejected: Option<&Token>) -> Result<Token, TokenError> {
-        let mut st = self.inner.mint.lock().await;
-        let now = self.now();
+    /// Whether a new token can be had without a person: PIN + TOTP, or RenewToken of a web
+    /// token Dhan has not refused.
+    pub fn renewable(&self) -> bool {
+        self.inner.creds.can_mint() || self.usable().is_some_and(|t| t.web_token)
+    }
 
-        // Someone may have refreshed while we waited: this process (the lock) or another
-        // instance sharing the journal (the stored token).
-        if let Some(cur) = self.stored_answer(reason, rejected).await {
-            return Ok(cur);
+    /// What is missing for dhanhook to get tokens by itself, and how to add it.
+    fn no_route_advice(&self) -> String {
+        let creds = &self.inner.creds;
+        let missing: Vec<&str> = [
+            ("DHAN_PIN", creds.pin.is_none()),
+            ("DHAN_TOTP_SECRET", creds.totp.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(name, missing)| missing.then_some(name))
+        .collect();
+        let names = missing.join(" and ");
+        let verb = if missing.len() == 1 { "is" } else { "are" };
+        let mut advice = format!(
+            "{names} {verb} not set, so dhanhook cannot get a Dhan token by itself: Dhan mints tokens only \
+             from DHAN_CLIENT_ID + DHAN_PIN (your 6-digit Dhan PIN) + DHAN_TOTP_SECRET (DHAN_USER_ID and \
+             DHAN_PASSWORD are not used by any Dhan API). Add {names} to .env and restart"
+        );
+        if creds.consent().is_some() {
+            advice.push_str("; or log in once through the API-key flow (POST /auth/consent)");
         }
+        advice
+    }
 
-        if reason == Reason::Operator {
-            st.halted = false;
-            st.failures = 0;
-        } else if st.halted {
-            return Err(TokenError::Halted {
-                failures: st.failures,
-                last_error: st.last_error.clone().unwrap_or_default(),
-            });
-        }
+    async fn refresh(
+        &self,
+        reason: Reason,
+        rejected: Option<&Token>,
+        patience: Patience,
+    ) -> Result<Token, TokenError> {
+        loop {
+            let mut st = self.inner.mint.lock().await;
 
-        let cooldown = to_chrono(self.inner.settings.mint_cooldown);
-        let last_anywhere = match (st.last_attempt, self.stored_obtained_at().await) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        if let Some(last) = last_anywhere {
-            let ready = last + cooldown * 2i32.saturating_pow(st.failures.saturating_sub(1).min(6));
-            if now < ready {
+            // Someone may have refreshed while we waited: this process (the lock) or another
+            // instance sharing the journal (the stored token).
+            if let Some(cur) = self.stored_answer(reason, rejected).await {
+                return Ok(cur);
+            }
+            if !self.renewable() {
+                return Err(TokenError::NoRoute(self.no_route_advice()));
+            }
+
+            if reason == Reason::Operator {
+                st.halted = false;
+                st.failures = 0;
+                self.sync_report(&st);
+            } else if st.halted {
+                return Err(TokenError::Halted {
+                    failures: st.failures,
+                    last_error: st.last_error.clone().unwrap_or_default(),
+                });
+            }
+
+            let now = self.now();
+            if let Some(ready) = self.next_attempt_at(&st).await.filter(|r| *r > now) {
                 let wait_secs = u64::try_from((ready - now).num_seconds().max(1)).unwrap_or(1);
-                match reason {
-                    Reason::Operator => return Err(TokenError::Cooldown { wait_secs }),
-                    _ if st.failures > 0 => {
-                        return Err(TokenError::BackingOff {
-                            last_error: st.last_error.clone().unwrap_or_default(),
-                            next_attempt: ist(ready).format("%H:%M:%S").to_string(),
-                        });
-                    }
-                    // After a successful mint, wait out Dhan's throttle: the token is needed.
-                    _ => {
-                        tracing::info!(
-                            wait_secs,
-                            "waiting for the mint cooldown before getting a new token"
-                        );
-                        // The mint that started the cooldown may be another instance's, just
-                        // stored: its token ends the wait (orders wait on this lock).
-                        let stored_token = async {
-                            loop {
-                                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                                if let Some(t) = self.stored_answer(reason, rejected).await {
-                                    return t;
-                                }
-                            }
-                        };
-                        tokio::select! {
-                            () = self.inner.clock.sleep_until(ready) => {}
-                            t = stored_token => return Ok(t),
+                if st.failures > 0 && reason != Reason::Operator {
+                    return Err(TokenError::BackingOff {
+                        last_error: st.last_error.clone().unwrap_or_default(),
+                        next_attempt: ist(ready).format("%H:%M:%S").to_string(),
+                    });
+                }
+                if patience == Patience::AnswerNow {
+                    return Err(TokenError::Cooldown { wait_secs });
+                }
+                // The schedule waits out Dhan's throttle, without the lock: an order that
+                // arrives meanwhile is answered at once instead of queueing behind the wait.
+                drop(st);
+                tracing::info!(
+                    wait_secs,
+                    "waiting for the mint cooldown before getting a new token"
+                );
+                // The mint that started the cooldown may be another instance's, just
+                // stored: its token ends the wait.
+                let stored_token = async {
+                    loop {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        if let Some(t) = self.stored_answer(reason, rejected).await {
+                            return t;
                         }
                     }
+                };
+                tokio::select! {
+                    () = self.inner.clock.sleep_until(ready) => continue,
+                    t = stored_token => return Ok(t),
                 }
             }
-        }
 
-        match reason {
-            Reason::Scheduled => tracing::warn!("Token expiring soon, generating new token..."),
-            Reason::Missing => tracing::warn!("No valid token, generating new token..."),
-            Reason::Refused | Reason::Operator => tracing::info!("Generating new token..."),
+            match reason {
+                Reason::Scheduled => tracing::warn!("Token expiring soon, generating new token..."),
+                Reason::Missing => tracing::warn!("No valid token, generating new token..."),
+                Reason::Refused | Reason::Operator => tracing::info!("Generating new token..."),
+            }
+            return self.mint_under_lease(&mut st, reason, rejected).await;
         }
+    }
+
+    /// When the next mint may be attempted: the cooldown after the last attempt (here, or a
+    /// token another instance obtained), doubled after each failure.
+    async fn next_attempt_at(&self, st: &MintState) -> Option<DateTime<Utc>> {
+        let last = match (st.last_attempt, self.stored_obtained_at().await) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }?;
+        let cooldown = to_chrono(self.inner.settings.mint_cooldown);
+        Some(last + cooldown * 2i32.saturating_pow(st.failures.saturating_sub(1).min(6)))
+    }
+
+    /// Obtains a token holding the mint lock and the journal's mint lease, and records the
+    /// outcome.
+    async fn mint_under_lease(
+        &self,
+        st: &mut MintState,
+        reason: Reason,
+        rejected: Option<&Token>,
+    ) -> Result<Token, TokenError> {
         // One minter across every instance sharing the journal: a new token kills the old
         // one, so two instances minting would knock each other out.
         let lease = format!("dhan-token-mint:{}", self.inner.client.client_id());
@@ -459,7 +632,6 @@ impl TokenKeeper {
             .await
             .unwrap_or(false);
         if !leased {
-            drop(st);
             return self.wait_for_other_minter(reason, rejected).await;
         }
         // Another instance may have minted between the check above (or the cooldown wait) and
@@ -473,7 +645,9 @@ impl TokenKeeper {
             return Ok(cur);
         }
         let attempt_at = self.now();
+        self.inner.minting.store(true, Ordering::SeqCst);
         let result = self.obtain().await;
+        self.inner.minting.store(false, Ordering::SeqCst);
         // Stored before the lease is released, so the next lease holder sees it.
         if let Ok(token) = &result {
             self.persist(token).await;
@@ -488,18 +662,13 @@ impl TokenKeeper {
             Ok(token) => {
                 st.failures = 0;
                 st.last_error = None;
-                self.sync_report(&st);
+                self.sync_report(st);
                 tracing::info!(
                     source = token.source.as_str(),
                     "New token generated, valid for {:.1} hours",
                     hours_left(token.expires_at, self.now())
                 );
-                *self
-                    .inner
-                    .current
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
-                self.inner.replan.notify_one();
+                self.install(token.clone());
                 Ok(token)
             }
             Err(TokenError::Dhan(e)) => {
@@ -512,22 +681,31 @@ impl TokenKeeper {
                     st.halted = true;
                     tracing::error!(
                         failures = st.failures,
-                        error = %e,
-                        "Failed to generate new token; minting stopped to protect the account. Fix the \
+                        "Token generation failed ({e}); minting stopped to protect the account. Fix the \
                          credentials, then POST /refresh-token"
                     );
                 } else {
-                    tracing::error!(failures = st.failures, error = %e, "Failed to generate new token");
+                    tracing::error!(failures = st.failures, "Token generation failed: {e}");
                 }
-                self.sync_report(&st);
+                self.sync_report(st);
                 Err(TokenError::Dhan(e))
             }
             Err(other) => {
                 st.last_error = Some(other.to_string());
-                self.sync_report(&st);
+                self.sync_report(st);
                 Err(other)
             }
         }
+    }
+
+    /// Makes `token` the one in use and wakes the schedule.
+    fn install(&self, token: Token) {
+        *self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(token);
+        self.inner.replan.notify_one();
     }
 
     /// Adopts the newest stored token (this process or another instance may have minted
@@ -580,21 +758,20 @@ impl TokenKeeper {
         };
         if newer {
             tracing::info!("using the token another instance obtained");
-            let token = Token {
+            self.install(Token {
                 web_token: is_web_token(&stored.token),
                 value: stored.token,
                 expires_at: stored.expires_at,
                 source: TokenSource::parse(&stored.source),
-            };
-            *self
-                .inner
-                .current
-                .write()
-                .unwrap_or_else(|e| e.into_inner()) = Some(token);
-            self.inner.replan.notify_one();
+                // Dhan issued it to the other instance moments ago.
+                check: TokenCheck::Accepted,
+            });
         }
     }
 
+    /// When the stored token was obtained, if obtaining it was a call to Dhan's auth host
+    /// (here or by another instance): the start of Dhan's mint cooldown. A pasted
+    /// `DHAN_ACCESS_TOKEN`, stored at start-up, started none.
     async fn stored_obtained_at(&self) -> Option<DateTime<Utc>> {
         self.inner
             .journal
@@ -602,6 +779,7 @@ impl TokenKeeper {
             .await
             .ok()
             .flatten()
+            .filter(|t| TokenSource::parse(&t.source).was_issued_here())
             .map(|t| t.obtained_at)
     }
 
@@ -638,19 +816,11 @@ impl TokenKeeper {
             let issued = self.inner.client.generate_access_token(pin, &code).await?;
             return Ok(self.token_from(issued, TokenSource::Minted));
         }
-        if let Some(current) = self
-            .current()
-            .filter(|t| t.web_token && t.expires_at > self.now())
-        {
+        if let Some(current) = self.usable().filter(|t| t.web_token) {
             let issued = self.inner.client.renew_token(&current.value).await?;
             return Ok(self.token_from(issued, TokenSource::Renewed));
         }
-        if creds.consent().is_some() {
-            return Err(TokenError::Consent(
-                "the API-key flow needs a browser login: POST /auth/consent and open the link it returns".to_owned(),
-            ));
-        }
-        Err(TokenError::NoRoute)
+        Err(TokenError::NoRoute(self.no_route_advice()))
     }
 
     fn token_from(&self, issued: IssuedToken, source: TokenSource) -> Token {
@@ -659,6 +829,7 @@ impl TokenKeeper {
             web_token: is_web_token(&issued.access_token),
             value: issued.access_token,
             source,
+            check: TokenCheck::Accepted,
         }
     }
 
@@ -698,13 +869,48 @@ impl TokenKeeper {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let current = self.current();
+        let minting = self.inner.minting.load(Ordering::SeqCst);
+        let renewable = self.renewable();
         let state = match &current {
+            _ if minting && self.usable().is_none() => "minting",
             None => "none",
+            Some(t) if t.refused() => "refused",
             Some(t) if t.expires_at <= now => "expired",
+            Some(t) if t.check == TokenCheck::Unchecked => "unchecked",
             Some(t) if t.expires_at - to_chrono(self.inner.settings.refresh_margin) <= now => {
                 "expiring"
             }
             Some(_) => "valid",
+        };
+        let advice = (!renewable).then(|| self.no_route_advice());
+        let problem = match (state, &current) {
+            (
+                "refused",
+                Some(Token {
+                    check: TokenCheck::Refused(why),
+                    ..
+                }),
+            ) => Some(match &advice {
+                Some(a) => format!("Dhan refused the token ({why}). {a}"),
+                None => format!("Dhan refused the token ({why}); a new one is being obtained"),
+            }),
+            ("none" | "expired", _) => Some(advice.unwrap_or_else(|| {
+                report.last_error.clone().map_or_else(
+                    || "a new token is being obtained".to_owned(),
+                    |e| format!("getting a new token failed: {e}"),
+                )
+            })),
+            ("unchecked", _) => Some(
+                "not yet accepted by Dhan: it is checked with GET /v2/profile at start-up"
+                    .to_owned(),
+            ),
+            ("valid" | "expiring", Some(t)) => advice.map(|a| {
+                format!(
+                    "it will not be renewed: {a} before it expires at {} IST",
+                    ist(t.expires_at).format("%Y-%m-%d %H:%M")
+                )
+            }),
+            _ => None,
         };
         TokenStatus {
             state,
@@ -715,6 +921,8 @@ impl TokenKeeper {
                 .as_ref()
                 .map(|t| (hours_left(t.expires_at, now) * 10.0).round() / 10.0),
             source: current.map(|t| t.source),
+            renewable,
+            problem,
             consecutive_failures: report.failures,
             minting_halted: report.halted,
             last_error: report.last_error,
@@ -779,12 +987,14 @@ impl TokenKeeper {
             }
         }
         let mut st = self.inner.mint.lock().await;
+        self.inner.minting.store(true, Ordering::SeqCst);
         let issued = self
             .inner
             .client
             .consume_consent(key, secret, token_id)
-            .await?;
-        let token = self.token_from(issued, TokenSource::Consent);
+            .await;
+        self.inner.minting.store(false, Ordering::SeqCst);
+        let token = self.token_from(issued?, TokenSource::Consent);
         st.last_attempt = Some(self.now());
         st.failures = 0;
         st.halted = false;
@@ -792,17 +1002,12 @@ impl TokenKeeper {
         self.sync_report(&st);
         drop(st);
         self.persist(&token).await;
-        *self
-            .inner
-            .current
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+        self.install(token.clone());
         self.inner
             .consent
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pending = None;
-        self.inner.replan.notify_one();
         tracing::info!(
             "New token generated, valid for {:.1} hours",
             hours_left(token.expires_at, self.now())
@@ -812,20 +1017,22 @@ impl TokenKeeper {
 
     // ---- the schedule ------------------------------------------------------------------
 
-    /// Runs the refresh schedule and health checks until `stop` is cancelled.
+    /// Checks the starting token with Dhan, says in one line what the token situation is, then
+    /// runs the refresh schedule and health checks until `stop` is cancelled.
     pub async fn run_until_stopped(self, stop: CancellationToken) {
-        let mut next_health = self
-            .inner
-            .settings
-            .health_check
-            .map(|every| self.now() + to_chrono(every));
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = self.check_current() => {}
+        }
+        self.announce();
+        let mut next_health = self.next_health_check();
         loop {
             let now = self.now();
             let refresh_at = plan_refresh(
                 now,
-                self.current().as_ref(),
+                self.usable().as_ref(),
                 &self.inner.settings,
-                self.halted(),
+                self.halted() || !self.renewable(),
             );
             let (at, health) = match (refresh_at, next_health) {
                 (Some(r), Some(h)) if h < r => (Some(h), true),
@@ -848,11 +1055,7 @@ impl TokenKeeper {
                     () = stop.cancelled() => return,
                     () = self.health_check() => {}
                 }
-                next_health = self
-                    .inner
-                    .settings
-                    .health_check
-                    .map(|every| self.now() + to_chrono(every));
+                next_health = self.next_health_check();
             } else {
                 let reason = if self.usable().is_some() {
                     Reason::Scheduled
@@ -862,10 +1065,10 @@ impl TokenKeeper {
                 // A refresh may wait out Dhan's mint cooldown (minutes): shutdown does not.
                 let refreshed = tokio::select! {
                     () = stop.cancelled() => return,
-                    r = self.refresh(reason, None) => r,
+                    r = self.refresh(reason, None, Patience::WaitOutCooldown) => r,
                 };
                 if let Err(e) = refreshed {
-                    tracing::error!(error = %e, "scheduled token refresh failed");
+                    tracing::error!("scheduled token refresh failed: {e}");
                     // Backoff and halts are enforced in refresh(); re-plan after the cooldown.
                     let retry = self.now() + to_chrono(self.inner.settings.mint_cooldown);
                     tokio::select! {
@@ -875,6 +1078,61 @@ impl TokenKeeper {
                     }
                 }
             }
+        }
+    }
+
+    /// The next health check: the configured interval, or soon while the token in use could
+    /// not be checked yet (Dhan was unreachable at start-up).
+    fn next_health_check(&self) -> Option<DateTime<Utc>> {
+        let unchecked = self
+            .current()
+            .is_some_and(|t| t.check == TokenCheck::Unchecked);
+        if unchecked {
+            return Some(self.now() + RECHECK_UNCHECKED);
+        }
+        self.inner
+            .settings
+            .health_check
+            .map(|every| self.now() + to_chrono(every))
+    }
+
+    /// Asks Dhan about a token loaded at start-up (`GET /v2/profile`) before anything reports
+    /// it valid.
+    async fn check_current(&self) {
+        let Some(token) = self.current().filter(|t| t.check == TokenCheck::Unchecked) else {
+            return;
+        };
+        match self.inner.client.profile(&token.value).await {
+            Ok(_) => {
+                self.mark_accepted(&token);
+                tracing::info!(
+                    source = token.source.as_str(),
+                    "Token valid ({:.1} hours remaining)",
+                    hours_left(token.expires_at, self.now())
+                );
+            }
+            Err(e) if e.is_auth() => self.mark_refused(&token, &e.to_string()),
+            Err(e) => tracing::warn!(
+                "could not check the Dhan token with Dhan ({e}); it is used meanwhile and checked again in a minute"
+            ),
+        }
+    }
+
+    /// The start-up line for a token dhanhook cannot renew by itself: what is missing and how
+    /// to add it (a token that renews itself needs no line of its own).
+    fn announce(&self) {
+        if self.renewable() {
+            return;
+        }
+        let status = self.status();
+        let problem = status.problem.clone().unwrap_or_default();
+        if status.usable() {
+            tracing::warn!(
+                "Token valid ({:.1} hours remaining), but {problem}",
+                status.hours_left.unwrap_or_default()
+            );
+        } else {
+            tracing::error!("No usable Dhan token ({}): {problem}", status.state);
         }
     }
 
@@ -888,18 +1146,28 @@ impl TokenKeeper {
 
     /// `GET /v2/profile` with the current token: logs its state, refreshes if Dhan refuses it.
     async fn health_check(&self) {
-        let Some(token) = self.current() else { return };
+        let Some(token) = self.current().filter(|t| !t.refused()) else {
+            tracing::warn!(
+                "Periodic health check: no usable Dhan token ({})",
+                self.status().state
+            );
+            return;
+        };
         match self.inner.client.profile(&token.value).await {
-            Ok(_) => tracing::info!(
-                "Periodic health check: Token valid ({:.1} hours remaining)",
-                hours_left(token.expires_at, self.now())
-            ),
+            Ok(_) => {
+                self.mark_accepted(&token);
+                tracing::info!(
+                    "Periodic health check: Token valid ({:.1} hours remaining)",
+                    hours_left(token.expires_at, self.now())
+                );
+            }
             Err(e) if e.is_auth() => {
-                if let Err(e) = self.refresh_after_refusal(&token).await {
-                    tracing::error!(error = %e, "token refresh after a failed health check failed");
+                tracing::warn!("Periodic health check: Dhan refused the token ({e})");
+                if let Err(e) = self.refresh_after_refusal(&token, &e.to_string()).await {
+                    tracing::error!("token refresh after a failed health check failed: {e}");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "token health check could not reach Dhan"),
+            Err(e) => tracing::warn!("Periodic health check: could not reach Dhan ({e})"),
         }
     }
 }
@@ -990,6 +1258,7 @@ mod tests {
             expires_at: at,
             source: TokenSource::Minted,
             web_token: false,
+            check: TokenCheck::Accepted,
         }
     }
 

@@ -127,7 +127,7 @@ impl Broker for DhanBroker {
             Err(e) if e.is_auth() => {
                 let fresh = self
                     .keeper
-                    .refresh_after_refusal(&token)
+                    .refresh_after_refusal(&token, &e.to_string())
                     .await
                     .map_err(|e| {
                         BrokerError::Unknown(format!("no token to look the order up: {e}"))
@@ -147,14 +147,14 @@ impl Broker for DhanBroker {
             Err(e) => {
                 return Ok(rejected(
                     None,
-                    format!("not sent: no Dhan access token: {e}"),
+                    format!("not sent: no usable Dhan access token: {e}"),
                 ));
             }
         };
         match self.send_with_retries(&token, &body).await {
             Ok(Ok(ack)) => Ok(accepted(ack)),
             Ok(Err(found)) => Ok(found),
-            Err(e) if e.is_auth() => self.after_auth_refusal(&token, &body).await,
+            Err(e) if e.is_auth() => self.after_auth_refusal(&token, &e, &body).await,
             Err(e) => outcome_of_error(e),
         }
     }
@@ -183,15 +183,20 @@ impl DhanBroker {
     async fn after_auth_refusal(
         &self,
         refused: &Token,
+        why: &DhanError,
         body: &OrderBody,
     ) -> Result<Placement, BrokerError> {
-        let token = match self.keeper.refresh_after_refusal(refused).await {
+        let token = match self
+            .keeper
+            .refresh_after_refusal(refused, &why.to_string())
+            .await
+        {
             Ok(t) => t,
             Err(e) => {
                 return Ok(rejected(
                     None,
                     format!(
-                        "not placed: Dhan refused the access token and no new one could be had: {e}"
+                        "not placed: Dhan refused the access token ({why}) and no new one could be had: {e}"
                     ),
                 ));
             }

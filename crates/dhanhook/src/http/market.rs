@@ -46,7 +46,7 @@ pub(super) async fn status(State(state): State<AppState>) -> Json<Value> {
                 "next_open": calendar.next_open(venue, now).map(ist_text),
                 "next_trading_day": calendar.next_trading_day(venue, today).map(|d| d.to_string()),
                 "amo_accepted_now": routing.amo_window.accepts(venue, now, calendar),
-                "missing_holiday_years": calendar.missing_years(venue, today, 60),
+                "missing_holiday_years": calendar.missing_years_ahead(venue, today),
             }),
         );
     }

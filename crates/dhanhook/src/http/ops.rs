@@ -42,14 +42,17 @@ pub(super) async fn root(State(state): State<AppState>) -> Json<serde_json::Valu
     }))
 }
 
-/// `GET /health`: 200 while the process runs. Touches nothing, so a slow disk or broker can
-/// never make the platform restart a healthy process.
+/// `GET /health`: 200 while the process runs, `{"status":"healthy"}` as the upstream's guide
+/// checks. Touches nothing, so a slow disk or broker can never make the platform restart a
+/// healthy process.
 pub(super) async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({"status": "ok", "mode": state.inner.mode.as_str()}))
+    Json(json!({"status": "healthy", "mode": state.inner.mode.as_str()}))
 }
 
-/// `GET /ready`: 200 when every check passes, else 503; each check reports on its own. In live
-/// mode the Dhan token is a check: "expiring" (a refresh is due) still counts as ready.
+/// `GET /ready`: 200 when every check passes, else 503; each check reports on its own. The
+/// upstream guide's two checks come first and in its words (`dhan_client`: `initialized` or
+/// `disabled` in paper mode; `access_token`: `valid`, `unchecked`, `minting`, `refused`,
+/// `expired`, `none`, or `not_used` in paper mode), with the token's detail under `token`.
 pub(super) async fn ready(State(state): State<AppState>) -> Response {
     let s = &state.inner;
     let journal = match s.journal.check_writable(s.clock.now()).await {
@@ -68,33 +71,51 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
     let calendar = s.engine.calendar();
     let missing: std::collections::BTreeSet<i32> = crate::market::Venue::ALL
         .iter()
-        .flat_map(|v| calendar.missing_years(*v, today, 30))
+        .flat_map(|v| calendar.missing_years_ahead(*v, today))
         .collect();
     let calendar_ok = !missing.contains(&chrono::Datelike::year(&today));
     let mut ready = journal["ok"] == json!(true) && instruments_ok && calendar_ok;
-    let mut checks = json!({
-        "journal": journal,
-        "calendar": {"ok": calendar_ok, "missing_holiday_years": missing},
-        "instruments": {
+    let mut checks = serde_json::Map::new();
+    match &s.keeper {
+        Some(keeper) => {
+            let t = keeper.status();
+            ready &= t.usable();
+            checks.insert("dhan_client".to_owned(), json!("initialized"));
+            checks.insert("access_token".to_owned(), json!(t.guide_state()));
+            checks.insert(
+                "token".to_owned(),
+                json!({
+                    "ok": t.usable(),
+                    "state": t.state,
+                    "expires_at": t.expires_at,
+                    "hours_left": t.hours_left,
+                    "source": t.source,
+                    "renewable": t.renewable,
+                    "problem": t.problem,
+                    "minting_halted": t.minting_halted,
+                }),
+            );
+        }
+        None => {
+            checks.insert("dhan_client".to_owned(), json!("disabled"));
+            checks.insert("access_token".to_owned(), json!("not_used"));
+        }
+    }
+    checks.insert("journal".to_owned(), journal);
+    checks.insert(
+        "calendar".to_owned(),
+        json!({"ok": calendar_ok, "missing_holiday_years": missing}),
+    );
+    checks.insert(
+        "instruments".to_owned(),
+        json!({
             "ok": instruments_ok,
             "state": instruments.state,
             "rows": instruments.rows,
             "as_of": instruments.as_of,
             "last_error": instruments.last_error,
-        },
-    });
-    if let Some(keeper) = &s.keeper {
-        let t = keeper.status();
-        let ok = matches!(t.state, "valid" | "expiring");
-        ready &= ok;
-        checks["access_token"] = json!({
-            "ok": ok,
-            "state": t.state,
-            "expires_at": t.expires_at,
-            "hours_left": t.hours_left,
-            "minting_halted": t.minting_halted,
-        });
-    }
+        }),
+    );
     let status = if ready {
         StatusCode::OK
     } else {

@@ -15,6 +15,10 @@ use super::{
 };
 use crate::clock::{ist, ist_offset};
 
+/// How far ahead a missing holiday year is reported: NSE and BSE publish the next year's list in
+/// mid-December, so a month and a half of notice before New Year.
+pub const HOLIDAY_LOOKAHEAD_DAYS: i64 = 45;
+
 /// How far ahead [`Calendar::next_open`] and [`Calendar::next_trading_day`] look. The longest
 /// closure in any published Indian calendar is a few days; a month without a session means the
 /// data is wrong, and callers then say so instead of scheduling far into the future.
@@ -147,6 +151,13 @@ impl Calendar {
             calendar.years.insert((file.list, file.year), file);
         }
         Ok(calendar)
+    }
+
+    /// The years `/ready` and `/market-status` report as missing on `today`: this year and, ahead
+    /// of time, the next one within [`HOLIDAY_LOOKAHEAD_DAYS`]. One window for both, so the two
+    /// pages never disagree.
+    pub fn missing_years_ahead(&self, venue: Venue, today: NaiveDate) -> Vec<i32> {
+        self.missing_years(venue, today, HOLIDAY_LOOKAHEAD_DAYS)
     }
 
     /// Years (from `from`'s year through the year of `from + days`) for which `venue` has no

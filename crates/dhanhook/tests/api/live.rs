@@ -98,8 +98,15 @@ impl Live {
     async fn settled_start_up(&self) {
         for _ in 0..3000 {
             let status = self.auth_status().await;
-            let minting = status["state"] == "none" && status["last_error"].is_null();
-            if !minting || self.sim.mint_count() > 0 && status["state"] == "valid" {
+            let state = status["state"].as_str().unwrap_or_default();
+            let settled = match state {
+                // Being obtained, or about to be checked: not yet.
+                "minting" | "unchecked" => false,
+                // Nothing to do without a way to get one, or the attempt failed.
+                "none" => status["renewable"] == false || !status["last_error"].is_null(),
+                _ => true,
+            };
+            if settled {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -119,7 +126,7 @@ impl Live {
         (resp.status().as_u16(), resp.json().await.unwrap())
     }
 
-    async fn auth_status(&self) -> Value {
+    pub(crate) async fn auth_status(&self) -> Value {
         let v: Value = self
             .app
             .get_admin("/auth/status", ADMIN_TOKEN)
@@ -130,7 +137,7 @@ impl Live {
         v["token"].clone()
     }
 
-    fn mint_requests(&self) -> usize {
+    pub(crate) fn mint_requests(&self) -> usize {
         self.sim
             .requests()
             .iter()
@@ -356,7 +363,7 @@ async fn wrong_credentials_back_off_then_stop_minting_until_an_operator_asks() {
         leg["message"]
             .as_str()
             .unwrap()
-            .contains("not sent: no Dhan access token"),
+            .contains("not sent: no usable Dhan access token"),
         "{leg}"
     );
     assert_eq!(
@@ -515,8 +522,14 @@ async fn ready_and_root_report_the_token_without_showing_it() {
     let ready = t.app.get("/ready").await;
     assert_eq!(ready.status(), 200);
     let v: Value = ready.json().await.unwrap();
-    let tok = &v["checks"]["access_token"];
+    // The upstream guide's checks, verbatim, and the detail beside them.
+    assert_eq!(v["ready"], true);
+    assert_eq!(v["checks"]["dhan_client"], "initialized");
+    assert_eq!(v["checks"]["access_token"], "valid");
+    let tok = &v["checks"]["token"];
     assert_eq!(tok["state"], "valid");
+    assert_eq!(tok["renewable"], true);
+    assert!(tok["problem"].is_null(), "{tok}");
     assert_eq!(tok["hours_left"], 24.0);
     assert_eq!(tok["expires_at"], "2026-12-02 10:00:00", "IST");
 

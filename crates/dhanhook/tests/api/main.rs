@@ -6,6 +6,7 @@ mod crash;
 mod dedupe;
 mod dhan_client;
 mod faults;
+mod guide;
 mod helpers;
 mod instruments;
 mod journal_contract;

@@ -18,6 +18,8 @@ async fn root_shows_version_mode_and_config_without_secrets() {
     assert_eq!(v["config"]["broker"], "paper");
     assert_eq!(v["config"]["webhook_secret"], "from WEBHOOK_SECRET");
     assert_eq!(v["config"]["dedup_window_secs"], 120);
+    // The upstream guide checks `.config.health_check_interval` (seconds).
+    assert_eq!(v["config"]["health_check_interval"], 21600);
     assert!(v["endpoints"]["POST /webhook"].is_string());
 }
 
@@ -26,12 +28,16 @@ async fn health_is_200_and_ready_reports_the_journal() {
     let app = spawn_app().await;
     let health = app.get("/health").await;
     assert_eq!(health.status(), 200);
+    let v: Value = health.json().await.unwrap();
+    assert_eq!(v["status"], "healthy", "the upstream guide's check: {v}");
 
     let ready = app.get("/ready").await;
     assert_eq!(ready.status(), 200);
     let v: Value = ready.json().await.unwrap();
     assert_eq!(v["ready"], true);
     assert_eq!(v["checks"]["journal"]["ok"], true);
+    assert_eq!(v["checks"]["dhan_client"], "disabled", "paper mode: {v}");
+    assert_eq!(v["checks"]["access_token"], "not_used");
 }
 
 #[tokio::test]
