@@ -31,8 +31,8 @@ pub enum Command {
     Migrate,
     /// Show the newest order legs from the journal.
     Orders {
-        /// How many legs to show.
-        #[arg(long, default_value_t = 20)]
+        /// How many legs to show (1 to 1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
     },
     /// Get (or reuse) a Dhan access token with the current configuration, check it with Dhan,
@@ -116,8 +116,9 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Instruments { action } => instruments_command(&settings, action).await,
         Command::Orders { limit } => {
             let journal = open_journal(&settings).await?;
+            // clap has already checked 1..=1000.
             let rows = journal
-                .recent_orders(limit.clamp(1, 1000))
+                .recent_orders(limit)
                 .await
                 .context("reading the journal")?;
             journal.close().await;
@@ -261,11 +262,15 @@ async fn sim_command(listen: std::net::SocketAddr) -> anyhow::Result<()> {
 }
 
 /// The journal rows as a plain-text table, newest first.
+///
+/// Each column is as wide as its widest cell (at least its header, and for STATUS the longest
+/// status, so the layout does not shift when a leg needs attention): long option symbols or
+/// order ids widen their column instead of pushing the rest of the row out of line.
 pub fn orders_table(rows: &[crate::store::OrderRow]) -> String {
     use std::fmt::Write;
-    let mut out = String::new();
-    out.push_str(&format!(
-        "{:<19}  {:<5}  {:<4}  {:<16}  {:<4}  {:>8}  {:<16}  {:<10}  {:<26}  {}\n",
+
+    use crate::store::LegStatus;
+    const HEADER: [&str; 10] = [
         "RECEIVED (IST)",
         "MODE",
         "SIDE",
@@ -275,23 +280,56 @@ pub fn orders_table(rows: &[crate::store::OrderRow]) -> String {
         "TYPE",
         "STATUS",
         "ORDER ID",
-        "MESSAGE"
-    ));
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "{:<19}  {:<5}  {:<4}  {:<16}  {:<4}  {:>8}  {:<16}  {:<10}  {:<26}  {}",
-            ist(r.received_at).format("%Y-%m-%d %H:%M:%S"),
-            r.mode,
-            r.side,
-            r.symbol,
-            r.exchange,
-            r.quantity,
-            r.order_type,
-            r.status,
-            r.order_id.as_deref().unwrap_or("-"),
-            r.message.as_deref().unwrap_or(""),
-        );
+        "MESSAGE",
+    ];
+    /// QTY is right-aligned; every other column left-aligned.
+    const QTY: usize = 5;
+    const STATUS: usize = 7;
+    let cells: Vec<[String; 10]> = rows
+        .iter()
+        .map(|r| {
+            [
+                ist(r.received_at).format("%Y-%m-%d %H:%M:%S").to_string(),
+                r.mode.clone(),
+                r.side.clone(),
+                r.symbol.clone(),
+                r.exchange.clone(),
+                r.quantity.to_string(),
+                r.order_type.clone(),
+                r.status.as_str().to_owned(),
+                r.order_id.clone().unwrap_or_else(|| "-".to_owned()),
+                r.message.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut widths = HEADER.map(|h| h.chars().count());
+    widths[STATUS] = LegStatus::ALL
+        .iter()
+        .map(|s| s.as_str().len())
+        .fold(widths[STATUS], usize::max);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 10]| {
+        let mut out = String::new();
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if i == cells.len() - 1 {
+                // The last column (MESSAGE) is not padded: no trailing spaces.
+                out.push_str(cell);
+            } else if i == QTY {
+                let _ = write!(out, "{cell:>width$}  ");
+            } else {
+                let _ = write!(out, "{cell:<width$}  ");
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(HEADER);
+    for row in &cells {
+        out.push_str(&line(row.each_ref().map(String::as_str)));
     }
     if rows.is_empty() {
         out.push_str("(no orders yet)\n");

@@ -201,7 +201,8 @@ impl LegStatus {
 
 impl fmt::Display for LegStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, not `write_str`: honours width and alignment (`{:<15}`) in tables.
+        f.pad(self.as_str())
     }
 }
 

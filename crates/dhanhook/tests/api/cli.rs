@@ -332,6 +332,48 @@ async fn migrate_and_orders_commands_read_the_same_journal() {
             && line.contains("PAPER-"),
         "{line}"
     );
+    assert_columns_line_up(&out, "PENDING");
+
+    // The longest status must not push the order id out of its column either.
+    let db = format!("sqlite://{}", dir.path().join("data/dhanhook.db").display());
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::query("UPDATE order_legs SET status = 'NEEDS_ATTENTION'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (code, out, _) = run(dir.path(), &["orders"], &[]);
+    assert_eq!(code, 0);
+    assert_columns_line_up(&out, "NEEDS_ATTENTION");
+
+    for bad in ["0", "1001"] {
+        let (code, out, err) = run(dir.path(), &["orders", "--limit", bad], &[]);
+        assert_eq!(code, 2, "a usage error: {out}{err}");
+        assert!(out.is_empty(), "no table is printed: {out}");
+        assert!(
+            err.contains("--limit") && err.contains("1..=1000"),
+            "the message names the option and its range: {err}"
+        );
+    }
+}
+
+/// In `dhanhook orders`' table, the STATUS and ORDER ID columns of every row start where their
+/// headers do.
+fn assert_columns_line_up(table: &str, status: &str) {
+    let mut lines = table.lines();
+    let header = lines.next().expect("a header line");
+    let status_at = header.find("STATUS").expect("a STATUS column");
+    let order_id_at = header.find("ORDER ID").expect("an ORDER ID column");
+    let rows: Vec<&str> = lines.collect();
+    assert!(!rows.is_empty(), "{table}");
+    for row in rows {
+        assert_eq!(row.find(status), Some(status_at), "STATUS column:\n{table}");
+        assert_eq!(
+            row.find("PAPER-"),
+            Some(order_id_at),
+            "ORDER ID column:\n{table}"
+        );
+    }
 }
 
 /// The simulator's fake account, as the binary's environment.
