@@ -231,6 +231,10 @@ async fn instruments_command(settings: &Settings, action: InstrumentsAction) -> 
 
 /// `dhanhook sim`: the simulator on `listen` until ctrl-c or SIGTERM.
 async fn sim_command(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let instruments = sim_instruments_path(
+        std::path::Path::new(SOURCE_SAMPLE),
+        std::path::Path::new(SIM_DATA_DIR),
+    )?;
     let config = dhan_sim::SimConfig::default();
     let handle = dhan_sim::Sim::spawn_at(listen, config.clone())
         .await
@@ -255,10 +259,55 @@ async fn sim_command(listen: std::net::SocketAddr) -> anyhow::Result<()> {
         "  DHAN_API_KEY={} DHAN_API_SECRET={} \\",
         config.api_key, config.api_secret
     );
-    println!("  INSTRUMENTS_PATH=crates/dhanhook/data/scrip-master-sample.csv \\");
+    // Its own data folder, so the simulator's journal, token and webhook secret never mix
+    // with the paper-mode ones in ./data.
+    println!(
+        "  INSTRUMENTS_PATH={} DATA_DIR={SIM_DATA_DIR} \\",
+        shell_quote(&instruments.display().to_string())
+    );
     println!("  cargo run --release -- serve");
     shutdown_signal().await;
     Ok(())
+}
+
+/// The sample scrip master in the source tree this binary was built from.
+const SOURCE_SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/scrip-master-sample.csv");
+
+/// The data folder the `sim` banner suggests (as the README does).
+const SIM_DATA_DIR: &str = "./data/sim";
+
+/// An absolute path to a scrip master for the `sim` banner, valid from any working directory:
+/// `source_sample` when it exists (the binary runs where it was built), else the built-in
+/// sample written to `dir` (the binary was copied elsewhere).
+///
+/// # Errors
+/// The sample cannot be written to `dir`.
+fn sim_instruments_path(
+    source_sample: &std::path::Path,
+    dir: &std::path::Path,
+) -> anyhow::Result<std::path::PathBuf> {
+    if source_sample.is_file() {
+        return Ok(source_sample.to_owned());
+    }
+    let path = dir.join("scrip-master-sample.csv");
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&path, crate::instruments::master::SAMPLE))
+        .with_context(|| format!("writing the sample scrip master to {}", path.display()))?;
+    std::path::absolute(&path)
+        .with_context(|| format!("finding the absolute path of {}", path.display()))
+}
+
+/// `text` as one shell word: unchanged when it is plainly safe, else in single quotes.
+fn shell_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// The journal rows as a plain-text table, newest first.
@@ -361,4 +410,41 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sim_writes_the_built_in_sample_when_the_source_tree_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-checkout/scrip-master-sample.csv");
+        let sim_dir = dir.path().join("data/sim");
+
+        let path = sim_instruments_path(&missing, &sim_dir).unwrap();
+
+        assert!(path.is_absolute(), "{}", path.display());
+        assert_eq!(path, sim_dir.join("scrip-master-sample.csv"));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            crate::instruments::master::SAMPLE
+        );
+    }
+
+    #[test]
+    fn sim_points_at_the_source_sample_when_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim_dir = dir.path().join("data/sim");
+        let path = sim_instruments_path(std::path::Path::new(SOURCE_SAMPLE), &sim_dir).unwrap();
+        assert_eq!(path, std::path::Path::new(SOURCE_SAMPLE));
+        assert!(!sim_dir.exists(), "nothing is written");
+    }
+
+    #[test]
+    fn shell_quote_keeps_a_path_with_spaces_one_word() {
+        assert_eq!(shell_quote("/a/b-c_d.csv"), "/a/b-c_d.csv");
+        assert_eq!(shell_quote("/my dir/x.csv"), "'/my dir/x.csv'");
+        assert_eq!(shell_quote("/it's"), r"'/it'\''s'");
+    }
 }

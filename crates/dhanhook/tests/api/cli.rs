@@ -490,11 +490,30 @@ async fn sim_command_serves_a_simulator_that_prints_its_fake_credentials() {
         .expect("an address")
         .trim()
         .to_owned();
-    let rest: Vec<String> = (0..6).map(|_| lines.next().unwrap().unwrap()).collect();
+    // The banner, up to its last line (the command to run).
+    let mut rest: Vec<String> = Vec::new();
+    while !rest.last().is_some_and(|l| l.contains("-- serve")) {
+        rest.push(lines.next().expect("the whole banner").unwrap());
+        assert!(rest.len() < 20, "no serve command in {rest:?}");
+    }
     assert!(
         rest.iter().any(|l| l.contains("DHAN_PIN=123456")),
         "{rest:?}"
     );
+    // Its own data folder, as the README says, so it does not share the paper journal.
+    assert!(
+        rest.iter().any(|l| l.contains("DATA_DIR=./data/sim")),
+        "{rest:?}"
+    );
+    // Usable from any working directory (this test runs in a temporary one).
+    let instruments = rest
+        .iter()
+        .find_map(|l| l.split("INSTRUMENTS_PATH=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or_else(|| panic!("an INSTRUMENTS_PATH in {rest:?}"));
+    let instruments = std::path::Path::new(instruments);
+    assert!(instruments.is_absolute(), "{}", instruments.display());
+    assert!(instruments.is_file(), "{} exists", instruments.display());
 
     let totp =
         dhan_sim::totp::generate("JBSWY3DPEHPK3PXP", chrono::Utc::now().timestamp()).unwrap();
