@@ -376,6 +376,51 @@ fn assert_columns_line_up(table: &str, status: &str) {
     }
 }
 
+// The binary is run with blocking calls while the local server answers from this runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instruments_update_names_the_url_and_the_cause_of_a_failed_download() {
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // A file host with one file that is not a scrip master; any other path is a 404.
+    let app = axum::Router::new().route(
+        "/maintenance.csv",
+        axum::routing::get(|| async { "<html>maintenance</html>" }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    for (url, cause) in [
+        (
+            format!("http://{closed}/api-scrip-master.csv"),
+            "connection refused",
+        ),
+        (format!("http://{host}/api-scrip-master.csv"), "http 404"),
+        (format!("http://{host}/maintenance.csv"), "column"),
+    ] {
+        // A signed mirror URL's query string is a credential: never printed.
+        let with_query = format!("{url}?signature=canary-signature-5d2c");
+        let (code, out, err) = run(
+            dir.path(),
+            &["instruments", "update"],
+            &[("INSTRUMENTS_URL", &with_query)],
+        );
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            err.contains(&url) && err.to_lowercase().contains(cause),
+            "expected {url} and {cause:?} in: {err}"
+        );
+        assert!(
+            !out.contains("canary-signature") && !err.contains("canary-signature"),
+            "no query string in: {out}{err}"
+        );
+    }
+}
+
 /// The simulator's fake account, as the binary's environment.
 pub(crate) fn sim_env(sim: &dhan_sim::SimHandle) -> Vec<(String, String)> {
     let c = dhan_sim::SimConfig::default();
