@@ -516,6 +516,50 @@ async fn token_fails_with_the_classified_reason() {
     assert!(!err.contains("654321"), "the PIN is never printed");
 }
 
+#[test]
+fn a_fatal_error_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = [
+        ("ENABLE_DHAN", "true"),
+        ("PORT", "0"),
+        ("DHAN_CLIENT_ID", "1000000001"),
+        ("DHAN_PIN", "123456"),
+        ("DHAN_TOTP_SECRET", "JBSWY3DPEHPK3PXP"),
+        ("INSTRUMENTS_URL", "off"),
+    ];
+    let message = "INSTRUMENTS_URL=off needs INSTRUMENTS_PATH in live mode";
+
+    // At a terminal: on stderr, once, and not in the log lines on stdout.
+    let (code, out, err) = run(dir.path(), &["serve"], &live);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(
+        format!("{out}{err}").matches(message).count(),
+        1,
+        "stdout:\n{out}\nstderr:\n{err}"
+    );
+    assert!(err.starts_with(&format!("error: {message}")), "{err}");
+
+    // For a log collector: one JSON line at level ERROR, and nothing else.
+    let vars: Vec<(&str, &str)> = live
+        .iter()
+        .copied()
+        .chain([("LOG_FORMAT", "json")])
+        .collect();
+    let (code, out, err) = run(dir.path(), &["serve"], &vars);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(
+        format!("{out}{err}").matches(message).count(),
+        1,
+        "stdout:\n{out}\nstderr:\n{err}"
+    );
+    let line = out
+        .lines()
+        .find(|l| l.contains(message))
+        .expect("the error is logged");
+    let line: Value = serde_json::from_str(line).expect("a JSON log line");
+    assert_eq!(line["level"], "ERROR", "{line}");
+}
+
 #[tokio::test]
 async fn sim_command_serves_a_simulator_that_prints_its_fake_credentials() {
     let dir = tempfile::tempdir().unwrap();
