@@ -141,8 +141,10 @@ impl Token {
 /// Why a token could not be had.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenError {
+    // Dhan's message is part of this one, so it is not also a `source()` (no `#[from]`):
+    // otherwise `{:#}` printed it twice ("DH-906: Invalid Pin: DH-906: Invalid Pin").
     #[error("Dhan refused to issue a token: {0}")]
-    Dhan(#[from] DhanError),
+    Dhan(DhanError),
     #[error(
         "a token was issued {wait_secs} s too soon after the last attempt; Dhan allows one about every 2 minutes"
     )]
@@ -164,6 +166,12 @@ pub enum TokenError {
     NoRoute,
     #[error("the consent callback was refused: {0}")]
     Consent(String),
+}
+
+impl From<DhanError> for TokenError {
+    fn from(e: DhanError) -> Self {
+        TokenError::Dhan(e)
+    }
 }
 
 /// The token's state as reported on `/ready`, `/` and `/auth/status`.

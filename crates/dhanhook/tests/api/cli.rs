@@ -513,6 +513,16 @@ async fn token_fails_with_the_classified_reason() {
         err.contains("no valid Dhan token") && err.contains("Invalid Pin"),
         "{out}{err}"
     );
+    // Dhan's message once, not once per link of the error chain.
+    assert_eq!(
+        err.trim(),
+        "error: no valid Dhan token: Dhan refused to issue a token: DH-906: Invalid Pin",
+        "{out}"
+    );
+    assert!(
+        !out.contains("no valid Dhan token: "),
+        "the fatal error is not repeated in the log: {out}"
+    );
     assert!(!err.contains("654321"), "the PIN is never printed");
 }
 
