@@ -21,7 +21,8 @@ pub(crate) struct Served {
     pub(crate) base: String,
 }
 
-/// Starts the binary in `dir` with `vars`, waits for its "listening on" line.
+/// Starts the binary in `dir` with `vars` (a value of `""` removes a default, e.g.
+/// `("RUST_LOG", "")` for the default filter), waits for its "listening on" line.
 pub(crate) fn serve(dir: &std::path::Path, vars: &[(&str, &str)]) -> Served {
     let mut cmd = Command::new(BIN);
     cmd.arg("serve")
@@ -38,7 +39,11 @@ pub(crate) fn serve(dir: &std::path::Path, vars: &[(&str, &str)]) -> Served {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in vars {
-        cmd.env(k, v);
+        if v.is_empty() {
+            cmd.env_remove(k);
+        } else {
+            cmd.env(k, v);
+        }
     }
     let mut child = cmd.spawn().expect("binary starts");
     let output = Arc::new(Mutex::new(String::new()));
@@ -629,6 +634,52 @@ async fn sim_command_serves_a_simulator_that_prints_its_fake_credentials() {
         .status()
         .unwrap();
     assert!(child.wait().unwrap().success());
+}
+
+// The binary is run with blocking calls while the simulator serves from this runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_from_ready_is_logged_as_a_warning_not_an_error() {
+    let sim = dhan_sim::Sim::spawn(dhan_sim::SimConfig::default())
+        .await
+        .unwrap();
+    // Live mode whose scrip master host is down: no copy, so /ready is 503 (by design).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = sim_env(&sim);
+    env.extend([
+        ("ENABLE_DHAN".to_owned(), "true".to_owned()),
+        ("WEBHOOK_SECRET".to_owned(), SECRET.to_owned()),
+        (
+            "INSTRUMENTS_URL".to_owned(),
+            format!("http://{closed}/api-scrip-master.csv"),
+        ),
+        // The default filter, as a user runs it.
+        ("RUST_LOG".to_owned(), String::new()),
+    ]);
+    let served = serve(dir.path(), &as_refs(&env));
+
+    let resp = crate::helpers::http_client()
+        .get(format!("{}/ready", served.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["checks"]["instruments"]["state"], "missing", "{v}");
+
+    let (_, out) = served.terminate();
+    assert!(
+        !out.lines().any(|l| l.contains("ERROR")),
+        "nothing failed that needs a person: {out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("WARN") && l.contains("/ready") && l.contains("503")),
+        "the 503 is still logged, as a warning: {out}"
+    );
 }
 
 // The binary is run with blocking calls while the simulator serves from this runtime.
