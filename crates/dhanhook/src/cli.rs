@@ -31,8 +31,8 @@ pub enum Command {
     Migrate,
     /// Show the newest order legs from the journal.
     Orders {
-        /// How many legs to show.
-        #[arg(long, default_value_t = 20)]
+        /// How many legs to show (1 to 1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
     },
     /// Get (or reuse) a Dhan access token with the current configuration, check it with Dhan,
@@ -116,8 +116,9 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Instruments { action } => instruments_command(&settings, action).await,
         Command::Orders { limit } => {
             let journal = open_journal(&settings).await?;
+            // clap has already checked 1..=1000.
             let rows = journal
-                .recent_orders(limit.clamp(1, 1000))
+                .recent_orders(limit)
                 .await
                 .context("reading the journal")?;
             journal.close().await;
@@ -230,6 +231,10 @@ async fn instruments_command(settings: &Settings, action: InstrumentsAction) -> 
 
 /// `dhanhook sim`: the simulator on `listen` until ctrl-c or SIGTERM.
 async fn sim_command(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let instruments = sim_instruments_path(
+        std::path::Path::new(SOURCE_SAMPLE),
+        std::path::Path::new(SIM_DATA_DIR),
+    )?;
     let config = dhan_sim::SimConfig::default();
     let handle = dhan_sim::Sim::spawn_at(listen, config.clone())
         .await
@@ -254,18 +259,67 @@ async fn sim_command(listen: std::net::SocketAddr) -> anyhow::Result<()> {
         "  DHAN_API_KEY={} DHAN_API_SECRET={} \\",
         config.api_key, config.api_secret
     );
-    println!("  INSTRUMENTS_PATH=crates/dhanhook/data/scrip-master-sample.csv \\");
+    // Its own data folder, so the simulator's journal, token and webhook secret never mix
+    // with the paper-mode ones in ./data.
+    println!(
+        "  INSTRUMENTS_PATH={} DATA_DIR={SIM_DATA_DIR} \\",
+        shell_quote(&instruments.display().to_string())
+    );
     println!("  cargo run --release -- serve");
     shutdown_signal().await;
     Ok(())
 }
 
+/// The sample scrip master in the source tree this binary was built from.
+const SOURCE_SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/scrip-master-sample.csv");
+
+/// The data folder the `sim` banner suggests (as the README does).
+const SIM_DATA_DIR: &str = "./data/sim";
+
+/// An absolute path to a scrip master for the `sim` banner, valid from any working directory:
+/// `source_sample` when it exists (the binary runs where it was built), else the built-in
+/// sample written to `dir` (the binary was copied elsewhere).
+///
+/// # Errors
+/// The sample cannot be written to `dir`.
+fn sim_instruments_path(
+    source_sample: &std::path::Path,
+    dir: &std::path::Path,
+) -> anyhow::Result<std::path::PathBuf> {
+    if source_sample.is_file() {
+        return Ok(source_sample.to_owned());
+    }
+    let path = dir.join("scrip-master-sample.csv");
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&path, crate::instruments::master::SAMPLE))
+        .with_context(|| format!("writing the sample scrip master to {}", path.display()))?;
+    std::path::absolute(&path)
+        .with_context(|| format!("finding the absolute path of {}", path.display()))
+}
+
+/// `text` as one shell word: unchanged when it is plainly safe, else in single quotes.
+fn shell_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 /// The journal rows as a plain-text table, newest first.
+///
+/// Each column is as wide as its widest cell (at least its header, and for STATUS the longest
+/// status, so the layout does not shift when a leg needs attention): long option symbols or
+/// order ids widen their column instead of pushing the rest of the row out of line.
 pub fn orders_table(rows: &[crate::store::OrderRow]) -> String {
     use std::fmt::Write;
-    let mut out = String::new();
-    out.push_str(&format!(
-        "{:<19}  {:<5}  {:<4}  {:<16}  {:<4}  {:>8}  {:<16}  {:<10}  {:<26}  {}\n",
+
+    use crate::store::LegStatus;
+    const HEADER: [&str; 10] = [
         "RECEIVED (IST)",
         "MODE",
         "SIDE",
@@ -275,23 +329,56 @@ pub fn orders_table(rows: &[crate::store::OrderRow]) -> String {
         "TYPE",
         "STATUS",
         "ORDER ID",
-        "MESSAGE"
-    ));
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "{:<19}  {:<5}  {:<4}  {:<16}  {:<4}  {:>8}  {:<16}  {:<10}  {:<26}  {}",
-            ist(r.received_at).format("%Y-%m-%d %H:%M:%S"),
-            r.mode,
-            r.side,
-            r.symbol,
-            r.exchange,
-            r.units.unwrap_or(r.quantity),
-            r.order_type,
-            r.status,
-            r.order_id.as_deref().unwrap_or("-"),
-            r.message.as_deref().unwrap_or(""),
-        );
+        "MESSAGE",
+    ];
+    /// QTY is right-aligned; every other column left-aligned.
+    const QTY: usize = 5;
+    const STATUS: usize = 7;
+    let cells: Vec<[String; 10]> = rows
+        .iter()
+        .map(|r| {
+            [
+                ist(r.received_at).format("%Y-%m-%d %H:%M:%S").to_string(),
+                r.mode.clone(),
+                r.side.clone(),
+                r.symbol.clone(),
+                r.exchange.clone(),
+                r.units.unwrap_or(r.quantity).to_string(),
+                r.order_type.clone(),
+                r.status.as_str().to_owned(),
+                r.order_id.clone().unwrap_or_else(|| "-".to_owned()),
+                r.message.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut widths = HEADER.map(|h| h.chars().count());
+    widths[STATUS] = LegStatus::ALL
+        .iter()
+        .map(|s| s.as_str().len())
+        .fold(widths[STATUS], usize::max);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 10]| {
+        let mut out = String::new();
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if i == cells.len() - 1 {
+                // The last column (MESSAGE) is not padded: no trailing spaces.
+                out.push_str(cell);
+            } else if i == QTY {
+                let _ = write!(out, "{cell:>width$}  ");
+            } else {
+                let _ = write!(out, "{cell:<width$}  ");
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(HEADER);
+    for row in &cells {
+        out.push_str(&line(row.each_ref().map(String::as_str)));
     }
     if rows.is_empty() {
         out.push_str("(no orders yet)\n");
@@ -323,4 +410,41 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sim_writes_the_built_in_sample_when_the_source_tree_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-checkout/scrip-master-sample.csv");
+        let sim_dir = dir.path().join("data/sim");
+
+        let path = sim_instruments_path(&missing, &sim_dir).unwrap();
+
+        assert!(path.is_absolute(), "{}", path.display());
+        assert_eq!(path, sim_dir.join("scrip-master-sample.csv"));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            crate::instruments::master::SAMPLE
+        );
+    }
+
+    #[test]
+    fn sim_points_at_the_source_sample_when_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim_dir = dir.path().join("data/sim");
+        let path = sim_instruments_path(std::path::Path::new(SOURCE_SAMPLE), &sim_dir).unwrap();
+        assert_eq!(path, std::path::Path::new(SOURCE_SAMPLE));
+        assert!(!sim_dir.exists(), "nothing is written");
+    }
+
+    #[test]
+    fn shell_quote_keeps_a_path_with_spaces_one_word() {
+        assert_eq!(shell_quote("/a/b-c_d.csv"), "/a/b-c_d.csv");
+        assert_eq!(shell_quote("/my dir/x.csv"), "'/my dir/x.csv'");
+        assert_eq!(shell_quote("/it's"), r"'/it'\''s'");
+    }
 }

@@ -148,7 +148,7 @@ impl CsvLog {
             status: row.status.as_str(),
             message: row.message.as_deref().unwrap_or(""),
             order_id: row.order_id.as_deref().unwrap_or(""),
-            security_id: "",
+            security_id: row.security_id.as_deref().unwrap_or(""),
             execution_mode,
             source_ip: row.client_ip.as_deref().unwrap_or(""),
             alert_id: &row.alert_id,

@@ -117,8 +117,9 @@ impl From<&OrderRow> for LegView {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The alert could not be journaled: nothing was sent, a resend is safe.
+    // The journal's error is in the message, so it is not also a `source()`.
     #[error("the alert could not be journaled: {0}")]
-    NotJournaled(#[source] JournalError),
+    NotJournaled(JournalError),
     /// No scrip master is loaded yet (live mode before the first download): nothing was
     /// journaled or sent, a resend later is safe.
     #[error("the scrip master is not loaded yet, so symbols cannot be resolved")]

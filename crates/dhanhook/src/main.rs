@@ -4,7 +4,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dhanhook::{cli, config::Settings, telemetry};
+use dhanhook::{
+    cli,
+    config::{LogFormat, Settings},
+    telemetry,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -22,13 +26,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(settings.log_format);
+    let log_format = settings.log_format;
+    telemetry::init(log_format);
     match cli::run(args, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // `{:#}` prints the whole context chain on one line.
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
+            // Said once, where its reader looks: a log collector reads the JSON lines (stdout),
+            // a person at a terminal reads stderr. `{:#}` puts the context chain on one line.
+            match log_format {
+                LogFormat::Json => tracing::error!("{e:#}"),
+                LogFormat::Pretty => eprintln!("error: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -176,6 +176,8 @@ impl Token {
 /// Why a token could not be had. Each message says what to do about it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenError {
+    // Dhan's message is part of this one, so it is not also a `source()` (no `#[from]`):
+    // otherwise `{:#}` printed it twice ("DH-906: Invalid Pin: DH-906: Invalid Pin").
     #[error("Dhan refused to issue a token: {0}")]
     Dhan(DhanError),
     #[error("Dhan allows a new token about every 2 minutes; the next can be had in {wait_secs} s")]

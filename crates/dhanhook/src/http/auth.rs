@@ -31,9 +31,9 @@ impl FromRequestParts<AppState> for Admin {
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .unwrap_or("");
-        if secrets_match(given.trim(), expected) {
+        if secrets_match(given, expected) {
             Ok(Admin)
         } else {
             Err(error(
@@ -42,4 +42,14 @@ impl FromRequestParts<AppState> for Admin {
             ))
         }
     }
+}
+
+/// The token of an `Authorization` value using the Bearer scheme. The scheme name is
+/// case-insensitive (RFC 7235 §2.1), so `bearer` and `BEARER` from curl scripts or proxies work
+/// too; the token itself is compared exactly.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }

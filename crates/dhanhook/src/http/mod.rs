@@ -29,7 +29,7 @@ use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     sensitive_headers::SetSensitiveRequestHeadersLayer,
     timeout::TimeoutLayer,
-    trace::TraceLayer,
+    trace::{DefaultOnFailure, TraceLayer},
 };
 
 use crate::{
@@ -113,7 +113,11 @@ pub fn router(state: AppState) -> Router {
                 .unwrap_or("-");
             // The path only: query strings are not logged.
             tracing::info_span!("request", method = %req.method(), path = req.uri().path(), request_id = id, mode = mode.as_str())
-        }))
+        })
+        // A 5xx is logged at WARN, not tower-http's default ERROR: /ready answers 503 by design
+        // while the token or scrip master is missing (start-up, every probe), and handlers log
+        // their real failures themselves at ERROR with the reason.
+        .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)))
         .layer(PropagateRequestIdLayer::new(request_id))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
 

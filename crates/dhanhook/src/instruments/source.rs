@@ -224,34 +224,41 @@ impl InstrumentSource {
     }
 
     async fn download_from(&self, url: &str) -> Result<usize, String> {
+        // Every message names the URL (which host, which file) and the cause, so /ready, the
+        // log and `dhanhook instruments update` say what to fix.
+        let shown = url_for_messages(url);
+        let failed = |cause: String| format!("scrip master download from {shown} failed: {cause}");
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(DOWNLOAD_TIMEOUT)
             .build()
-            .map_err(|e| e.without_url().to_string())?;
+            .map_err(|e| failed(error_chain(&e.without_url())))?;
+        // `without_url`: reqwest would print the URL with its query string; `shown` has none.
         let resp = client
             .get(url)
             .send()
             .await
-            .map_err(|e| format!("download failed: {}", e.without_url()))?;
-        if !resp.status().is_success() {
-            return Err(format!("download failed: HTTP {}", resp.status().as_u16()));
+            .map_err(|e| failed(error_chain(&e.without_url())))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(failed(format!("HTTP {status}")));
         }
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| format!("download cut off: {}", e.without_url()))?;
+            .map_err(|e| failed(format!("cut off: {}", error_chain(&e.without_url()))))?;
         let dir = self.inner.config.cache_dir.clone();
         let now = self.inner.clock.now();
         // Parse before installing: a truncated or HTML error page never replaces a good copy.
         let (instruments, path) =
             tokio::task::spawn_blocking(move || -> Result<(Instruments, PathBuf), String> {
+                // Named by its URL: "the scrip master https://... has no SEM_SEGMENT column".
+                let parsed = master::parse(bytes.as_ref(), &shown).map_err(|e| e.to_string())?;
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 let tmp = dir.join("api-scrip-master.csv.partial");
                 std::fs::write(&tmp, &bytes)
                     .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-                let parsed = master::load(&tmp).map_err(|e| e.to_string())?;
                 let path = cache_file(&dir);
                 std::fs::rename(&tmp, &path)
                     .map_err(|e| format!("cannot install {}: {e}", path.display()))?;
@@ -288,7 +295,7 @@ impl InstrumentSource {
                 state: "missing",
                 rows: 0,
                 as_of: None,
-                source: self.inner.config.url.clone(),
+                source: self.inner.config.url.as_deref().map(url_for_messages),
                 last_error,
             };
         };
@@ -347,6 +354,51 @@ impl InstrumentSource {
     }
 }
 
+/// `url` as shown in messages and on `/ready`: without a query string, fragment or user info,
+/// which may carry a credential (Dhan's URL has none, a mirror's signed URL might).
+fn url_for_messages(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.set_fragment(None);
+            // Both fail only for URLs that cannot have user info; nothing to remove then.
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        // Not a URL (the settings accept any http(s):// text): cut at the first ? or #, and
+        // drop anything before an @.
+        Err(_) => {
+            let base = url.split(['?', '#']).next().unwrap_or_default();
+            match base.split_once("://") {
+                Some((scheme, rest)) => {
+                    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                    let host = authority.rsplit('@').next().unwrap_or_default();
+                    format!("{scheme}://{host}{path}")
+                }
+                None => base.to_owned(),
+            }
+        }
+    }
+}
+
+/// An error and its causes on one line (`error sending request: ...: Connection refused`):
+/// reqwest's own message alone ("error sending request") does not say what went wrong.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let part = cause.to_string();
+        // Some errors repeat their source's message in their own: say each thing once.
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 fn cache_file(dir: &Path) -> PathBuf {
     dir.join("api-scrip-master.csv")
 }
@@ -361,4 +413,46 @@ fn read_stamp(dir: &Path) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text.trim())
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_in_messages_carry_no_query_fragment_or_user_info() {
+        assert_eq!(
+            url_for_messages("https://user:pw@files.example/master.csv?sig=abc#top"),
+            "https://files.example/master.csv"
+        );
+        assert_eq!(
+            url_for_messages("https://images.dhan.co/api-data/api-scrip-master.csv"),
+            "https://images.dhan.co/api-data/api-scrip-master.csv"
+        );
+        assert_eq!(
+            url_for_messages("http://us er:pw@bad host/a@b?token=1"),
+            "http://bad host/a@b"
+        );
+    }
+
+    #[test]
+    fn an_error_chain_names_each_cause_once() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("error sending request")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            error_chain(&Outer(refused)),
+            "error sending request: refused"
+        );
+    }
 }

@@ -31,11 +31,12 @@ use chrono::{Datelike, NaiveDate, NaiveTime, Weekday};
 #[derive(Debug, thiserror::Error)]
 pub enum CalendarError {
     /// The directory or a file in it could not be read.
-    #[error("cannot read holiday data {}: {source}", path.display())]
+    // The I/O error is in the message, so it is not also a `source()` (a field named
+    // `source` would be one): `{:#}` would print it twice.
+    #[error("cannot read holiday data {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file name does not say which list and year it is for.
     #[error("{file}: {message}")]
@@ -50,10 +51,10 @@ pub enum CalendarError {
 }
 
 impl CalendarError {
-    pub(super) fn io(path: &Path, source: std::io::Error) -> Self {
+    pub(super) fn io(path: &Path, error: std::io::Error) -> Self {
         CalendarError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         }
     }
 }

@@ -201,7 +201,8 @@ impl LegStatus {
 
 impl fmt::Display for LegStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, not `write_str`: honours width and alignment (`{:<15}`) in tables.
+        f.pad(self.as_str())
     }
 }
 
@@ -411,10 +412,12 @@ pub struct StoredToken {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
+    // The sqlx error is in the message, so it is not also a `source()` (no `#[from]`, see the
+    // `From` impls below): `{:#}` would print it twice.
     #[error("journal database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("journal migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    Migration(sqlx::migrate::MigrateError),
     #[error("journal could not be opened: {0}")]
     Open(String),
     #[error(
@@ -427,6 +430,18 @@ pub enum JournalError {
     },
     #[error("journal holds a value it does not understand: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for JournalError {
+    fn from(e: sqlx::Error) -> Self {
+        JournalError::Database(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for JournalError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        JournalError::Migration(e)
+    }
 }
 
 /// The journal's operations. Implementations must make [`Journal::admit`] atomic: either the

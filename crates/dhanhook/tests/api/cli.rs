@@ -21,7 +21,8 @@ pub(crate) struct Served {
     pub(crate) base: String,
 }
 
-/// Starts the binary in `dir` with `vars`, waits for its "listening on" line.
+/// Starts the binary in `dir` with `vars` (a value of `""` removes a default, e.g.
+/// `("RUST_LOG", "")` for the default filter), waits for its "listening on" line.
 pub(crate) fn serve(dir: &std::path::Path, vars: &[(&str, &str)]) -> Served {
     let mut cmd = Command::new(BIN);
     cmd.arg("serve")
@@ -38,7 +39,11 @@ pub(crate) fn serve(dir: &std::path::Path, vars: &[(&str, &str)]) -> Served {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in vars {
-        cmd.env(k, v);
+        if v.is_empty() {
+            cmd.env_remove(k);
+        } else {
+            cmd.env(k, v);
+        }
     }
     let mut child = cmd.spawn().expect("binary starts");
     let output = Arc::new(Mutex::new(String::new()));
@@ -332,6 +337,93 @@ async fn migrate_and_orders_commands_read_the_same_journal() {
             && line.contains("PAPER-"),
         "{line}"
     );
+    assert_columns_line_up(&out, "PENDING");
+
+    // The longest status must not push the order id out of its column either.
+    let db = format!("sqlite://{}", dir.path().join("data/dhanhook.db").display());
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::query("UPDATE order_legs SET status = 'NEEDS_ATTENTION'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (code, out, _) = run(dir.path(), &["orders"], &[]);
+    assert_eq!(code, 0);
+    assert_columns_line_up(&out, "NEEDS_ATTENTION");
+
+    for bad in ["0", "1001"] {
+        let (code, out, err) = run(dir.path(), &["orders", "--limit", bad], &[]);
+        assert_eq!(code, 2, "a usage error: {out}{err}");
+        assert!(out.is_empty(), "no table is printed: {out}");
+        assert!(
+            err.contains("--limit") && err.contains("1..=1000"),
+            "the message names the option and its range: {err}"
+        );
+    }
+}
+
+/// In `dhanhook orders`' table, the STATUS and ORDER ID columns of every row start where their
+/// headers do.
+fn assert_columns_line_up(table: &str, status: &str) {
+    let mut lines = table.lines();
+    let header = lines.next().expect("a header line");
+    let status_at = header.find("STATUS").expect("a STATUS column");
+    let order_id_at = header.find("ORDER ID").expect("an ORDER ID column");
+    let rows: Vec<&str> = lines.collect();
+    assert!(!rows.is_empty(), "{table}");
+    for row in rows {
+        assert_eq!(row.find(status), Some(status_at), "STATUS column:\n{table}");
+        assert_eq!(
+            row.find("PAPER-"),
+            Some(order_id_at),
+            "ORDER ID column:\n{table}"
+        );
+    }
+}
+
+// The binary is run with blocking calls while the local server answers from this runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instruments_update_names_the_url_and_the_cause_of_a_failed_download() {
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // A file host with one file that is not a scrip master; any other path is a 404.
+    let app = axum::Router::new().route(
+        "/maintenance.csv",
+        axum::routing::get(|| async { "<html>maintenance</html>" }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    for (url, cause) in [
+        (
+            format!("http://{closed}/api-scrip-master.csv"),
+            "connection refused",
+        ),
+        (format!("http://{host}/api-scrip-master.csv"), "http 404"),
+        (format!("http://{host}/maintenance.csv"), "column"),
+    ] {
+        // A signed mirror URL's query string is a credential: never printed.
+        let with_query = format!("{url}?signature=canary-signature-5d2c");
+        let (code, out, err) = run(
+            dir.path(),
+            &["instruments", "update"],
+            &[("INSTRUMENTS_URL", &with_query)],
+        );
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            err.contains(&url) && err.to_lowercase().contains(cause),
+            "expected {url} and {cause:?} in: {err}"
+        );
+        assert!(
+            !out.contains("canary-signature") && !err.contains("canary-signature"),
+            "no query string in: {out}{err}"
+        );
+    }
 }
 
 /// The simulator's fake account, as the binary's environment.
@@ -426,7 +518,61 @@ async fn token_fails_with_the_classified_reason() {
         err.contains("no valid Dhan token") && err.contains("Invalid Pin"),
         "{out}{err}"
     );
+    // Dhan's message once, not once per link of the error chain.
+    assert_eq!(
+        err.trim(),
+        "error: no valid Dhan token: Dhan refused to issue a token: DH-906: Invalid Pin",
+        "{out}"
+    );
+    assert!(
+        !out.contains("no valid Dhan token: "),
+        "the fatal error is not repeated in the log: {out}"
+    );
     assert!(!err.contains("654321"), "the PIN is never printed");
+}
+
+#[test]
+fn a_fatal_error_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = [
+        ("ENABLE_DHAN", "true"),
+        ("PORT", "0"),
+        ("DHAN_CLIENT_ID", "1000000001"),
+        ("DHAN_PIN", "123456"),
+        ("DHAN_TOTP_SECRET", "JBSWY3DPEHPK3PXP"),
+        ("INSTRUMENTS_URL", "off"),
+    ];
+    let message = "INSTRUMENTS_URL=off needs INSTRUMENTS_PATH in live mode";
+
+    // At a terminal: on stderr, once, and not in the log lines on stdout.
+    let (code, out, err) = run(dir.path(), &["serve"], &live);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(
+        format!("{out}{err}").matches(message).count(),
+        1,
+        "stdout:\n{out}\nstderr:\n{err}"
+    );
+    assert!(err.starts_with(&format!("error: {message}")), "{err}");
+
+    // For a log collector: one JSON line at level ERROR, and nothing else.
+    let vars: Vec<(&str, &str)> = live
+        .iter()
+        .copied()
+        .chain([("LOG_FORMAT", "json")])
+        .collect();
+    let (code, out, err) = run(dir.path(), &["serve"], &vars);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(
+        format!("{out}{err}").matches(message).count(),
+        1,
+        "stdout:\n{out}\nstderr:\n{err}"
+    );
+    let line = out
+        .lines()
+        .find(|l| l.contains(message))
+        .expect("the error is logged");
+    let line: Value = serde_json::from_str(line).expect("a JSON log line");
+    assert_eq!(line["level"], "ERROR", "{line}");
 }
 
 #[tokio::test]
@@ -448,11 +594,30 @@ async fn sim_command_serves_a_simulator_that_prints_its_fake_credentials() {
         .expect("an address")
         .trim()
         .to_owned();
-    let rest: Vec<String> = (0..6).map(|_| lines.next().unwrap().unwrap()).collect();
+    // The banner, up to its last line (the command to run).
+    let mut rest: Vec<String> = Vec::new();
+    while !rest.last().is_some_and(|l| l.contains("-- serve")) {
+        rest.push(lines.next().expect("the whole banner").unwrap());
+        assert!(rest.len() < 20, "no serve command in {rest:?}");
+    }
     assert!(
         rest.iter().any(|l| l.contains("DHAN_PIN=123456")),
         "{rest:?}"
     );
+    // Its own data folder, as the README says, so it does not share the paper journal.
+    assert!(
+        rest.iter().any(|l| l.contains("DATA_DIR=./data/sim")),
+        "{rest:?}"
+    );
+    // Usable from any working directory (this test runs in a temporary one).
+    let instruments = rest
+        .iter()
+        .find_map(|l| l.split("INSTRUMENTS_PATH=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or_else(|| panic!("an INSTRUMENTS_PATH in {rest:?}"));
+    let instruments = std::path::Path::new(instruments);
+    assert!(instruments.is_absolute(), "{}", instruments.display());
+    assert!(instruments.is_file(), "{} exists", instruments.display());
 
     let totp =
         dhan_sim::totp::generate("JBSWY3DPEHPK3PXP", chrono::Utc::now().timestamp()).unwrap();
@@ -469,6 +634,52 @@ async fn sim_command_serves_a_simulator_that_prints_its_fake_credentials() {
         .status()
         .unwrap();
     assert!(child.wait().unwrap().success());
+}
+
+// The binary is run with blocking calls while the simulator serves from this runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_from_ready_is_logged_as_a_warning_not_an_error() {
+    let sim = dhan_sim::Sim::spawn(dhan_sim::SimConfig::default())
+        .await
+        .unwrap();
+    // Live mode whose scrip master host is down: no copy, so /ready is 503 (by design).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = sim_env(&sim);
+    env.extend([
+        ("ENABLE_DHAN".to_owned(), "true".to_owned()),
+        ("WEBHOOK_SECRET".to_owned(), SECRET.to_owned()),
+        (
+            "INSTRUMENTS_URL".to_owned(),
+            format!("http://{closed}/api-scrip-master.csv"),
+        ),
+        // The default filter, as a user runs it.
+        ("RUST_LOG".to_owned(), String::new()),
+    ]);
+    let served = serve(dir.path(), &as_refs(&env));
+
+    let resp = crate::helpers::http_client()
+        .get(format!("{}/ready", served.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["checks"]["instruments"]["state"], "missing", "{v}");
+
+    let (_, out) = served.terminate();
+    assert!(
+        !out.lines().any(|l| l.contains("ERROR")),
+        "nothing failed that needs a person: {out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("WARN") && l.contains("/ready") && l.contains("503")),
+        "the 503 is still logged, as a warning: {out}"
+    );
 }
 
 // The binary is run with blocking calls while the simulator serves from this runtime.

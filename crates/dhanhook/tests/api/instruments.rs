@@ -95,13 +95,17 @@ async fn the_scrip_master_is_downloaded_in_the_background_cached_and_reported() 
 
     // The next morning after 08:00 IST the copy is old; the host is down or sends garbage:
     // the last good copy stays in use and is reported stale.
-    for bad in [Serve::Error, Serve::Garbage] {
+    for (bad, cause) in [(Serve::Error, "HTTP 500"), (Serve::Garbage, "column")] {
         *mode.lock().unwrap() = bad;
         let next_day = ist_time(2026, 12, 2, 9, 30);
         let app = spawn_app_at(Arc::clone(&dir), &[("INSTRUMENTS_URL", &url)], next_day).await;
         let check = wait_for_state(&app, "stale").await;
         assert_eq!(check["ok"], true, "a stale copy still resolves symbols");
-        assert!(check["last_error"].as_str().is_some(), "{check}");
+        let last_error = check["last_error"].as_str().unwrap_or_default();
+        assert!(
+            last_error.contains(&url) && last_error.contains(cause),
+            "the URL and the cause: {check}"
+        );
         let resp = app.post_webhook(&flat_alert()).await;
         assert_eq!(resp.status(), 200);
         let cached =

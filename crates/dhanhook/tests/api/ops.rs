@@ -87,6 +87,35 @@ async fn logs_need_the_admin_token() {
 }
 
 #[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_the_token_is_not() {
+    let app = spawn_app().await;
+    app.post_webhook(&flat_alert()).await;
+    let logs = |authorization: String| {
+        app.client
+            .get(app.url("/logs"))
+            .header("authorization", authorization)
+            .send()
+    };
+
+    for scheme in ["bearer", "BEARER", "bEaReR"] {
+        let resp = logs(format!("{scheme} {ADMIN_TOKEN}")).await.unwrap();
+        assert_eq!(resp.status(), 200, "scheme {scheme}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["count"], 1, "scheme {scheme}");
+    }
+    for wrong in [
+        format!("bearer {}", ADMIN_TOKEN.to_uppercase()),
+        "bearer wrong-token".to_owned(),
+        format!("Basic {ADMIN_TOKEN}"),
+        format!("Bearer{ADMIN_TOKEN}"),
+        "bearer".to_owned(),
+    ] {
+        let resp = logs(wrong.clone()).await.unwrap();
+        assert_eq!(resp.status(), 401, "{wrong}");
+    }
+}
+
+#[tokio::test]
 async fn logs_are_403_with_advice_when_no_admin_token_is_set() {
     let app = spawn_app_with(
         std::sync::Arc::new(tempfile::tempdir().unwrap()),

@@ -282,6 +282,10 @@ async fn every_leg_outcome_is_a_csv_row_under_one_header() {
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["symbol"], "RELIANCE");
     assert_eq!(rows[0]["status"], "FILLED");
+    assert_eq!(
+        rows[0]["security_id"], "2885",
+        "NSE:RELIANCE's id in the scrip master"
+    );
     assert_eq!(rows[0]["execution_price"], "2500.5");
     assert_eq!(rows[0]["mode"], "paper");
     assert_eq!(
@@ -291,6 +295,10 @@ async fn every_leg_outcome_is_a_csv_row_under_one_header() {
     assert_eq!(rows[1]["symbol"], "INFY");
     assert_eq!(rows[2]["symbol"], "TCS");
     assert_eq!(rows[2]["status"], "PENDING");
+    assert!(
+        rows.iter().all(|r| !r["security_id"].is_empty()),
+        "every placed leg names its security id: {rows:?}"
+    );
     let text = std::fs::read_to_string(app.data_dir().join("webhook_orders.csv")).unwrap();
     assert_eq!(
         text.matches("timestamp,date,time").count(),
