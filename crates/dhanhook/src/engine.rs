@@ -35,6 +35,9 @@ use crate::{
 /// Longest a duplicate delivery waits for the first delivery's outcome (see
 /// [`Engine::settled_record`]).
 const DUPLICATE_WAIT: Duration = Duration::from_millis(1500);
+/// While waiting, the journal is read again this often in case the first delivery is being
+/// placed by another instance (same-instance placements wake the waiter at once).
+const DUPLICATE_REREAD: Duration = Duration::from_millis(250);
 
 /// What an alert delivery came with, besides the signal itself.
 #[derive(Debug, Clone)]
@@ -152,6 +155,9 @@ pub struct Engine {
     /// Set once the start-up reconciliation has run: new orders wait for it (bounded), so an
     /// order whose fate is unknown is looked up before another one is sent.
     pub(crate) reconciled: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Woken each time a leg gets the broker's answer: duplicate deliveries waiting for the
+    /// first delivery's outcome re-read the journal then, instead of polling it.
+    leg_answered: Arc<Notify>,
     /// This process's name as a lease holder (reconciler passes).
     pub(crate) instance: String,
 }
@@ -191,6 +197,7 @@ impl Engine {
             routing: p.routing,
             queue_wake: Arc::new(Notify::new()),
             reconciled: Arc::new(tokio::sync::watch::Sender::new(false)),
+            leg_answered: Arc::new(Notify::new()),
             instance: uuid::Uuid::now_v7().to_string(),
         }
     }
@@ -407,14 +414,18 @@ impl Engine {
         }
     }
 
-    /// The journaled alert, once every leg has the broker's answer, or as it stands after
-    /// [`DUPLICATE_WAIT`]. A redelivery that arrives while the first delivery is still being
-    /// placed thus answers with the first delivery's outcome rather than "in progress"; the
-    /// wait is bounded so the answer stays inside TradingView's 3 s.
+    /// The journaled alert, once every leg has the broker's answer (ACCEPTED counts: the
+    /// exchange's verdict can take minutes), or as it stands after [`DUPLICATE_WAIT`]. A
+    /// redelivery that arrives while the first delivery is still being placed thus answers
+    /// with the first delivery's outcome rather than "in progress"; the wait is bounded so the
+    /// answer stays inside TradingView's 3 s, and is woken by the placement itself.
     async fn settled_record(&self, alert_id: &str) -> Result<AlertRecord, EngineError> {
         let deadline = tokio::time::Instant::now() + DUPLICATE_WAIT;
-        let mut pause = Duration::from_millis(10);
         loop {
+            // Registered before the read, so an answer journaled in between is not missed.
+            let answered = self.leg_answered.notified();
+            let mut answered = std::pin::pin!(answered);
+            answered.as_mut().enable();
             let record = self
                 .journal
                 .alert(alert_id)
@@ -423,15 +434,15 @@ impl Engine {
                 .ok_or_else(|| {
                     EngineError::DuplicateUnreadable(alert_id.to_owned(), "not found".to_owned())
                 })?;
-            let settled = record
-                .legs
-                .iter()
-                .all(|l| l.status.is_settled() || l.status == LegStatus::Queued);
-            if settled || tokio::time::Instant::now() >= deadline {
+            let in_flight = record.legs.iter().any(|l| l.status.awaits_broker());
+            if !in_flight || tokio::time::Instant::now() >= deadline {
                 return Ok(record);
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
+            let reread = (tokio::time::Instant::now() + DUPLICATE_REREAD).min(deadline);
+            tokio::select! {
+                () = answered => {}
+                () = tokio::time::sleep_until(reread) => {}
+            }
         }
     }
 
@@ -587,6 +598,7 @@ impl Engine {
         {
             tracing::error!(alert_id = %alert_id, leg = leg.leg_no, %error, "could not journal the broker's answer");
         }
+        self.leg_answered.notify_waiters();
     }
 }
 

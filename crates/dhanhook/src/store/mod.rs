@@ -163,6 +163,12 @@ impl LegStatus {
     }
 
     /// The order's fate is known to the broker (it will not be sent again by us).
+    /// Journaled but without the broker's answer yet (RECEIVED, SUBMITTING): the only states
+    /// a duplicate delivery waits out.
+    pub fn awaits_broker(self) -> bool {
+        matches!(self, LegStatus::Received | LegStatus::Submitting)
+    }
+
     pub fn is_settled(self) -> bool {
         matches!(
             self,

@@ -698,3 +698,49 @@ async fn the_health_check_notices_a_dead_token_and_replaces_it() {
     assert_eq!(body["legs"][0]["status"], "ACCEPTED");
     assert_eq!(t.sim.mint_count(), 2);
 }
+
+/// A duplicate of a live alert whose order Dhan accepted is answered from the journal, without
+/// waiting for an exchange verdict that takes minutes and without calling Dhan. (How fast:
+/// `cargo run --release -p dhanhook --example bench_duplicates`, figures in BENCHMARKS.md.)
+#[tokio::test]
+async fn a_duplicate_of_an_accepted_order_is_answered_from_the_journal_without_calling_dhan() {
+    let t = live(SimConfig::default()).await;
+    let (_, first) = t.order("dup-accepted").await;
+    assert_eq!(first["legs"][0]["status"], "ACCEPTED", "{first}");
+    let requests_before = t.sim.requests().len();
+
+    let (code, dup) = t.order("dup-accepted").await;
+
+    assert_eq!(code, 200, "{dup}");
+    assert_eq!(dup["duplicate"], true);
+    assert_eq!(dup["alert_id"], first["alert_id"]);
+    assert_eq!(dup["legs"][0]["status"], "ACCEPTED");
+    assert_eq!(dup["legs"][0]["order_id"], first["legs"][0]["order_id"]);
+    assert_eq!(
+        t.sim.requests().len(),
+        requests_before,
+        "no broker call: no order, no lookup"
+    );
+    assert_eq!(t.sim.orders().len(), 1);
+}
+
+/// A duplicate that arrives while the first delivery is still at the broker waits for it and
+/// answers with its outcome (woken by the placement, not by polling).
+#[tokio::test]
+async fn a_duplicate_during_placement_answers_with_the_first_deliverys_outcome() {
+    let t = live(SimConfig::default()).await;
+    eventually("the start-up mint", || t.sim.mint_count() == 1).await;
+    t.sim
+        .inject(Fault::OrderDelay(Duration::from_millis(400)), 1);
+    let first = t.order("dup-in-flight");
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        t.order("dup-in-flight").await
+    };
+    let ((_, first), (code, dup)) = tokio::join!(first, second);
+    assert_eq!(code, 200, "{dup}");
+    assert_eq!(dup["duplicate"], true, "{dup}");
+    assert_eq!(dup["legs"][0]["status"], "ACCEPTED", "{dup}");
+    assert_eq!(dup["legs"][0]["order_id"], first["legs"][0]["order_id"]);
+    assert_eq!(t.sim.orders().len(), 1);
+}
