@@ -214,25 +214,33 @@ impl Application {
         // Background work (token keeper, queue, reconciler, scrip master) stops at the signal,
         // not after the connections have drained.
         let stop = self.stop.clone();
-        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
+        let (signalled_tx, signalled) = tokio::sync::watch::channel(None);
         let signal = async move {
             shutdown.await;
-            let _ = signalled_tx.send(tokio::time::Instant::now());
+            signalled_tx.send_replace(Some(tokio::time::Instant::now()));
             stop.cancel();
         };
         let serve = axum::serve(self.listener, app).with_graceful_shutdown(signal);
         let grace = self.shutdown_timeout;
-        let deadline = async {
-            match signalled_rx.await {
-                Ok(at) => tokio::time::sleep_until(at + grace).await,
-                // The server ended without a signal (an error): no deadline to keep.
-                Err(_) => std::future::pending().await,
+        // Completes SHUTDOWN_TIMEOUT after the signal (at once for every phase after that).
+        let deadline = || {
+            let mut signalled = signalled.clone();
+            async move {
+                // The guard is dropped at once: it must not live across the sleep.
+                let at = signalled
+                    .wait_for(Option::is_some)
+                    .await
+                    .map(|at| at.unwrap_or_else(tokio::time::Instant::now));
+                match at {
+                    Ok(at) => tokio::time::sleep_until(at + grace).await,
+                    // The server ended without a signal (an error): no deadline to keep.
+                    Err(_) => std::future::pending().await,
+                }
             }
         };
-        let mut deadline = std::pin::pin!(deadline);
         tokio::select! {
             served = serve.into_future() => served.context("serving HTTP")?,
-            () = &mut deadline => {
+            () = deadline() => {
                 tracing::warn!(
                     "connections still open after SHUTDOWN_TIMEOUT ({} s); closing them",
                     grace.as_secs()
@@ -244,13 +252,13 @@ impl Application {
         self.tasks.close();
         tokio::select! {
             () = self.tasks.wait() => {}
-            () = &mut deadline => tracing::warn!(
+            () = deadline() => tracing::warn!(
                 "alert processing still running after SHUTDOWN_TIMEOUT; legs left SUBMITTING are looked up at the next start"
             ),
         }
         tokio::select! {
             () = self.journal.close() => tracing::info!("journal closed; bye"),
-            () = &mut deadline => tracing::warn!("the journal did not close within SHUTDOWN_TIMEOUT; exiting"),
+            () = deadline() => tracing::warn!("the journal did not close within SHUTDOWN_TIMEOUT; exiting"),
         }
         Ok(())
     }

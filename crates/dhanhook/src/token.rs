@@ -902,10 +902,14 @@ impl TokenKeeper {
                     |e| format!("getting a new token failed: {e}"),
                 )
             })),
-            ("unchecked", _) => Some(
-                "not yet accepted by Dhan: it is checked with GET /v2/profile at start-up"
-                    .to_owned(),
-            ),
+            ("unchecked", _) => Some(format!(
+                "not yet accepted by Dhan (it is checked with GET /v2/profile at start-up, then every \
+                 minute until Dhan answers){}",
+                advice
+                    .as_ref()
+                    .map(|a| format!("; it will not be renewed: {a}"))
+                    .unwrap_or_default()
+            )),
             ("valid" | "expiring", Some(t)) => advice.map(|a| {
                 format!(
                     "it will not be renewed: {a} before it expires at {} IST",
@@ -1133,6 +1137,8 @@ impl TokenKeeper {
                 "Token valid ({:.1} hours remaining), but {problem}",
                 status.hours_left.unwrap_or_default()
             );
+        } else if status.state == "unchecked" {
+            tracing::warn!("Dhan token {problem}");
         } else {
             tracing::error!("No usable Dhan token ({}): {problem}", status.state);
         }

@@ -82,6 +82,23 @@ pub(crate) fn serve(dir: &std::path::Path, vars: &[(&str, &str)]) -> Served {
 }
 
 impl Served {
+    /// Everything printed so far.
+    pub(crate) fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until the output contains `text`; returns the output.
+    pub(crate) fn wait_for_output(&self, text: &str) -> String {
+        for _ in 0..3000 {
+            let out = self.output();
+            if out.contains(text) {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("never printed {text:?}:\n{}", self.output());
+    }
+
     /// Waits for the process to end by itself (e.g. a crash point), with what it printed.
     pub(crate) fn wait_exit(mut self) -> (std::process::ExitStatus, String) {
         let status = self.child.wait().expect("process exits");
@@ -97,7 +114,24 @@ impl Served {
             .args(["-TERM", &pid])
             .status()
             .expect("kill runs");
-        let status = self.child.wait().expect("process exits");
+        // A bound for a hang, not a timing claim: a process that ignores SIGTERM is killed and
+        // the test fails instead of hanging.
+        let mut status = None;
+        for _ in 0..600 {
+            status = self.child.try_wait().expect("process state");
+            if status.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let Some(status) = status else {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            panic!(
+                "still running 30 s after SIGTERM:\n{}",
+                self.output.lock().unwrap()
+            );
+        };
         std::thread::sleep(Duration::from_millis(100)); // let the reader threads drain
         let out = self.output.lock().unwrap().clone();
         (status, out)
@@ -754,5 +788,92 @@ async fn live_mode_logs_no_credential_at_any_level() {
     assert!(
         out.contains("TRACE") && out.contains("dhan call"),
         "trace and debug lines were written"
+    );
+}
+
+/// SIGTERM while the token keeper waits out Dhan's mint cooldown, an order is stuck at a slow
+/// Dhan, one client connection is idle and another has sent half its headers: the process
+/// still exits 0 within 10 s (`SHUTDOWN_TIMEOUT`, default 8 s; Cloud Run kills at 10 s), and
+/// the order cut short is left SUBMITTING for the reconciler at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_mint_cooldown_ends_the_process_within_10_s() {
+    use std::io::Write as _;
+
+    let start = crate::helpers::market_time();
+    let sim = dhan_sim::Sim::spawn(dhan_sim::SimConfig {
+        start_time: start,
+        ..dhan_sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = sim_env(&sim);
+    env.extend([
+        ("ENABLE_DHAN".to_owned(), "true".to_owned()),
+        ("WEBHOOK_SECRET".to_owned(), SECRET.to_owned()),
+        (
+            "INSTRUMENTS_PATH".to_owned(),
+            crate::live::FIXTURE.to_owned(),
+        ),
+        ("DHANHOOK_CLOCK_START".to_owned(), start.to_rfc3339()),
+        ("RUST_LOG".to_owned(), String::new()),
+    ]);
+    let served = serve(dir.path(), &as_refs(&env));
+    let client = crate::helpers::http_client();
+    served.wait_for_output("New token generated");
+    let post = |id: &str| {
+        let alert = json!({"secret": SECRET, "id": id, "symbol": "NSE:RELIANCE",
+            "action": "buy", "quantity": 1, "product": "intraday"});
+        client
+            .post(format!("{}/webhook", served.base))
+            .body(alert.to_string())
+            .send()
+    };
+
+    // An order Dhan sits on for a minute.
+    sim.inject(dhan_sim::Fault::OrderDelay(Duration::from_secs(60)), 1);
+    let stuck = tokio::spawn(post("stuck"));
+    served.wait_for_output("alert journaled");
+    // Another login kills the token inside the cooldown: the next order learns it, and the
+    // keeper waits out the 2 minutes before it may mint.
+    sim.issue_web_token();
+    let refused: Value = post("refused").await.unwrap().json().await.unwrap();
+    assert!(
+        refused["legs"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("next can be had in"),
+        "{refused}"
+    );
+    served.wait_for_output("waiting for the mint cooldown");
+    // An idle connection and one that sent half its headers.
+    let addr = served.base.trim_start_matches("http://").to_owned();
+    let _idle = std::net::TcpStream::connect(&addr).unwrap();
+    let mut half = std::net::TcpStream::connect(&addr).unwrap();
+    half.write_all(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Le")
+        .unwrap();
+
+    let signalled = std::time::Instant::now();
+    let (status, out) = served.terminate();
+    let took = signalled.elapsed();
+
+    assert!(status.success(), "exit status {status:?}:\n{out}");
+    assert!(took < Duration::from_secs(10), "took {took:?}:\n{out}");
+    assert!(out.contains("SHUTDOWN_TIMEOUT"), "{out}");
+    stuck.abort();
+    let (code, table, _) = run(
+        dir.path(),
+        &["orders"],
+        &[("PATH", &std::env::var("PATH").unwrap_or_default())],
+    );
+    assert_eq!(code, 0);
+    // Still at Dhan when the process ended (SUBMITTING), or its answer timed out first
+    // (UNKNOWN): either way the reconciler looks it up at the next start, never re-sends it
+    // blindly.
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("SUBMITTING") || l.contains("UNKNOWN")),
+        "the cut-short order is left for the reconciler:\n{table}"
     );
 }

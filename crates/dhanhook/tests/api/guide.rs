@@ -257,3 +257,173 @@ async fn the_log_lines_the_guide_greps_for_appear_at_those_moments() {
     .await;
     assert_eq!(t.sim.mint_count(), 2);
 }
+
+/// The guide's `.env` block ("Configuration Values Explained"), as written: its values are the
+/// guide's own placeholders (obviously fake), its inline comments included.
+const GUIDE_ENV: &str = "\
+# Dhan API Credentials (Basic)
+DHAN_CLIENT_ID=1000000001
+DHAN_ACCESS_TOKEN=eyJ0eXAi...  # Optional: will be auto-generated
+
+# Dhan Auto-Authentication (for automatic token renewal)
+DHAN_API_KEY=abcd1234
+DHAN_API_SECRET=00000000-0000-4000-8000-000000000000
+DHAN_TOTP_SECRET=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP
+DHAN_USER_ID=9000000000
+DHAN_PASSWORD=your_password_here
+
+# Webhook Configuration
+WEBHOOK_SECRET=change-me-to-a-long-random-secret
+ENABLE_DHAN=true
+
+# Health Check Configuration
+AUTO_HEALTH_CHECK=true
+HEALTH_CHECK_INTERVAL=21600  # 6 hours
+
+# Server Configuration
+PORT=8080
+";
+
+/// Tried as a new user would: the guide's `.env` as written, against dhan-sim, with the real
+/// binary. Without `DHAN_PIN`: one clear start-up line, `/ready` 503 naming what is missing,
+/// an alert refused at once with that reason. With `DHAN_PIN` added: a token is minted, the
+/// guide's checks pass verbatim, the alert is ACCEPTED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guides_env_as_written_says_what_is_missing_then_works_with_the_pin() {
+    let sim = sim_at(
+        SimConfig {
+            totp_secret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into(),
+            api_key: GUIDE_API_KEY.into(),
+            api_secret: GUIDE_API_SECRET.into(),
+            ..SimConfig::default()
+        },
+        market_time(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), GUIDE_ENV).unwrap();
+    let (base_url, auth_url) = (sim.base_url(), sim.auth_url());
+    let start = market_time().to_rfc3339();
+    let vars = [
+        ("DHAN_BASE_URL", base_url.as_str()),
+        ("DHAN_AUTH_URL", auth_url.as_str()),
+        ("INSTRUMENTS_PATH", crate::live::FIXTURE),
+        ("DHANHOOK_CLOCK_START", start.as_str()),
+        ("RUST_LOG", ""),
+    ];
+    let client = crate::helpers::http_client();
+    let alert = serde_json::json!({"secret": "change-me-to-a-long-random-secret",
+        "alertType": "single_order", "order_legs": [{"transactionType": "B", "orderType": "MKT",
+        "quantity": "1", "exchange": "NSE", "symbol": "RELIANCE", "instrument": "EQ",
+        "productType": "C", "price": "0", "meta": {"interval": "1D", "time": "t",
+        "timenow": "2026-12-01T04:30:00Z"}}]});
+
+    // Without the PIN.
+    let served = crate::cli::serve(dir.path(), &vars);
+    let out = served.wait_for_output("No usable Dhan token");
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("DHAN_PIN")).collect();
+    assert_eq!(lines.len(), 1, "one start-up line about it:\n{out}");
+    assert!(
+        lines[0].contains("ERROR")
+            && lines[0].contains("Dhan refused the token (DH-901")
+            && lines[0].contains("DHAN_PIN is not set")
+            && lines[0].contains("DHAN_USER_ID and DHAN_PASSWORD are not used")
+            && lines[0].contains("Add DHAN_PIN to .env and restart"),
+        "{}",
+        lines[0]
+    );
+    let ready = client
+        .get(format!("{}/ready", served.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let v: Value = ready.json().await.unwrap();
+    assert_eq!(v["checks"]["access_token"], "refused", "{v}");
+    assert!(
+        v["checks"]["token"]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("Add DHAN_PIN"),
+        "{v}"
+    );
+    let answer: Value = client
+        .post(format!("{}/webhook", served.base))
+        .body(alert.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["legs"][0]["status"], "REJECTED", "{answer}");
+    assert!(
+        answer["legs"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("DHAN_PIN is not set"),
+        "{answer}"
+    );
+    assert!(sim.orders().is_empty());
+    let (status, _) = served.terminate();
+    assert!(status.success());
+
+    // The one thing Dhan needs that the guide lacks.
+    let mut env = std::fs::read_to_string(dir.path().join(".env")).unwrap();
+    env.push_str("DHAN_PIN=123456\n");
+    std::fs::write(dir.path().join(".env"), env).unwrap();
+    let served = crate::cli::serve(dir.path(), &vars);
+    let mut ready = None;
+    for _ in 0..3000 {
+        let resp = client
+            .get(format!("{}/ready", served.base))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 200 {
+            ready = Some(resp.json::<Value>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ready = ready.unwrap_or_else(|| panic!("never ready:\n{}", served.output()));
+    // The guide's "Check Token Status", verbatim.
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["checks"]["dhan_client"], "initialized");
+    assert_eq!(ready["checks"]["access_token"], "valid");
+    let health: Value = client
+        .get(format!("{}/health", served.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "healthy");
+    let root: Value = client
+        .get(format!("{}/", served.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(root["config"]["health_check_interval"], 21600);
+    let mut alert = alert;
+    alert["order_legs"][0]["meta"]["timenow"] = "2026-12-01T04:31:00Z".into();
+    let answer: Value = client
+        .post(format!("{}/webhook", served.base))
+        .body(alert.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["legs"][0]["status"], "ACCEPTED", "{answer}");
+    assert_eq!(sim.orders().len(), 1);
+    let (status, out) = served.terminate();
+    assert!(status.success());
+    assert!(out.contains("New token generated, valid for"), "{out}");
+    assert!(!out.contains("No usable Dhan token"), "{out}");
+}

@@ -11,7 +11,8 @@ use crate::helpers::{
     ADMIN_TOKEN, SECRET, TestApp, flat_alert, http_client, market_time, spawn_app_with,
 };
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/scrip-master-sample.csv");
+pub(crate) const FIXTURE: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/data/scrip-master-sample.csv");
 
 /// The simulator and the app, with their clocks starting together.
 pub(crate) struct Live {
