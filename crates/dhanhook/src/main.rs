@@ -1,7 +1,7 @@
 //! The `dhanhook` binary: load `.env` and settings, start logging, run the chosen command.
 //! Everything else lives in the library (see `lib.rs`).
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
 use dhanhook::{
@@ -10,8 +10,28 @@ use dhanhook::{
     telemetry,
 };
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// How long the runtime waits for leftover blocking work (a file write, a database thread) once
+/// the command has returned: the shutdown deadline has been kept by then, and the process must
+/// not outstay it.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(500);
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run());
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    code
+}
+
+async fn run() -> ExitCode {
     let args = cli::Cli::parse();
     if let Err(e) = dotenvy::dotenv()
         && !e.not_found()

@@ -222,8 +222,12 @@ impl Application {
         };
         let serve = axum::serve(self.listener, app).with_graceful_shutdown(signal);
         let grace = self.shutdown_timeout;
-        // Completes SHUTDOWN_TIMEOUT after the signal (at once for every phase after that).
-        let deadline = || {
+        // Each phase ends by its share of SHUTDOWN_TIMEOUT after the signal (at once if that has
+        // passed), so a connection that never closes cannot leave the journal no time to close:
+        // connections by 3/4 of it, alert tasks (which run apart from their connections) by
+        // 7/8, the journal by the whole of it.
+        let deadline = |share: f64| {
+            let grace = grace.mul_f64(share);
             let mut signalled = signalled.clone();
             async move {
                 // The guard is dropped at once: it must not live across the sleep.
@@ -240,9 +244,9 @@ impl Application {
         };
         tokio::select! {
             served = serve.into_future() => served.context("serving HTTP")?,
-            () = deadline() => {
+            () = deadline(0.75) => {
                 tracing::warn!(
-                    "connections still open after SHUTDOWN_TIMEOUT ({} s); closing them",
+                    "connections still open near the end of SHUTDOWN_TIMEOUT ({} s); closing them",
                     grace.as_secs()
                 );
             }
@@ -252,13 +256,13 @@ impl Application {
         self.tasks.close();
         tokio::select! {
             () = self.tasks.wait() => {}
-            () = deadline() => tracing::warn!(
-                "alert processing still running after SHUTDOWN_TIMEOUT; legs left SUBMITTING are looked up at the next start"
+            () = deadline(0.875) => tracing::warn!(
+                "alert processing still running at the end of SHUTDOWN_TIMEOUT; legs left SUBMITTING are looked up at the next start"
             ),
         }
         tokio::select! {
             () = self.journal.close() => tracing::info!("journal closed; bye"),
-            () = deadline() => tracing::warn!("the journal did not close within SHUTDOWN_TIMEOUT; exiting"),
+            () = deadline(1.0) => tracing::warn!("the journal did not close within SHUTDOWN_TIMEOUT; exiting"),
         }
         Ok(())
     }

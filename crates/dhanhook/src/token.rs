@@ -375,19 +375,30 @@ impl TokenKeeper {
                 expires_at: s.expires_at,
                 source: TokenSource::parse(&s.source),
                 check: TokenCheck::Unchecked,
-            });
-        let env = self.inner.creds.access_token.as_ref().map(|t| Token {
-            expires_at: self.expiry_of(t, None),
-            web_token: is_web_token(t),
-            value: t.clone(),
-            source: TokenSource::Env,
-            check: TokenCheck::Unchecked,
+            })
+            .filter(|t| t.expires_at > now + EXPIRY_SKEW);
+        // An env token's expiry is known only when it is a JWT with `exp`; otherwise (a
+        // placeholder such as the guide's `eyJ0eXAi...`) it would look like the newest token at
+        // every start and push a good stored one aside.
+        let env = self.inner.creds.access_token.as_ref().map(|t| {
+            let known = jwt::read_claims(t.expose_secret()).and_then(|c| c.expires_at());
+            let token = Token {
+                expires_at: self.expiry_of(t, None),
+                web_token: is_web_token(t),
+                value: t.clone(),
+                source: TokenSource::Env,
+                check: TokenCheck::Unchecked,
+            };
+            (token, known.is_some())
         });
-        let best = [stored, env]
-            .into_iter()
-            .flatten()
-            .filter(|t| t.expires_at > now + EXPIRY_SKEW)
-            .max_by_key(|t| t.expires_at);
+        let env = env.filter(|(t, _)| t.expires_at > now + EXPIRY_SKEW);
+        let best = match (stored, env) {
+            // The stored token is the pasted one (stored at an earlier start), or the pasted
+            // one says nothing of its expiry: the stored one is the better bet.
+            (Some(s), Some((e, known))) if s.same_as(&e) || !known => Some(s),
+            (Some(s), Some((e, _))) => Some(if e.expires_at > s.expires_at { e } else { s }),
+            (s, e) => s.or(e.map(|(e, _)| e)),
+        };
         match &best {
             Some(t) => {
                 tracing::info!(
@@ -504,6 +515,23 @@ impl TokenKeeper {
         self.inner.creds.can_mint() || self.usable().is_some_and(|t| t.web_token)
     }
 
+    /// Why there is no usable token and none can be had: what Dhan said about the last one,
+    /// then what is missing and how to add it.
+    fn unusable_reason(&self) -> String {
+        let advice = self.no_route_advice();
+        match self.current() {
+            Some(Token {
+                check: TokenCheck::Refused(why),
+                ..
+            }) => format!("Dhan refused the token ({why}). {advice}"),
+            Some(t) if t.expires_at <= self.now() + EXPIRY_SKEW => format!(
+                "the token expired at {} IST. {advice}",
+                ist(t.expires_at).format("%Y-%m-%d %H:%M")
+            ),
+            _ => advice,
+        }
+    }
+
     /// What is missing for dhanhook to get tokens by itself, and how to add it.
     fn no_route_advice(&self) -> String {
         let creds = &self.inner.creds;
@@ -516,10 +544,18 @@ impl TokenKeeper {
         .collect();
         let names = missing.join(" and ");
         let verb = if missing.len() == 1 { "is" } else { "are" };
+        let add: Vec<&str> = missing
+            .iter()
+            .map(|name| match *name {
+                "DHAN_PIN" => "DHAN_PIN=<your 6-digit Dhan PIN>",
+                _ => "DHAN_TOTP_SECRET=<the base32 secret shown when you enabled TOTP>",
+            })
+            .collect();
         let mut advice = format!(
             "{names} {verb} not set, so dhanhook cannot get a Dhan token by itself: Dhan mints tokens only \
-             from DHAN_CLIENT_ID + DHAN_PIN (your 6-digit Dhan PIN) + DHAN_TOTP_SECRET (DHAN_USER_ID and \
-             DHAN_PASSWORD are not used by any Dhan API). Add {names} to .env and restart"
+             from your client id, your 6-digit Dhan PIN and a TOTP code (DHAN_USER_ID and DHAN_PASSWORD \
+             are not used by any Dhan API). Add {} to .env and restart",
+            add.join(" and ")
         );
         if creds.consent().is_some() {
             advice.push_str("; or log in once through the API-key flow (POST /auth/consent)");
@@ -542,7 +578,7 @@ impl TokenKeeper {
                 return Ok(cur);
             }
             if !self.renewable() {
-                return Err(TokenError::NoRoute(self.no_route_advice()));
+                return Err(TokenError::NoRoute(self.unusable_reason()));
             }
 
             if reason == Reason::Operator {
@@ -886,22 +922,20 @@ impl TokenKeeper {
         };
         let advice = (!renewable).then(|| self.no_route_advice());
         let problem = match (state, &current) {
+            ("refused" | "none" | "expired", _) if advice.is_some() => Some(self.unusable_reason()),
             (
                 "refused",
                 Some(Token {
                     check: TokenCheck::Refused(why),
                     ..
                 }),
-            ) => Some(match &advice {
-                Some(a) => format!("Dhan refused the token ({why}). {a}"),
-                None => format!("Dhan refused the token ({why}); a new one is being obtained"),
-            }),
-            ("none" | "expired", _) => Some(advice.unwrap_or_else(|| {
-                report.last_error.clone().map_or_else(
-                    || "a new token is being obtained".to_owned(),
-                    |e| format!("getting a new token failed: {e}"),
-                )
-            })),
+            ) => Some(format!(
+                "Dhan refused the token ({why}); a new one is being obtained"
+            )),
+            ("none" | "expired", _) => Some(report.last_error.clone().map_or_else(
+                || "a new token is being obtained".to_owned(),
+                |e| format!("getting a new token failed: {e}"),
+            )),
             ("unchecked", _) => Some(format!(
                 "not yet accepted by Dhan (it is checked with GET /v2/profile at start-up, then every \
                  minute until Dhan answers){}",

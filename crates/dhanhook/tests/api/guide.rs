@@ -57,7 +57,7 @@ async fn a_refused_access_token_without_a_pin_is_reported_and_alerts_are_refused
     assert!(
         problem.contains("Dhan refused the token (DH-901")
             && problem.contains("DHAN_PIN is not set")
-            && problem.contains("Add DHAN_PIN to .env")
+            && problem.contains("Add DHAN_PIN=<your 6-digit Dhan PIN> to .env")
             && problem.contains("POST /auth/consent"),
         "{problem}"
     );
@@ -68,7 +68,7 @@ async fn a_refused_access_token_without_a_pin_is_reported_and_alerts_are_refused
     assert_eq!(leg["status"], "REJECTED");
     let message = leg["message"].as_str().unwrap();
     assert!(
-        message.contains("not sent: no usable Dhan access token")
+        message.contains("not sent: no usable Dhan access token: Dhan refused the token (DH-901")
             && message.contains("DHAN_PIN is not set"),
         "{message}"
     );
@@ -328,7 +328,7 @@ async fn the_guides_env_as_written_says_what_is_missing_then_works_with_the_pin(
             && lines[0].contains("Dhan refused the token (DH-901")
             && lines[0].contains("DHAN_PIN is not set")
             && lines[0].contains("DHAN_USER_ID and DHAN_PASSWORD are not used")
-            && lines[0].contains("Add DHAN_PIN to .env and restart"),
+            && lines[0].contains("Add DHAN_PIN=<your 6-digit Dhan PIN> to .env and restart"),
         "{}",
         lines[0]
     );
@@ -426,4 +426,30 @@ async fn the_guides_env_as_written_says_what_is_missing_then_works_with_the_pin(
     assert!(status.success());
     assert!(out.contains("New token generated, valid for"), "{out}");
     assert!(!out.contains("No usable Dhan token"), "{out}");
+}
+
+/// The guide's `.env` keeps its placeholder `DHAN_ACCESS_TOKEN` after `DHAN_PIN` is added. A
+/// restart must reuse the token it minted, not prefer the placeholder (whose expiry is unknown)
+/// and mint again inside Dhan's 2-minute throttle.
+#[tokio::test]
+async fn a_restart_with_the_placeholder_token_still_set_reuses_the_minted_token() {
+    let sim = sim_at(SimConfig::default(), market_time()).await;
+    let vars = [("DHAN_ACCESS_TOKEN", "eyJ0eXAi...")];
+    let first = start_at(
+        sim.clone(),
+        Arc::new(tempfile::tempdir().unwrap()),
+        &vars,
+        market_time(),
+    )
+    .await;
+    eventually("the first mint", || first.sim.mint_count() == 1).await;
+    let dir = first.app.stop().await;
+
+    let again = start_at(sim, dir, &vars, market_time()).await;
+    let (status, v) = ready(&again.app).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["checks"]["token"]["source"], "minted", "{v}");
+    let (_, body) = again.order("after-restart").await;
+    assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
+    assert_eq!(again.mint_requests(), 1, "no second mint");
 }
