@@ -247,9 +247,13 @@ impl Engine {
                     lot_size: r.instrument.lot_size,
                     units: r.units,
                 }),
-                Err(problem) => problems.push(FieldProblem {
-                    field: leg.symbol_field.clone(),
-                    problem,
+                Err(unresolved) => problems.push(FieldProblem {
+                    field: if unresolved.quantity {
+                        leg.quantity_field.clone()
+                    } else {
+                        leg.symbol_field.clone()
+                    },
+                    problem: unresolved.message,
                 }),
             }
         }

@@ -277,6 +277,7 @@ pub(crate) fn new_leg(row: &OrderRow, keep_amo: bool) -> Result<NewLeg, String> 
         option: None,
         future_expiry: None,
         symbol_field: String::new(),
+        quantity_field: String::new(),
         amo: keep_amo && row.amo,
         amo_time: row
             .amo_time

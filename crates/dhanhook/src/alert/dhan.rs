@@ -281,6 +281,7 @@ fn parse_leg(
         option,
         future_expiry,
         symbol_field: f.path("symbol"),
+        quantity_field: f.path("quantity"),
         amo: false,
         amo_time,
     };

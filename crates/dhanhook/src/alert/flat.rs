@@ -149,6 +149,7 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         option: None,
         future_expiry: None,
         symbol_field: "symbol".to_owned(),
+        quantity_field: "quantity".to_owned(),
         amo,
         amo_time,
     };

@@ -92,6 +92,9 @@ pub struct LegOrder {
     /// about this leg. Not part of the order's identity.
     #[serde(skip)]
     pub symbol_field: String,
+    /// The alert field that gave the quantity, likewise.
+    #[serde(skip)]
+    pub quantity_field: String,
     /// A future's expiry when the alert names it (Dhan format `expiry_date` with `FUT`);
     /// otherwise futures resolve to the nearest expiry.
     pub future_expiry: Option<NaiveDate>,

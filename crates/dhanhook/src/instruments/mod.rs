@@ -76,6 +76,36 @@ pub enum QuantityUnit {
     /// Contracts (lots), as TradingView strategies count them: units = lots × lot size.
     Lots,
 }
+/// Why a leg does not resolve: its symbol (unknown, ambiguous, expired…) or its quantity (not a
+/// whole number of lots), so the refusal names the right field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unresolved {
+    pub quantity: bool,
+    pub message: String,
+}
+
+impl Unresolved {
+    fn symbol(message: String) -> Self {
+        Self {
+            quantity: false,
+            message,
+        }
+    }
+
+    fn quantity(message: String) -> Self {
+        Self {
+            quantity: true,
+            message,
+        }
+    }
+}
+
+impl std::fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// A leg resolved to what Dhan needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
@@ -105,32 +135,35 @@ impl Instruments {
     /// The instrument and quantity an alert leg trades, on IST date `today`.
     ///
     /// # Errors
-    /// A message for the trader: unknown or ambiguous symbol (with the closest candidates), no
-    /// live contract, or a quantity that is not a whole number of lots.
+    /// A message for the trader, for the symbol (unknown or ambiguous, with the closest
+    /// candidates; no live contract) or the quantity (not a whole number of lots).
     pub fn resolve(
         &self,
         leg: &LegOrder,
         today: NaiveDate,
         unit: QuantityUnit,
-    ) -> Result<Resolved, String> {
-        let instrument = self.find(leg, today)?.to_instrument();
+    ) -> Result<Resolved, Unresolved> {
+        let instrument = self
+            .find(leg, today)
+            .map_err(Unresolved::symbol)?
+            .to_instrument();
         let lot = instrument.lot_size.max(1);
         let units = if instrument.segment == 'E' {
             leg.quantity
         } else {
             match unit {
                 QuantityUnit::Lots => leg.quantity.checked_mul(lot).ok_or_else(|| {
-                    format!(
+                    Unresolved::quantity(format!(
                         "{} lots of {} is too large",
                         leg.quantity, instrument.trading_symbol
-                    )
+                    ))
                 })?,
                 QuantityUnit::Units if !leg.quantity.is_multiple_of(lot) => {
-                    return Err(not_whole_lots(
+                    return Err(Unresolved::quantity(not_whole_lots(
                         &instrument.trading_symbol,
                         leg.quantity,
                         lot,
-                    ));
+                    )));
                 }
                 QuantityUnit::Units => leg.quantity,
             }

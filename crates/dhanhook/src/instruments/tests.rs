@@ -22,7 +22,9 @@ fn today() -> NaiveDate {
 }
 
 fn resolve(l: &LegOrder) -> Result<Resolved, String> {
-    sample().resolve(l, today(), QuantityUnit::Lots)
+    sample()
+        .resolve(l, today(), QuantityUnit::Lots)
+        .map_err(|e| e.message)
 }
 
 #[test]
@@ -193,7 +195,8 @@ fn quantities_in_units_must_be_whole_lots_and_the_refusal_names_the_nearest() {
     assert_eq!(ok.units, 130);
     let err = m
         .resolve(&flat("NSE:NIFTY1!", 100), today(), QuantityUnit::Units)
-        .unwrap_err();
+        .unwrap_err()
+        .message;
     assert!(
         err.contains("not a whole number of lots (lot size 65)")
             && err.contains("nearest valid quantities are 65 (1 lot) and 130 (2 lots)"),
@@ -202,15 +205,21 @@ fn quantities_in_units_must_be_whole_lots_and_the_refusal_names_the_nearest() {
     // Ten "contracts" written for a lots template: refused, never 10 × 65.
     let err = m
         .resolve(&flat("NSE:NIFTY1!", 10), today(), QuantityUnit::Units)
-        .unwrap_err();
+        .unwrap_err()
+        .message;
     assert!(
         err.contains("65 (1 lot) and 130 (2 lots)") && err.contains("FNO_QUANTITY=lots"),
         "{err}"
     );
     let err = m
         .resolve(&flat("NSE:NIFTY1!", 200), today(), QuantityUnit::Units)
-        .unwrap_err();
+        .unwrap_err()
+        .message;
     assert!(err.contains("195 (3 lots) and 260 (4 lots)"), "{err}");
+    let which = m
+        .resolve(&flat("NSE:NIFTY1!", 10), today(), QuantityUnit::Units)
+        .unwrap_err();
+    assert!(which.quantity, "the quantity is at fault, not the symbol");
     let equity = m
         .resolve(&flat("NSE:SBIN", 7), today(), QuantityUnit::Units)
         .unwrap();

@@ -247,7 +247,7 @@ fn cases() -> Vec<Case> {
                 "quantity": "10", "productType": "M"}),
             ),
             expect: Refused(
-                "order_legs[0].symbol",
+                "order_legs[0].quantity",
                 "nearest valid quantities are 65 (1 lot) and 130 (2 lots)",
             ),
         },
@@ -415,6 +415,7 @@ async fn ten_nifty1_units_are_refused_naming_the_lot_and_the_nearest_quantities(
         .await;
     assert_eq!(resp.status(), 422);
     let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errors"][0]["field"], "quantity", "{body}");
     let problem = body["errors"][0]["problem"].as_str().unwrap();
     assert!(
         problem.contains("lot size 65") && problem.contains("65") && problem.contains("130"),
