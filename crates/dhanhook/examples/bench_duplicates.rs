@@ -72,13 +72,17 @@ async fn measure(
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let first: Value = client
-        .post(format!("{base}/webhook"))
-        .json(&alert)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let send = || async {
+        let answer: Value = client
+            .post(format!("{base}/webhook"))
+            .json(&alert)
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::Ok(answer)
+    };
+    let first = send().await?;
     println!(
         "  first delivery: {} ({})",
         first["status"], first["legs"][0]["status"]
@@ -88,13 +92,7 @@ async fn measure(
     let mut ms = Vec::with_capacity(DUPLICATES);
     for _ in 0..DUPLICATES {
         let started = Instant::now();
-        let answer: Value = client
-            .post(format!("{base}/webhook"))
-            .json(&alert)
-            .send()
-            .await?
-            .json()
-            .await?;
+        let answer = send().await?;
         ms.push(started.elapsed().as_secs_f64() * 1000.0);
         anyhow::ensure!(answer["duplicate"] == true, "not a duplicate: {answer}");
     }

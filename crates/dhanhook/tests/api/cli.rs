@@ -82,6 +82,33 @@ pub(crate) fn serve(dir: &std::path::Path, vars: &[(&str, &str)]) -> Served {
 }
 
 impl Served {
+    /// `GET path`: the status and the JSON body.
+    pub(crate) async fn get_json(&self, path: &str) -> (u16, Value) {
+        let resp = crate::helpers::http_client()
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request sent");
+        (
+            resp.status().as_u16(),
+            resp.json().await.expect("a JSON body"),
+        )
+    }
+
+    /// `POST /webhook` with `alert`: the status and the JSON body.
+    pub(crate) async fn post_alert(&self, alert: &Value) -> (u16, Value) {
+        let resp = crate::helpers::http_client()
+            .post(format!("{}/webhook", self.base))
+            .body(alert.to_string())
+            .send()
+            .await
+            .expect("request sent");
+        (
+            resp.status().as_u16(),
+            resp.json().await.expect("a JSON body"),
+        )
+    }
+
     /// Everything printed so far.
     pub(crate) fn output(&self) -> String {
         self.output.lock().unwrap().clone()
@@ -819,25 +846,25 @@ async fn sigterm_during_a_mint_cooldown_ends_the_process_within_10_s() {
         ("RUST_LOG".to_owned(), String::new()),
     ]);
     let served = serve(dir.path(), &as_refs(&env));
-    let client = crate::helpers::http_client();
     served.wait_for_output("New token generated");
-    let post = |id: &str| {
-        let alert = json!({"secret": SECRET, "id": id, "symbol": "NSE:RELIANCE",
-            "action": "buy", "quantity": 1, "product": "intraday"});
-        client
-            .post(format!("{}/webhook", served.base))
-            .body(alert.to_string())
-            .send()
+    let alert = |id: &str| {
+        json!({"secret": SECRET, "id": id, "symbol": "NSE:RELIANCE", "action": "buy",
+            "quantity": 1, "product": "intraday"})
     };
 
     // An order Dhan sits on for a minute.
     sim.inject(dhan_sim::Fault::OrderDelay(Duration::from_secs(60)), 1);
-    let stuck = tokio::spawn(post("stuck"));
+    let stuck = {
+        let request = crate::helpers::http_client()
+            .post(format!("{}/webhook", served.base))
+            .body(alert("stuck").to_string());
+        tokio::spawn(request.send())
+    };
     served.wait_for_output("alert journaled");
     // Another login kills the token inside the cooldown: the next order learns it, and the
     // keeper waits out the 2 minutes before it may mint.
     sim.issue_web_token();
-    let refused: Value = post("refused").await.unwrap().json().await.unwrap();
+    let (_, refused) = served.post_alert(&alert("refused")).await;
     assert!(
         refused["legs"][0]["message"]
             .as_str()

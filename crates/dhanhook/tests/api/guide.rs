@@ -311,7 +311,6 @@ async fn the_guides_env_as_written_says_what_is_missing_then_works_with_the_pin(
         ("DHANHOOK_CLOCK_START", start.as_str()),
         ("RUST_LOG", ""),
     ];
-    let client = crate::helpers::http_client();
     let alert = serde_json::json!({"secret": "change-me-to-a-long-random-secret",
         "alertType": "single_order", "order_legs": [{"transactionType": "B", "orderType": "MKT",
         "quantity": "1", "exchange": "NSE", "symbol": "RELIANCE", "instrument": "EQ",
@@ -332,38 +331,15 @@ async fn the_guides_env_as_written_says_what_is_missing_then_works_with_the_pin(
         "{}",
         lines[0]
     );
-    let ready = client
-        .get(format!("{}/ready", served.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
-    let v: Value = ready.json().await.unwrap();
+    let (status, v) = served.get_json("/ready").await;
+    assert_eq!(status, 503);
     assert_eq!(v["checks"]["access_token"], "refused", "{v}");
-    assert!(
-        v["checks"]["token"]["problem"]
-            .as_str()
-            .unwrap()
-            .contains("Add DHAN_PIN"),
-        "{v}"
-    );
-    let answer: Value = client
-        .post(format!("{}/webhook", served.base))
-        .body(alert.to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let problem = v["checks"]["token"]["problem"].as_str().unwrap();
+    assert!(problem.contains("Add DHAN_PIN"), "{v}");
+    let (_, answer) = served.post_alert(&alert).await;
     assert_eq!(answer["legs"][0]["status"], "REJECTED", "{answer}");
-    assert!(
-        answer["legs"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("DHAN_PIN is not set"),
-        "{answer}"
-    );
+    let message = answer["legs"][0]["message"].as_str().unwrap();
+    assert!(message.contains("DHAN_PIN is not set"), "{answer}");
     assert!(sim.orders().is_empty());
     let (status, _) = served.terminate();
     assert!(status.success());
@@ -375,13 +351,8 @@ async fn the_guides_env_as_written_says_what_is_missing_then_works_with_the_pin(
     let served = crate::cli::serve(dir.path(), &vars);
     let mut ready = None;
     for _ in 0..3000 {
-        let resp = client
-            .get(format!("{}/ready", served.base))
-            .send()
-            .await
-            .unwrap();
-        if resp.status() == 200 {
-            ready = Some(resp.json::<Value>().await.unwrap());
+        if let (200, v) = served.get_json("/ready").await {
+            ready = Some(v);
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -391,35 +362,12 @@ async fn the_guides_env_as_written_says_what_is_missing_then_works_with_the_pin(
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["checks"]["dhan_client"], "initialized");
     assert_eq!(ready["checks"]["access_token"], "valid");
-    let health: Value = client
-        .get(format!("{}/health", served.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(health["status"], "healthy");
-    let root: Value = client
-        .get(format!("{}/", served.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(served.get_json("/health").await.1["status"], "healthy");
+    let (_, root) = served.get_json("/").await;
     assert_eq!(root["config"]["health_check_interval"], 21600);
     let mut alert = alert;
     alert["order_legs"][0]["meta"]["timenow"] = "2026-12-01T04:31:00Z".into();
-    let answer: Value = client
-        .post(format!("{}/webhook", served.base))
-        .body(alert.to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, answer) = served.post_alert(&alert).await;
     assert_eq!(answer["legs"][0]["status"], "ACCEPTED", "{answer}");
     assert_eq!(sim.orders().len(), 1);
     let (status, out) = served.terminate();
