@@ -465,3 +465,30 @@ async fn eq_product_cnc_places_equity_legs_as_delivery_with_a_warning() {
     assert_eq!(app.journal_orders().await[0].product, "CNC");
     app.stop().await;
 }
+
+/// At 18:00 the upstream sent every AMO as PRE_OPEN and its pinned SDK refused that, so no AMO
+/// ever reached Dhan. The leg's own `amoTime` now reaches Dhan with the AMO flag.
+#[tokio::test]
+async fn an_upstream_alert_in_the_evening_is_an_amo_with_the_legs_amo_time() {
+    let at = crate::helpers::ist_time(2026, 12, 1, 18, 0);
+    let sim = crate::live::sim_at(dhan_sim::SimConfig::default(), at).await;
+    sim.set_market_open(false);
+    let t = crate::live::start_at(sim, Arc::new(tempfile::tempdir().unwrap()), &[], at).await;
+    let mut body = single(
+        1,
+        json!({"symbol": "RELIANCE", "instrument": "EQ",
+        "productType": "C", "amoTime": "OPEN_60"}),
+    );
+    body["secret"] = json!(SECRET);
+    let answer: Value = t.app.post_webhook(&body).await.json().await.unwrap();
+    assert_eq!(
+        answer["route"],
+        json!({"route": "amo", "amo_time": "OPEN_60"}),
+        "{answer}"
+    );
+    assert_eq!(answer["legs"][0]["status"], "ACCEPTED", "{answer}");
+    let orders = t.sim.orders();
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].body["afterMarketOrder"], true);
+    assert_eq!(orders[0].body["amoTime"], "OPEN_60");
+}
