@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `migrate` and `orders`.
+//! The command line: `serve` (the default), `migrate`, `orders`, `token`, `totp`, `instruments` and
+//! `sim`.
 
 use std::sync::Arc;
 
