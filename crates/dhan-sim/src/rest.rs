@@ -1,6 +1,6 @@
 //! The REST host (stands in for `https://api.dhan.co/v2`, dhan-api.md §2.4–§4): token
-//! checks, RenewToken, profile, orders and their life cycle, trades, portfolio, funds and
-//! the kill switch.
+//! checks, RenewToken, profile, orders and their life cycle, trades, portfolio, funds, the
+//! kill switch and the static IP (`getIP`, `setIP`).
 
 use std::sync::Arc;
 
@@ -33,6 +33,8 @@ enum Route {
     FundLimit,
     KillSwitchStatus,
     KillSwitchSet,
+    GetIp,
+    SetIp,
 }
 
 /// Maps method and path to a route, or to the answer for an unknown path / wrong method.
@@ -88,6 +90,14 @@ fn route(shared: &Shared, req: &Req, segs: &[&str]) -> Result<Route, Reply> {
         },
         ["fundlimit"] => match *m {
             Method::GET => Route::FundLimit,
+            _ => return Err(wrong_method()),
+        },
+        ["ip", "getIP"] => match *m {
+            Method::GET => Route::GetIp,
+            _ => return Err(wrong_method()),
+        },
+        ["ip", "setIP" | "modifyIP"] => match *m {
+            Method::POST | Method::PUT => Route::SetIp,
             _ => return Err(wrong_method()),
         },
         ["killswitch"] => match *m {
@@ -229,6 +239,49 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, req: &Req, segs: &[&str]) -> 
             "blockedPayoutAmount": 0.0,
             "withdrawableBalance": 1_000_000.0,
         })),
+        Route::GetIp => {
+            let state = shared.lock();
+            let peer = req.peer.to_string();
+            let [primary, secondary] = state.static_ips.clone();
+            // Unset at the simulator's start: the setting decides whether this machine counts.
+            let primary = primary.unwrap_or_else(|| {
+                if state.whitelisted_ip {
+                    peer.clone()
+                } else {
+                    NOT_THIS_MACHINE.to_owned()
+                }
+            });
+            let listed = [Some(primary.as_str()), secondary.as_deref()];
+            let matches = listed.contains(&Some(peer.as_str()));
+            Reply::ok(json!({
+                "dhanClientId": client_id,
+                "primaryIP": primary,
+                "secondaryIP": secondary.unwrap_or_default(),
+                "modifyDatePrimary": "2026-11-01",
+                "modifyDateSecondary": "",
+                // Undocumented fields seen on the wire (dhan-api.md §2.7).
+                "detectedIP": peer,
+                "ipMatchStatus": if matches { "MATCHED" } else { "NOT_MATCHED" },
+                "ordersAllowed": matches && state.whitelisted_ip,
+            }))
+        }
+        Route::SetIp => {
+            let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+            let ip = body["ip"].as_str().unwrap_or_default().to_owned();
+            let slot = match body["ipFlag"].as_str() {
+                Some("PRIMARY") => 0,
+                Some("SECONDARY") => 1,
+                _ => return ApiError::input("ipFlag must be PRIMARY or SECONDARY").into(),
+            };
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return ApiError::input("ip must be an IPv4 or IPv6 address").into();
+            }
+            let mut state = shared.lock();
+            state.whitelisted_ip = ip == req.peer.to_string()
+                || state.static_ips[1 - slot].as_deref() == Some(&req.peer.to_string());
+            state.static_ips[slot] = Some(ip);
+            Reply::ok(json!({"message": "IP saved successfully", "status": "SUCCESS"}))
+        }
         Route::KillSwitchStatus => {
             let state = shared.lock();
             let status = if state.book.kill_switch {
@@ -267,6 +320,9 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, req: &Req, segs: &[&str]) -> 
         }
     }
 }
+
+/// The PRIMARY IP `getIP` shows while this machine is not whitelisted (TEST-NET-3, RFC 5737).
+const NOT_THIS_MACHINE: &str = "203.0.113.45";
 
 /// `GET /v2/RenewToken`: only a web-generated (SELF) token can be renewed.
 fn renew_token(shared: &Shared, req: &Req) -> Reply {

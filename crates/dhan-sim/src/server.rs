@@ -40,6 +40,8 @@ pub(crate) struct Req {
     pub(crate) query: Vec<(String, String)>,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
+    /// The address the request came from: the IP "Dhan sees" for the static-IP check.
+    pub(crate) peer: std::net::IpAddr,
 }
 
 impl Req {
@@ -104,8 +106,8 @@ pub(crate) fn gateway_error(shared: &Shared, status: u16, error: &str, path: &st
 pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         match listener.accept().await {
-            Ok((stream, _peer)) => {
-                tokio::spawn(serve_connection(stream, shared.clone()));
+            Ok((stream, peer)) => {
+                tokio::spawn(serve_connection(stream, peer.ip(), shared.clone()));
             }
             Err(e) => {
                 // Usually running out of file descriptors: back off instead of spinning.
@@ -116,7 +118,11 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: std::net::IpAddr,
+    shared: Arc<Shared>,
+) {
     // A handler that wants the connection dropped signals here; dropping the connection
     // future then closes the socket with nothing written.
     let kill = Arc::new(Notify::new());
@@ -125,7 +131,7 @@ async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
         hyper::service::service_fn(move |req| {
             let shared = shared.clone();
             let kill = kill.clone();
-            async move { Ok::<_, Infallible>(handle(shared, kill, req).await) }
+            async move { Ok::<_, Infallible>(handle(shared, kill, peer, req).await) }
         })
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -146,6 +152,7 @@ async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
 async fn handle(
     shared: Arc<Shared>,
     kill: Arc<Notify>,
+    peer: std::net::IpAddr,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let at = shared.lock().now();
@@ -166,6 +173,7 @@ async fn handle(
                 query: parse_query(&raw_query),
                 headers: parts.headers,
                 body: collected.to_bytes(),
+                peer,
             };
             dispatch(&shared, &req).await
         }

@@ -53,6 +53,10 @@ pub(crate) struct State {
     pub(crate) clock: SimClock,
     pub(crate) market_open: bool,
     pub(crate) whitelisted_ip: bool,
+    /// The account's static IPs as `POST /v2/ip/setIP` left them (PRIMARY, SECONDARY). While
+    /// none is set, `GET /v2/ip/getIP` shows the connecting address as PRIMARY when
+    /// `whitelisted_ip` is on, and a documentation address (not this machine) when it is off.
+    pub(crate) static_ips: [Option<String>; 2],
     pub(crate) active: Option<ActiveToken>,
     /// Last successful `generateAccessToken` (the only mint with a cooldown).
     pub(crate) last_direct_mint: Option<DateTime<Utc>>,
@@ -83,6 +87,7 @@ impl Shared {
             clock: SimClock::new(config.start_time),
             market_open: config.market_open,
             whitelisted_ip: config.whitelisted_ip,
+            static_ips: [None, None],
             active: None,
             last_direct_mint: None,
             consecutive_failures: 0,

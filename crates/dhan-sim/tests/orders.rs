@@ -838,3 +838,59 @@ async fn sim_orders_shows_the_book_without_a_token_for_people_trying_things_out(
     assert_eq!(book[0]["correlation_id"], "DH261201abcdefL1");
     assert_eq!(book.as_array().unwrap().len(), 1);
 }
+
+/// `GET /v2/ip/getIP` shows the account's static IPs and the address Dhan sees; `setIP` sets
+/// one, and order writes follow it (dhan-api.md §2.7).
+#[tokio::test]
+async fn the_static_ip_is_shown_by_get_ip_and_set_by_set_ip() {
+    let sim = start(fast_config()).await;
+    let http = http();
+    let token = mint(&sim, &http).await;
+
+    let (status, ip) = get(&sim, &http, "/ip/getIP", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(ip["primaryIP"], "127.0.0.1", "whitelisted by default: {ip}");
+    assert_eq!(ip["detectedIP"], "127.0.0.1");
+    assert_eq!(ip["ordersAllowed"], true);
+
+    sim.set_whitelisted_ip(false);
+    let (_, ip) = get(&sim, &http, "/ip/getIP", &token).await;
+    assert_ne!(ip["primaryIP"], "127.0.0.1", "{ip}");
+    assert_eq!(ip["ipMatchStatus"], "NOT_MATCHED");
+    assert_eq!(ip["ordersAllowed"], false);
+    assert_eq!(place(&sim, &http, &token, &market_order()).await.0, 400);
+
+    let set = json!({"dhanClientId": CLIENT_ID, "ip": "127.0.0.1", "ipFlag": "PRIMARY"});
+    let (status, body) = rest(
+        &sim,
+        &http,
+        reqwest::Method::POST,
+        "/ip/setIP",
+        &token,
+        Some(&set),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("SUCCESS")),
+        "{body}"
+    );
+    let (_, ip) = get(&sim, &http, "/ip/getIP", &token).await;
+    assert_eq!(
+        (&ip["primaryIP"], &ip["ordersAllowed"]),
+        (&json!("127.0.0.1"), &json!(true))
+    );
+    assert_eq!(place(&sim, &http, &token, &market_order()).await.0, 200);
+
+    let bad = json!({"dhanClientId": CLIENT_ID, "ip": "not-an-ip", "ipFlag": "PRIMARY"});
+    let (status, _) = rest(
+        &sim,
+        &http,
+        reqwest::Method::POST,
+        "/ip/setIP",
+        &token,
+        Some(&bad),
+    )
+    .await;
+    assert_eq!(status, 400);
+}

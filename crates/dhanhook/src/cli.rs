@@ -1,5 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `orders`, `token`, `totp`, `instruments` and
-//! `sim`.
+//! The command line: `serve` (the default), `check`, `health`, `migrate`, `orders`, `token`,
+//! `totp`, `instruments` and `sim`.
 
 use std::sync::Arc;
 
@@ -28,6 +28,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the webhook server (the default).
     Serve,
+    /// Check everything live trading needs (configuration, journal, scrip master, holidays,
+    /// the Dhan token and static IP, secrets): a checklist; exit code 0 only when all hold.
+    Check,
+    /// Ask the running server's /health (for container health checks): exit code 0 when healthy.
+    Health,
     /// Create or upgrade the journal's tables, then exit.
     Migrate,
     /// Show the newest order legs from the journal.
@@ -76,18 +81,21 @@ pub enum InstrumentsAction {
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let clock: Arc<dyn Clock> = match settings.clock_start {
-                Some(start) => {
-                    tracing::warn!(
-                        "DHANHOOK_CLOCK_START: the service's clock starts at {start}, not the real time"
-                    );
-                    Arc::new(crate::clock::OffsetClock::starting_at(start))
-                }
-                None => Arc::new(SystemClock),
-            };
-            let app = Application::build(settings, clock).await?;
+            let app = Application::build(settings.clone(), clock(&settings)).await?;
             app.run_until_stopped(shutdown_signal()).await
         }
+        Command::Check => {
+            let checks = crate::checkup::run(&settings, clock(&settings)).await;
+            print!("{}", crate::checkup::render(&settings, &checks));
+            if crate::checkup::all_passed(&checks) {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "not ready for live trading (see the ✗ lines above)"
+                ))
+            }
+        }
+        Command::Health => health_command(&settings).await,
         Command::Migrate => {
             let journal = open_journal(&settings).await?;
             journal.close().await;
@@ -129,29 +137,58 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     }
 }
 
+/// The service's clock: the real one, or `DHANHOOK_CLOCK_START`'s (simulation, tests).
+fn clock(settings: &Settings) -> Arc<dyn Clock> {
+    match settings.clock_start {
+        Some(start) => {
+            tracing::warn!(
+                "DHANHOOK_CLOCK_START: the service's clock starts at {start}, not the real time"
+            );
+            Arc::new(crate::clock::OffsetClock::starting_at(start))
+        }
+        None => Arc::new(SystemClock),
+    }
+}
+
+/// `dhanhook health`: `GET /health` of the server on this machine's `PORT` (a container's
+/// HEALTHCHECK, which has no shell or curl). Exit code 0 when it answers healthy.
+async fn health_command(settings: &Settings) -> anyhow::Result<()> {
+    let host = match settings.host {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let url = format!(
+        "http://{}/health",
+        std::net::SocketAddr::new(host, settings.port)
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .context("building the HTTP client")?;
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("{url} did not answer"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    if status.is_success() && body["status"] == "healthy" {
+        println!("healthy ({url})");
+        Ok(())
+    } else {
+        anyhow::bail!("{url} answered {status}: {body}")
+    }
+}
+
 /// `dhanhook token`: the Rust counterpart of the seed's `python dhan_auth.py`.
 async fn token_command(settings: &Settings, refresh: bool) -> anyhow::Result<()> {
     let journal = open_journal(settings).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let keeper = token_keeper(settings, Arc::clone(&journal), Arc::clone(&clock)).await?;
-    let result = async {
-        let token = if refresh {
-            keeper.refresh_now().await?
-        } else {
-            keeper.token().await?
-        };
-        // Prove Dhan accepts it; a refused token gets one refresh.
-        match keeper.client().profile(&token.value).await {
-            Ok(_) => Ok(token),
-            Err(e) if e.is_auth() => {
-                let fresh = keeper.refresh_after_refusal(&token, &e.to_string()).await?;
-                keeper.client().profile(&fresh.value).await?;
-                Ok(fresh)
-            }
-            Err(e) => Err(anyhow::Error::from(e)),
-        }
-    }
-    .await;
+    // Prove Dhan accepts it; a refused token gets one refresh.
+    let result = keeper.proven(refresh).await;
     journal.close().await;
     let token = result.context("no valid Dhan token")?;
     let now = clock.now();

@@ -15,10 +15,11 @@
 //! - [`secrets`]: constant-time secret comparison and the generated webhook secret.
 //! - [`http`]: the axum routes (`/webhook` and the operator endpoints).
 //! - [`startup`]: builds and runs the application (used by `serve` and by the tests).
-//! - [`cli`]: the command-line interface.
+//! - [`cli`]: the command-line interface; [`checkup`]: `dhanhook check`.
 
 pub mod alert;
 pub mod broker;
+pub mod checkup;
 pub mod cli;
 pub mod clock;
 pub mod config;

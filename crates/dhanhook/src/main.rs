@@ -47,7 +47,19 @@ async fn run() -> ExitCode {
         }
     };
     let log_format = settings.log_format;
-    telemetry::init(log_format);
+    // A checklist or a health probe prints its own answer: only warnings and errors beside it.
+    let quiet = matches!(
+        args.command,
+        Some(cli::Command::Check | cli::Command::Health)
+    );
+    telemetry::init(
+        log_format,
+        if quiet {
+            "warn"
+        } else {
+            telemetry::DEFAULT_FILTER
+        },
+    );
     match cli::run(args, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

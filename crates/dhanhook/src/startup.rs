@@ -269,7 +269,7 @@ impl Application {
 }
 
 /// Live mode refuses to start without what it needs, with one line saying what is missing.
-fn check_live_settings(settings: &Settings) -> anyhow::Result<()> {
+pub(crate) fn check_live_settings(settings: &Settings) -> anyhow::Result<()> {
     let dhan = &settings.dhan;
     if dhan.client_id.is_none() {
         bail!("DHAN_CLIENT_ID: live mode needs your Dhan client id (web.dhan.co > My Profile)");

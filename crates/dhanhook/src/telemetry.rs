@@ -10,12 +10,14 @@ use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::config::LogFormat;
 
-const DEFAULT_FILTER: &str = "info,sqlx=warn,hyper=warn";
+/// The filter when `RUST_LOG` is unset.
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn,hyper=warn";
 
-/// Installs the global subscriber. Calling it again (as tests may) is harmless.
-pub fn init(format: LogFormat) {
+/// Installs the global subscriber, with `default_filter` unless `RUST_LOG` says otherwise.
+/// Calling it again (as tests may) is harmless.
+pub fn init(format: LogFormat, default_filter: &str) {
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = fmt().with_env_filter(filter).with_target(false);
     let result = match format {
         LogFormat::Pretty => builder

@@ -461,6 +461,33 @@ impl TokenKeeper {
             .await
     }
 
+    /// A token Dhan accepts right now, proved with `GET /v2/profile`: the one in use (minted if
+    /// needed, or a new one when `refresh`), replaced once if Dhan refuses it. For the
+    /// `token` and `check` commands.
+    ///
+    /// # Errors
+    /// No token could be had, or Dhan refused it, or Dhan could not be asked.
+    pub async fn proven(&self, refresh: bool) -> anyhow::Result<Token> {
+        let token = if refresh {
+            self.refresh_now().await?
+        } else {
+            self.token().await?
+        };
+        match self.inner.client.profile(&token.value).await {
+            Ok(_) => {
+                self.mark_accepted(&token);
+                Ok(token)
+            }
+            Err(e) if e.is_auth() => {
+                let fresh = self.refresh_after_refusal(&token, &e.to_string()).await?;
+                self.inner.client.profile(&fresh.value).await?;
+                self.mark_accepted(&fresh);
+                Ok(fresh)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Records that Dhan refused `token`, so nothing sends it again and `/ready` says so.
     fn mark_refused(&self, token: &Token, why: &str) {
         let mut current = self

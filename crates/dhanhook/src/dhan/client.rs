@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::{
     error::{DhanError, DhanErrorKind},
-    types::{IssuedToken, OrderAck, OrderBody, OrderRecord, Profile, str_field},
+    types::{IssuedToken, OrderAck, OrderBody, OrderRecord, Profile, StaticIp, str_field},
 };
 
 /// Time to establish a connection. Dhan is in Mumbai; a healthy VPS connects in milliseconds.
@@ -320,6 +320,17 @@ impl DhanClient {
     pub async fn fund_limit(&self, token: &SecretString) -> Result<Value, DhanError> {
         self.read(|| self.api(Method::GET, "/fundlimit", token), "fund limit")
             .await
+    }
+
+    /// `GET /v2/ip/getIP`: the whitelisted static IPs (order writes come only from these).
+    ///
+    /// # Errors
+    /// The call failed.
+    pub async fn static_ip(&self, token: &SecretString) -> Result<StaticIp, DhanError> {
+        let v = self
+            .read(|| self.api(Method::GET, "/ip/getIP", token), "static ip")
+            .await?;
+        Ok(StaticIp::from_json(&v))
     }
 
     /// `GET /v2/killswitch`: `ACTIVATE` or `DEACTIVATE`.

@@ -67,6 +67,35 @@ impl Profile {
     }
 }
 
+/// `GET /v2/ip/getIP`: the account's whitelisted static IPs, and (undocumented, seen on the
+/// wire) the address Dhan sees and whether orders from it are allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticIp {
+    pub primary: Option<String>,
+    pub secondary: Option<String>,
+    pub detected: Option<String>,
+    pub orders_allowed: Option<bool>,
+}
+
+impl StaticIp {
+    pub(crate) fn from_json(v: &Value) -> Self {
+        Self {
+            primary: str_field(v, "primaryIP"),
+            secondary: str_field(v, "secondaryIP"),
+            detected: str_field(v, "detectedIP"),
+            orders_allowed: v.get("ordersAllowed").and_then(Value::as_bool),
+        }
+    }
+
+    /// The whitelisted addresses that are set.
+    pub fn listed(&self) -> Vec<&str> {
+        [&self.primary, &self.secondary]
+            .into_iter()
+            .filter_map(|ip| ip.as_deref())
+            .collect()
+    }
+}
+
 /// The body of `POST /v2/orders`. `None` fields are left out entirely.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -165,7 +165,11 @@ impl Served {
     }
 }
 
-fn run(dir: &std::path::Path, args: &[&str], vars: &[(&str, &str)]) -> (i32, String, String) {
+pub(crate) fn run(
+    dir: &std::path::Path,
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> (i32, String, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(args).current_dir(dir).env_clear();
     for (k, v) in vars {
@@ -903,4 +907,21 @@ async fn sigterm_during_a_mint_cooldown_ends_the_process_within_10_s() {
             .any(|l| l.contains("SUBMITTING") || l.contains("UNKNOWN")),
         "the cut-short order is left for the reconciler:\n{table}"
     );
+}
+
+/// `dhanhook health` (a container's HEALTHCHECK: no shell, no curl) asks the server on PORT.
+#[test]
+fn health_asks_the_running_server_and_sets_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path(), &[]);
+    let port = served.base.rsplit(':').next().unwrap().to_owned();
+    let (code, out, err) = run(dir.path(), &["health"], &[("PORT", &port)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("healthy"), "{out}");
+    let (status, _) = served.terminate();
+    assert!(status.success());
+
+    let (code, _, err) = run(dir.path(), &["health"], &[("PORT", &port)]);
+    assert_ne!(code, 0, "nothing listens any more");
+    assert!(err.contains("did not answer"), "{err}");
 }

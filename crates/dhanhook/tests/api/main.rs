@@ -1,6 +1,7 @@
 //! End-to-end tests of the service over real HTTP on 127.0.0.1, one test binary (faster to
 //! link). `helpers` starts the real application on port 0 with a temporary data folder.
 
+mod check;
 mod cli;
 mod crash;
 mod dedupe;
