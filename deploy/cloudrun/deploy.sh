@@ -316,7 +316,12 @@ if [[ $journal == cloudsql ]]; then
   db_name=${service//-/_}
   db_user=${service//-/_}
   if ! exists gcloud sql instances describe "$cloudsql_instance" "${p[@]}"; then
-    # db-f1-micro is a shared-core tier, offered only in the Enterprise edition.
+    # db-f1-micro is a shared-core tier, offered only in the Enterprise edition. The instance
+    # keeps Cloud SQL's default public IP with no authorized networks: Cloud Run reaches it
+    # through its built-in connector (--add-cloudsql-instances, IAM-authorized, the /cloudsql
+    # socket), which with --vpc-egress=all-traffic leaves through the NAT like everything else.
+    # Google's docs prefer a private IP when all egress goes through the VPC; that needs private
+    # services access (VPC peering) set up first, which this script does not do.
     run gcloud sql instances create "$cloudsql_instance" --database-version=POSTGRES_16 \
       --edition=enterprise --tier=db-f1-micro --region="$region" "${p[@]}"
   fi
