@@ -29,12 +29,12 @@ RUN mkdir -p crates/dhanhook/src crates/dhan-sim/src \
     && rm -rf crates/dhanhook/src crates/dhan-sim/src
 
 # The real sources. COPY keeps the files' own modification times, which can be older than the
-# stub build: touch the crate roots so cargo rebuilds both workspace crates.
+# stub build: touch the crate roots so cargo rebuilds both workspace crates. The runtime image
+# has no shell, so its data folder is made here (/out/data) and copied over with its owner.
 COPY crates crates
 RUN touch crates/dhanhook/src/main.rs crates/dhanhook/src/lib.rs crates/dhan-sim/src/lib.rs \
     && cargo build --release --locked -p dhanhook \
     && install -D -m 0755 target/release/dhanhook /out/dhanhook \
-    # The runtime image has no shell: its data folder is made here and copied with its owner.
     && mkdir -p /out/data
 
 FROM gcr.io/distroless/cc-debian12:nonroot
