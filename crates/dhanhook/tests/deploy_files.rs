@@ -38,7 +38,7 @@ fn read(rel: &str) -> String {
 }
 
 fn skip(test: &str, reason: &str) {
-    println!("SKIPPED {test}: {reason}");
+    eprintln!("skipping {test}: {reason}");
 }
 
 /// A program from PATH or one of the usual system folders.
