@@ -391,6 +391,13 @@ async fn a_restart_with_the_placeholder_token_still_set_reuses_the_minted_token(
     )
     .await;
     eventually("the first mint", || first.sim.mint_count() == 1).await;
+    // Stored before it is installed: once /ready is 200 the journal has the minted token.
+    for _ in 0..3000 {
+        if ready(&first.app).await.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let dir = first.app.stop().await;
 
     let again = start_at(sim, dir, &vars, market_time()).await;
