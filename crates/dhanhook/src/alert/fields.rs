@@ -151,7 +151,8 @@ impl<'a> Fields<'a> {
     }
 
     /// A quantity: a whole number from 1 to [`MAX_QUANTITY`]. `"2.0"` is accepted as 2 (some
-    /// placeholders print whole numbers that way); `"1.5"`, `"0"`, `"-5"` and `""` are not.
+    /// placeholders print whole numbers that way); `"1.5"`, `"0"`, `"-5"`, `"+5"`, `"1e3"`,
+    /// `"0x10"` and `""` are not.
     pub(crate) fn quantity(&self, out: &mut Vec<FieldProblem>, key: &str) -> Option<u32> {
         let raw = self.raw(key);
         let is_empty_text = matches!(raw, Some(Value::String(s)) if s.trim().is_empty());
@@ -161,7 +162,10 @@ impl<'a> Fields<'a> {
         }
         let number = match raw {
             Some(Value::Number(n)) => n.as_f64(),
-            Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+            // Digits only (an integral "10.0" too, as some placeholders print counts): "1e3",
+            // "+5" and "0x10" parse as numbers elsewhere but are not what a sender writes for a
+            // quantity, so they are refused rather than read as 1,000, 5 or 16.
+            Some(Value::String(s)) if is_plain_count(s.trim()) => s.trim().parse::<f64>().ok(),
             _ => None,
         };
         match number {
@@ -242,6 +246,14 @@ impl<'a> Fields<'a> {
             }
         }
     }
+}
+
+/// `10`, `10.0`, `10.00`: digits, optionally a point and zeros.
+fn is_plain_count(s: &str) -> bool {
+    let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
+    !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b == b'0')
 }
 
 /// A value as shown in an error message: short, and never more than the user sent.

@@ -15,6 +15,9 @@ pub mod contract;
 mod dhan;
 mod fields;
 mod flat;
+mod strict;
+
+pub use strict::first_duplicate_key;
 
 use chrono::NaiveDate;
 use serde::Serialize;

@@ -4,7 +4,8 @@
 //! 1. body over 64 KiB → 413; not JSON (whatever the Content-Type) → 400;
 //! 2. `secret` missing or wrong → 401 with a fixed body, before any validation detail is
 //!    revealed, and nothing journaled;
-//! 3. invalid alert → 422 listing every `{field, problem}`;
+//! 3. a key that appears twice (`"quantity":1,"quantity":100`) → 422 naming it; an invalid
+//!    alert → 422 listing every `{field, problem}`;
 //! 4. the engine journals, dedupes and places it → 200 with the legs (202 if a leg's outcome is
 //!    still unknown at `ACK_DEADLINE_MS`); 503 only if the alert could not be journaled, or the
 //!    journal had not taken it by the deadline. Nothing was sent then, and TradingView's resend
@@ -99,6 +100,19 @@ pub(super) async fn receive(
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"status": "unauthorized", "error": "missing or wrong secret"})),
+        )
+            .into_response();
+    }
+
+    // After the secret, so a stranger learns nothing about what a valid alert looks like.
+    if let Some(key) = crate::alert::first_duplicate_key(&body) {
+        tracing::info!(client_ip = %peer.ip(), key = %key, "webhook refused: a key appears twice");
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"status": "invalid", "errors": [{
+                "field": key,
+                "problem": "appears more than once: the alert is ambiguous, so nothing was placed",
+            }]})),
         )
             .into_response();
     }

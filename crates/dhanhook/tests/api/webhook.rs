@@ -322,3 +322,45 @@ async fn concurrent_distinct_alerts_each_get_one_intact_csv_row() {
     assert_eq!(rows.len(), 40);
     assert_eq!(app.journal_orders().await.len(), 40);
 }
+
+/// A key that appears twice makes an alert say two things: refused, naming the key, after
+/// the secret (a stranger learns nothing), and nothing is journaled.
+#[tokio::test]
+async fn a_duplicate_key_is_refused_naming_it() {
+    let app = spawn_app().await;
+    for (body, key) in [
+        (
+            format!(
+                r#"{{"secret":"{SECRET}","symbol":"NSE:SBIN","action":"buy","quantity":1,"quantity":100,"product":"intraday"}}"#
+            ),
+            "quantity",
+        ),
+        (
+            format!(
+                r#"{{"secret":"{SECRET}","symbol":"NSE:SBIN","action":"buy","action":"sell","quantity":1,"product":"intraday"}}"#
+            ),
+            "action",
+        ),
+        (
+            format!(
+                r#"{{"secret":"{SECRET}","alertType":"single_order","order_legs":[{{"transactionType":"B","orderType":"MKT","quantity":"1","quantity":"9","exchange":"NSE","symbol":"SBIN","productType":"I"}}]}}"#
+            ),
+            "order_legs[0].quantity",
+        ),
+    ] {
+        let resp = app.post_raw(body, "application/json").await;
+        assert_eq!(resp.status(), 422);
+        let v: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(v["errors"][0]["field"], key, "{v}");
+    }
+    // Without the right secret: 401, no detail.
+    let resp = app
+        .post_raw(
+            r#"{"secret":"wrong","quantity":1,"quantity":100}"#,
+            "application/json",
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+    assert!(app.journal_orders().await.is_empty());
+    app.stop().await;
+}
