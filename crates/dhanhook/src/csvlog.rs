@@ -93,7 +93,20 @@ impl CsvLog {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+        // Order history and client IPs: readable by this user only, like the journal.
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)?
+        };
+        // A log created by an older version (0644) is tightened too.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
         if file.metadata()?.len() == 0 {
             let mut header = csv::Writer::from_writer(Vec::new());
             header.write_record(COLUMNS)?;

@@ -107,6 +107,13 @@ impl Application {
                  Use a long random value (e.g. `openssl rand -hex 32`)"
             );
         }
+        // Live mode refuses a short admin token (check_live_settings); paper mode warns.
+        if settings.admin_token.as_ref().is_some_and(secret_is_short) {
+            tracing::warn!(
+                "ADMIN_TOKEN is shorter than 32 characters; it guards the journal and the token \
+                 endpoints. Use a long random value (e.g. `openssl rand -hex 32`)"
+            );
+        }
 
         let csv = CsvLog::open(&settings.csv_log_path).with_context(|| {
             format!(
@@ -288,6 +295,13 @@ pub(crate) fn check_live_settings(settings: &Settings) -> anyhow::Result<()> {
         bail!(
             "WEBHOOK_SECRET: live mode refuses a secret shorter than 32 characters; use a long random value \
              (e.g. openssl rand -hex 32), or unset it to have one generated"
+        );
+    }
+    if settings.admin_token.as_ref().is_some_and(secret_is_short) {
+        bail!(
+            "ADMIN_TOKEN: live mode refuses an admin token shorter than 32 characters (it guards /logs, \
+             /refresh-token and the consent flow); use a long random value (e.g. openssl rand -hex 32), \
+             or unset it to turn the admin endpoints off"
         );
     }
     if settings.instruments.path.is_none() && settings.instruments.url.is_none() {

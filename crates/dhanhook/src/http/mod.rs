@@ -103,6 +103,9 @@ pub fn router(state: AppState) -> Router {
     let mode = state.inner.mode;
     let request_id = HeaderName::from_static("x-request-id");
     let layers = ServiceBuilder::new()
+        // A client's own x-request-id is kept only when short and plain: it is logged and echoed,
+        // and a 390 KB one per request filled the disk with log.
+        .layer(axum::middleware::map_request(drop_unusable_request_id))
         .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
         .layer(TraceLayer::new_for_http().make_span_with(move |req: &Request<_>| {
@@ -140,6 +143,25 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(layers)
         .with_state(state)
+}
+
+/// Longest client request id kept (else one is generated).
+const MAX_REQUEST_ID: usize = 64;
+
+/// Removes an `x-request-id` that is long or not plain (`[A-Za-z0-9._-]`), so one is generated.
+async fn drop_unusable_request_id<B>(mut req: Request<B>) -> Request<B> {
+    let plain = |v: &axum::http::HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
+    };
+    let ids = req.headers().get_all("x-request-id");
+    if ids.iter().count() > 1 || ids.iter().any(|v| !plain(v)) {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
 }
 
 async fn not_found() -> Response {

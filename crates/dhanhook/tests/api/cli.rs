@@ -350,6 +350,10 @@ fn live_mode_without_what_it_needs_refuses_to_start_with_one_clear_line() {
             [&totp[..], &[("INSTRUMENTS_URL", "off")]].concat(),
             "INSTRUMENTS_URL=off needs INSTRUMENTS_PATH in live mode",
         ),
+        (
+            [&totp[..], &[("ADMIN_TOKEN", "a")]].concat(),
+            "ADMIN_TOKEN: live mode refuses an admin token shorter than 32 characters",
+        ),
     ];
     for (extra, expected) in cases {
         let vars: Vec<(&str, &str)> = live.iter().chain(extra.iter()).copied().collect();
