@@ -140,6 +140,9 @@ pub struct RoutingSettings {
     /// false marks it NEEDS_ATTENTION instead.
     pub resend_unknown: bool,
     pub unknown_settle: Duration,
+    /// `MAX_ALERT_AGE`: an alert whose `timenow` is older than this (or more than a minute in
+    /// the future) is refused and never placed; `None` (`0`) turns the check off.
+    pub max_alert_age: Option<Duration>,
 }
 
 /// Where the scrip master comes from and how alert quantities are read.
@@ -504,6 +507,10 @@ fn routing_settings(get: &impl Fn(&str) -> Option<String>) -> Result<RoutingSett
     let ack_deadline = Duration::from_millis(parse_u64(get, "ACK_DEADLINE_MS", 2000, 100, 60_000)?);
     let resend_unknown = parse_bool(get, "RESEND_UNKNOWN", true)?;
     let unknown_settle = Duration::from_secs(parse_u64(get, "UNKNOWN_SETTLE_SECS", 30, 5, 3600)?);
+    let max_alert_age = match parse_u64(get, "MAX_ALERT_AGE", 600, 0, 7 * 86_400)? {
+        0 => None,
+        secs => Some(Duration::from_secs(secs)),
+    };
     Ok(RoutingSettings {
         when_closed,
         amo_time,
@@ -514,6 +521,7 @@ fn routing_settings(get: &impl Fn(&str) -> Option<String>) -> Result<RoutingSett
         ack_deadline,
         resend_unknown,
         unknown_settle,
+        max_alert_age,
     })
 }
 

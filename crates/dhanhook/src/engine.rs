@@ -130,6 +130,13 @@ pub enum EngineError {
     /// A leg's symbol or quantity does not resolve in the scrip master.
     #[error("the alert names instruments that do not resolve")]
     Unresolvable(Vec<FieldProblem>),
+    /// The alert's `timenow` is older than `MAX_ALERT_AGE` (or in the future, or unreadable):
+    /// journaled as refused, nothing placed.
+    #[error("the alert is stale: {}", problem.problem)]
+    Stale {
+        alert_id: String,
+        problem: FieldProblem,
+    },
     /// The journal lost track of an alert it reported as a duplicate.
     #[error("duplicate of alert {0}, which the journal cannot read: {1}")]
     DuplicateUnreadable(String, String),
@@ -264,6 +271,52 @@ impl Engine {
         }
     }
 
+    /// Why the alert is too old (or too new) to place, judged by TradingView's `{{timenow}}`
+    /// (the fire time) against `MAX_ALERT_AGE`; never by `time`, the bar's open, which on a
+    /// daily chart is hours old. `None` when it may be placed, or carries no `timenow`.
+    fn stale(&self, signal: &Signal, now: DateTime<Utc>) -> Option<FieldProblem> {
+        let max_age = self.routing.max_alert_age?;
+        let text = signal.timenow.as_deref()?;
+        let field = match signal.format {
+            crate::alert::AlertFormat::Flat => "timenow",
+            crate::alert::AlertFormat::Dhan => "meta.timenow",
+        }
+        .to_owned();
+        let Ok(fired) = DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)) else {
+            return Some(FieldProblem {
+                field,
+                problem: format!(
+                    "'{}' is not a time like 2026-12-01T04:30:00Z (use TradingView's {{{{timenow}}}}), so the alert's age cannot be checked (MAX_ALERT_AGE)",
+                    crate::alert::clip(text)
+                ),
+            });
+        };
+        let age = now - fired;
+        let max = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
+        if age > max {
+            Some(FieldProblem {
+                field,
+                problem: format!(
+                    "the alert fired at {} IST, {} ago: older than MAX_ALERT_AGE ({} s), so it is not placed",
+                    ist(fired).format("%Y-%m-%d %H:%M:%S"),
+                    human_duration(age),
+                    max_age.as_secs()
+                ),
+            })
+        } else if age < -MAX_CLOCK_AHEAD {
+            Some(FieldProblem {
+                field,
+                problem: format!(
+                    "the alert says it fired at {} IST, {} from now: check the sender's clock; it is not placed",
+                    ist(fired).format("%Y-%m-%d %H:%M:%S"),
+                    human_duration(-age)
+                ),
+            })
+        } else {
+            None
+        }
+    }
+
     /// `EQ_PRODUCT=cnc`: the upstream placed every Dhan-format EQ leg as CNC; users who rely on
     /// that keep it, and the answer says which legs were changed. Idempotent: the pipeline
     /// applies it, and a caller that answers before the pipeline does may apply it first.
@@ -320,14 +373,22 @@ impl Engine {
             .iter()
             .find_map(|l| l.amo_time)
             .unwrap_or(self.routing.amo_time);
-        let route = market::route(
-            now,
-            &venues,
-            policy,
-            self.routing.amo_window,
-            amo_time,
-            &self.calendar,
-        );
+        // A stale or future-dated alert is journaled as refused (so a replay of it is a
+        // recognised duplicate) and never placed.
+        let stale = self.stale(&signal, now);
+        let route = match &stale {
+            Some(problem) => Route::Reject {
+                reason: problem.problem.clone(),
+            },
+            None => market::route(
+                now,
+                &venues,
+                policy,
+                self.routing.amo_window,
+                amo_time,
+                &self.calendar,
+            ),
+        };
         let (initial_status, initial_message, queued_until) = match &route {
             Route::Now | Route::Amo { .. } => (LegStatus::Received, None, None),
             Route::Queue { until } => (
@@ -413,7 +474,13 @@ impl Engine {
                 }
                 let mut outcome = self.place_legs(&alert).await;
                 outcome.warnings = warnings;
-                Ok(outcome)
+                match stale {
+                    Some(problem) => Err(EngineError::Stale {
+                        alert_id: alert_id.clone(),
+                        problem,
+                    }),
+                    None => Ok(outcome),
+                }
             }
         }
     }
@@ -603,6 +670,20 @@ impl Engine {
             tracing::error!(alert_id = %alert_id, leg = leg.leg_no, %error, "could not journal the broker's answer");
         }
         self.leg_answered.notify_waiters();
+    }
+}
+
+/// How far in the future an alert's `timenow` may be (clock skew) before it is refused.
+const MAX_CLOCK_AHEAD: chrono::Duration = chrono::Duration::seconds(60);
+
+/// `3 h 5 min`, `42 s`: an age for a message.
+fn human_duration(d: chrono::Duration) -> String {
+    let secs = d.num_seconds().max(0);
+    match secs {
+        s if s >= 86_400 => format!("{} days", s / 86_400),
+        s if s >= 3600 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+        s if s >= 60 => format!("{} min", s / 60),
+        s => format!("{s} s"),
     }
 }
 

@@ -731,9 +731,11 @@ async fn runs_as_uid_65534_on_a_read_only_root_with_only_data_dir_writable() {
     // A paper alert is journaled and logged (placed, or routed while the market is closed).
     let secret = fs::read_to_string(data.path().join("webhook_secret"))
         .expect("the generated webhook secret is in DATA_DIR");
+    // The real clock runs here: the fire time is now (MAX_ALERT_AGE refuses stale alerts).
     let alert = serde_json::json!({
         "secret": secret.trim(), "symbol": "NSE:RELIANCE", "action": "buy", "quantity": 1,
-        "product": "intraday", "price": 2500, "timenow": "2026-12-01T04:30:00Z",
+        "product": "intraday", "price": 2500,
+        "timenow": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
     });
     let answer = client
         .post(format!("{base}/webhook"))

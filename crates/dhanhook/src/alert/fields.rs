@@ -266,7 +266,7 @@ pub(crate) fn shown(v: Option<&Value>) -> String {
 }
 
 /// Cuts long user text so an error message stays one readable line.
-pub(crate) fn clip(s: &str) -> String {
+pub fn clip(s: &str) -> String {
     const MAX: usize = 40;
     if s.chars().count() <= MAX {
         s.to_owned()

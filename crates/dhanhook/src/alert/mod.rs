@@ -17,6 +17,7 @@ mod fields;
 mod flat;
 mod strict;
 
+pub use fields::clip;
 pub use strict::first_duplicate_key;
 
 use chrono::NaiveDate;

@@ -201,6 +201,14 @@ pub(super) async fn receive(
             )
                 .into_response()
         }
+        Ok(Err(EngineError::Stale { alert_id, problem })) => {
+            tracing::info!(%alert_id, problem = %problem.problem, "webhook refused: stale alert (journaled, not placed)");
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"status": "invalid", "alert_id": alert_id, "errors": [problem]})),
+            )
+                .into_response()
+        }
         Ok(Err(EngineError::InstrumentsMissing)) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the scrip master is not loaded yet (see /ready); nothing was placed; it is safe to send the alert again",

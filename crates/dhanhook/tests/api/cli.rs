@@ -869,6 +869,17 @@ async fn sigterm_during_a_mint_cooldown_ends_the_process_within_10_s() {
         tokio::spawn(request.send())
     };
     served.wait_for_output("alert journaled");
+    // The order must be at Dhan (in its delay) before the token dies: SUBMITTING is journaled
+    // just before the request leaves.
+    let path = std::env::var("PATH").unwrap_or_default();
+    for _ in 0..300 {
+        let (_, table, _) = run(dir.path(), &["orders"], &[("PATH", &path)]);
+        if table.contains("SUBMITTING") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // Another login kills the token inside the cooldown: the next order learns it, and the
     // keeper waits out the 2 minutes before it may mint.
     sim.issue_web_token();

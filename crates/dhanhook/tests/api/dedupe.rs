@@ -90,7 +90,7 @@ async fn timenow_makes_each_firing_distinct_and_each_replay_a_duplicate_forever(
         .await
         .unwrap();
     let b: Value = app
-        .post_webhook(&at("2026-12-01T04:35:00Z"))
+        .post_webhook(&at("2026-12-01T04:25:00Z"))
         .await
         .json()
         .await

@@ -429,7 +429,7 @@ async fn ten_nifty1_units_are_refused_naming_the_lot_and_the_nearest_quantities(
     let resp = lots
         .post_webhook(
             &json!({"secret": SECRET, "symbol": "NSE:NIFTY1!", "action": "buy",
-            "quantity": "10", "product": "margin", "timenow": "t1"}),
+            "quantity": "10", "product": "margin", "timenow": "2026-12-01T04:29:00Z"}),
         )
         .await;
     assert_eq!(resp.status(), 200);
@@ -477,7 +477,8 @@ async fn an_upstream_alert_in_the_evening_is_an_amo_with_the_legs_amo_time() {
     let mut body = single(
         1,
         json!({"symbol": "RELIANCE", "instrument": "EQ",
-        "productType": "C", "amoTime": "OPEN_60"}),
+        "productType": "C", "amoTime": "OPEN_60",
+        "meta": {"interval": "5", "time": "2026-12-01T12:25:00Z", "timenow": "2026-12-01T12:30:00Z"}}),
     );
     body["secret"] = json!(SECRET);
     let answer: Value = t.app.post_webhook(&body).await.json().await.unwrap();

@@ -409,3 +409,52 @@ async fn only_a_short_plain_request_id_is_kept() {
     }
     app.stop().await;
 }
+
+/// A captured alert replayed later, or one from a broken clock: judged by `timenow` (the fire
+/// time), refused with 422 and a reason, journaled as refused, never placed. `MAX_ALERT_AGE=0`
+/// turns the check off.
+#[tokio::test]
+async fn stale_and_future_alerts_are_refused_by_their_timenow() {
+    let app = spawn_app().await; // the clock: 2026-12-01 04:30 UTC
+    let at = |t: &str| {
+        let mut b = flat_alert();
+        b["timenow"] = json!(t);
+        b
+    };
+    for (timenow, says) in [
+        ("2020-01-01T04:30:00Z", "older than MAX_ALERT_AGE (600 s)"),
+        ("2026-12-01T04:19:00Z", "11 min ago"),
+        ("2099-01-01T00:00:00Z", "check the sender's clock"),
+        ("{{timenow}}", "is not a time like"),
+    ] {
+        let resp = app.post_webhook(&at(timenow)).await;
+        assert_eq!(resp.status(), 422, "{timenow}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["errors"][0]["field"], "timenow", "{v}");
+        let problem = v["errors"][0]["problem"].as_str().unwrap();
+        assert!(problem.contains(says), "{timenow}: {problem}");
+    }
+    // Inside the window (and a little clock skew ahead) it is placed.
+    for timenow in ["2026-12-01T04:25:00Z", "2026-12-01T04:30:30Z"] {
+        let resp = app.post_webhook(&at(timenow)).await;
+        assert_eq!(resp.status(), 200, "{timenow}");
+    }
+    let rows = app.journal_orders().await;
+    let refused = rows
+        .iter()
+        .filter(|r| r.status.as_str() == "REJECTED")
+        .count();
+    assert_eq!(refused, 4, "journaled as refused");
+    assert_eq!(rows.len(), 6);
+    // Meta's timenow in Dhan's format counts the same.
+    let mut dhan = dhan_alert();
+    dhan["meta"]["timenow"] = json!("2020-01-01T04:30:00Z");
+    let v: Value = app.post_webhook(&dhan).await.json().await.unwrap();
+    assert_eq!(v["errors"][0]["field"], "meta.timenow", "{v}");
+    let dir = app.stop().await;
+
+    let off = crate::helpers::spawn_app_with(dir, &[("MAX_ALERT_AGE", "0")]).await;
+    let resp = off.post_webhook(&at("2020-06-01T04:30:00Z")).await;
+    assert_eq!(resp.status(), 200, "the check is off");
+    off.stop().await;
+}
