@@ -258,6 +258,9 @@ struct ConsentState {
     pending: Option<(String, DateTime<Utc>)>,
     /// tokenIds already presented to the callback: each is used at most once.
     used_token_ids: HashSet<String>,
+    /// Calls to Dhan made for the pending consent; at [`CONSENT_TRIES`] it is cancelled, so
+    /// forged callbacks cannot make Dhan calls that carry the API secret without end.
+    tries: u32,
 }
 
 /// How long one instance holds the mint lease: a mint takes a second (the client gives up after
@@ -266,6 +269,18 @@ struct ConsentState {
 const MINT_LEASE: chrono::Duration = chrono::Duration::seconds(30);
 /// Polls (every 500 ms) while another instance mints.
 const WAIT_FOR_OTHER_MINTER_POLLS: u32 = 60;
+
+/// Most callbacks (calls to Dhan) one consent gets before it is cancelled.
+const CONSENT_TRIES: u32 = 5;
+
+/// Whether `token_id` looks like one Dhan issues (letters, digits, `-`, `_`; 8 to 128 of them):
+/// anything else is refused without calling Dhan.
+fn plausible_token_id(token_id: &str) -> bool {
+    (8..=128).contains(&token_id.len())
+        && token_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
 
 /// How long a started consent waits for its callback.
 const CONSENT_WINDOW: chrono::Duration = chrono::Duration::minutes(10);
@@ -1018,6 +1033,11 @@ impl TokenKeeper {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pending = Some((consent_app_id, self.now()));
+        self.inner
+            .consent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tries = 0;
         Ok(url)
     }
 
@@ -1044,13 +1064,16 @@ impl TokenKeeper {
                         .to_owned(),
                 ));
             }
-            if token_id.is_empty()
-                || token_id.len() > 200
-                || !consent.used_token_ids.insert(token_id.to_owned())
+            if !plausible_token_id(token_id) || !consent.used_token_ids.insert(token_id.to_owned())
             {
                 return Err(TokenError::Consent(
                     "this tokenId was already used or is not valid".to_owned(),
                 ));
+            }
+            consent.tries += 1;
+            if consent.tries >= CONSENT_TRIES {
+                // This is the last try: whatever Dhan says, the next callback needs a new consent.
+                consent.pending = None;
             }
         }
         let mut st = self.inner.mint.lock().await;

@@ -16,7 +16,8 @@ use crate::clock::ist;
 /// `GET /`: service, version, mode, non-secret configuration and the endpoint list.
 pub(super) async fn root(State(state): State<AppState>) -> Json<serde_json::Value> {
     let s = &state.inner;
-    let token = s.keeper.as_ref().map(|k| k.status());
+    // The token's state and errors are not for strangers: GET /auth/status (admin) has them,
+    // and /ready says only whether it is usable.
     Json(json!({
         "service": "dhanhook",
         "version": env!("CARGO_PKG_VERSION"),
@@ -24,7 +25,6 @@ pub(super) async fn root(State(state): State<AppState>) -> Json<serde_json::Valu
         "mode": s.mode.as_str(),
         "time": ist(s.clock.now()).to_rfc3339(),
         "config": s.public_config,
-        "access_token": token,
         "endpoints": {
             "POST /webhook": "TradingView alerts (secret in the body)",
             "GET /": "this page",

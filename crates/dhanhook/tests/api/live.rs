@@ -537,7 +537,10 @@ async fn ready_and_root_report_the_token_without_showing_it() {
     let root = t.app.get("/").await.text().await.unwrap();
     assert!(!root.contains(&token) && !root.contains(SECRET) && !root.contains("JBSWY3DPEHPK3PXP"));
     let root: Value = serde_json::from_str(&root).unwrap();
-    assert_eq!(root["access_token"]["state"], "valid");
+    assert!(
+        root.get("access_token").is_none(),
+        "the public page shows no token state: {root}"
+    );
     assert_eq!(root["config"]["dhan"]["token_routes"], json!(["pin+totp"]));
     assert_eq!(root["config"]["dhan"]["client_id"], "******0001");
 }
@@ -609,6 +612,26 @@ async fn the_consent_flow_gets_a_token_through_the_callback_once() {
         .filter(|r| r.path == "/app/consumeApp-consent")
         .count();
     assert_eq!(consumes, 1);
+
+    // Forged callbacks while a consent waits: a malformed tokenId never reaches Dhan, and after
+    // 5 well-formed forgeries the consent is cancelled (each call carries the API secret).
+    t.app.post_admin("/auth/consent").await;
+    let malformed = t.app.get("/auth/callback?tokenId=%3Cscript%3E").await;
+    assert_eq!(malformed.status(), 400);
+    for i in 0..30 {
+        let forged = t
+            .app
+            .get(&format!("/auth/callback?tokenId=forged-token-id-{i:04}"))
+            .await;
+        assert_eq!(forged.status(), 400);
+    }
+    let consumes = t
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/app/consumeApp-consent")
+        .count();
+    assert_eq!(consumes, 1 + 5, "at most 5 tries per consent");
 }
 
 #[tokio::test]
