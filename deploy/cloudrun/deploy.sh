@@ -260,6 +260,15 @@ pipe_secret() {
   printf '%s' "$value" | "$@"
 }
 
+# 32 random bytes in base64 (44 characters), as TOKEN_KEY takes them.
+random_base64_key() {
+  if command -v openssl >/dev/null; then
+    openssl rand -base64 32
+  else
+    head -c 32 /dev/urandom | base64 | tr -d '\n'
+  fi
+}
+
 random_hex() {
   if command -v openssl >/dev/null; then
     openssl rand -hex 24
@@ -355,6 +364,22 @@ if [[ $journal == cloudsql ]]; then
     --role=roles/cloudsql.client --condition=None --format=none
 fi
 
+# The stored Dhan token is encrypted with TOKEN_KEY, and every instance on the PostgreSQL journal
+# needs the same one (dhanhook refuses to start without it). Without one in .env it is generated
+# once and kept in Secret Manager; later runs reuse it (a new key would drop the stored token).
+token_key_ref=
+if [[ $journal != ephemeral && -z ${env[TOKEN_KEY]:-} ]]; then
+  key_secret="$secret_prefix-token-key"
+  if exists gcloud secrets versions describe latest --secret="$key_secret" "${p[@]}"; then
+    say "reusing TOKEN_KEY from secret $key_secret"
+    token_key_ref="TOKEN_KEY=$key_secret:latest"
+  else
+    env[TOKEN_KEY]=$(random_base64_key)
+    [[ ${#env[TOKEN_KEY]} -eq 44 ]] || die "could not generate TOKEN_KEY (openssl or /dev/urandom)"
+    secret_vars+=(TOKEN_KEY)
+  fi
+fi
+
 # ---------------------------------------------------------------------------------------------
 say "== secrets (values go to gcloud on stdin only)"
 declare -a secret_refs=()
@@ -382,6 +407,7 @@ for key in "${secret_vars[@]}"; do
     --role=roles/secretmanager.secretAccessor --format=none "${p[@]}"
   secret_refs+=("$key=$name:latest")
 done
+[[ -z $token_key_ref ]] || secret_refs+=("$token_key_ref")
 # In Cloud SQL mode on a second run DATABASE_URL is not re-read, but the service still needs it.
 if [[ $journal == cloudsql && ! " ${secret_vars[*]} " == *" DATABASE_URL "* ]]; then
   secret_refs+=("DATABASE_URL=$secret_prefix-database-url:latest")

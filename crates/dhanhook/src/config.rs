@@ -188,6 +188,9 @@ pub struct DhanSettings {
     pub access_token: Option<SecretString>,
     pub api_key: Option<String>,
     pub api_secret: Option<SecretString>,
+    /// `TOKEN_KEY`: seals the stored token (base64 of 32 bytes); generated into `DATA_DIR` for
+    /// SQLite when unset, required for PostgreSQL in live mode.
+    pub token_key: Option<SecretString>,
     /// `DHAN_USER_ID` / `DHAN_PASSWORD` were set: accepted for the seed's `.env`, but no Dhan
     /// API uses them (minting needs the PIN).
     pub unused_login_vars: Vec<&'static str>,
@@ -421,6 +424,7 @@ fn dhan_settings(
         access_token: get("DHAN_ACCESS_TOKEN").map(|t| SecretString::from(unwrap_stored_token(&t))),
         api_key: get("DHAN_API_KEY"),
         api_secret: get("DHAN_API_SECRET").map(SecretString::from),
+        token_key: get("TOKEN_KEY").map(SecretString::from),
         unused_login_vars,
         token: TokenSettings {
             refresh_margin: Duration::from_secs(parse_u64(

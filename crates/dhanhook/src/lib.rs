@@ -39,3 +39,4 @@ pub mod store;
 pub mod telemetry;
 pub mod token;
 pub mod totp;
+pub mod vault;

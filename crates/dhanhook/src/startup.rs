@@ -297,6 +297,13 @@ pub(crate) fn check_live_settings(settings: &Settings) -> anyhow::Result<()> {
              (e.g. openssl rand -hex 32), or unset it to have one generated"
         );
     }
+    if matches!(settings.database_url, DatabaseUrl::Postgres(_)) && dhan.token_key.is_none() {
+        bail!(
+            "TOKEN_KEY: with a PostgreSQL journal live mode needs TOKEN_KEY (32 random bytes in base64, \
+             e.g. openssl rand -base64 32), the same for every instance: the stored Dhan token is \
+             encrypted with it"
+        );
+    }
     if settings.admin_token.as_ref().is_some_and(secret_is_short) {
         bail!(
             "ADMIN_TOKEN: live mode refuses an admin token shorter than 32 characters (it guards /logs, \
@@ -340,7 +347,26 @@ pub async fn token_keeper(
         Some(s) => Some(Totp::from_base32(secrecy::ExposeSecret::expose_secret(s))?),
         None => None,
     };
+    let vault = match &dhan.token_key {
+        Some(key) => {
+            crate::vault::TokenVault::from_base64(secrecy::ExposeSecret::expose_secret(key))
+                .context("TOKEN_KEY")?
+        }
+        None => {
+            let path = settings.data_dir.join("token_key");
+            let (vault, generated) = crate::vault::TokenVault::load_or_generate(&path)
+                .with_context(|| format!("the token key file {}", path.display()))?;
+            if generated {
+                tracing::info!(
+                    "generated a key for the stored Dhan token in {} (set TOKEN_KEY to use your own)",
+                    path.display()
+                );
+            }
+            vault
+        }
+    };
     let creds = Credentials {
+        vault: Some(vault),
         pin: dhan.pin.clone(),
         totp,
         access_token: dhan.access_token.clone(),

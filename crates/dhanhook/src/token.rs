@@ -88,6 +88,8 @@ pub struct Credentials {
     pub access_token: Option<SecretString>,
     pub api_key: Option<String>,
     pub api_secret: Option<SecretString>,
+    /// Seals the token in the journal (`TOKEN_KEY`); `None` stores it in clear (tests only).
+    pub vault: Option<crate::vault::TokenVault>,
 }
 
 impl Credentials {
@@ -379,19 +381,28 @@ impl TokenKeeper {
     /// The journal could not be read.
     pub async fn load(&self) -> Result<(), crate::store::JournalError> {
         let now = self.now();
+        let mut legacy = false;
         let stored = self
             .inner
             .journal
             .load_token(self.inner.client.client_id())
             .await?
-            .map(|s| Token {
-                web_token: is_web_token(&s.token),
-                value: s.token,
-                expires_at: s.expires_at,
-                source: TokenSource::parse(&s.source),
-                check: TokenCheck::Unchecked,
+            .and_then(|s| {
+                let (value, was_legacy) = self.unseal(&s.token)?;
+                legacy = was_legacy;
+                Some(Token {
+                    web_token: is_web_token(&value),
+                    value,
+                    expires_at: s.expires_at,
+                    source: TokenSource::parse(&s.source),
+                    check: TokenCheck::Unchecked,
+                })
             })
             .filter(|t| t.expires_at > now + EXPIRY_SKEW);
+        // Stored in clear by an earlier version: sealed now, so it does not stay readable.
+        if legacy && let Some(t) = &stored {
+            self.persist(t).await;
+        }
         // An env token's expiry is known only when it is a JWT with `exp`; otherwise (a
         // placeholder such as the guide's `eyJ0eXAi...`) it would look like the newest token at
         // every start and push a good stored one aside.
@@ -817,7 +828,7 @@ impl TokenKeeper {
     /// Adopts the journal's token when it is valid and newer than the one in use (another
     /// instance minted it).
     async fn adopt_stored(&self) {
-        let Ok(Some(stored)) = self
+        let Ok(Some(mut stored)) = self
             .inner
             .journal
             .load_token(self.inner.client.client_id())
@@ -829,6 +840,10 @@ impl TokenKeeper {
         if stored.expires_at <= now + EXPIRY_SKEW {
             return;
         }
+        let Some((value, _)) = self.unseal(&stored.token) else {
+            return;
+        };
+        stored.token = value;
         let newer = match self.current() {
             None => true,
             Some(cur) => {
@@ -921,10 +936,32 @@ impl TokenKeeper {
             .unwrap_or_else(|| self.now() + to_chrono(self.inner.settings.fallback_ttl))
     }
 
+    /// A stored token's value: opened with the vault (and whether it was a legacy clear one),
+    /// or `None`, with one clear line, when this key cannot open it (the key changed): the
+    /// token is then treated as absent and a new one is obtained.
+    fn unseal(&self, stored: &SecretString) -> Option<(SecretString, bool)> {
+        let Some(vault) = &self.inner.creds.vault else {
+            return Some((stored.clone(), false));
+        };
+        match vault.open(stored, self.inner.client.client_id()) {
+            Ok(crate::vault::Opened::Sealed(t)) => Some((t, false)),
+            Ok(crate::vault::Opened::Legacy(t)) => Some((t, true)),
+            Err(e) => {
+                tracing::warn!("{e}: it is dropped, and a new token is obtained");
+                None
+            }
+        }
+    }
+
     async fn persist(&self, token: &Token) {
+        let client_id = self.inner.client.client_id();
+        let value = match &self.inner.creds.vault {
+            Some(vault) => vault.seal(&token.value, client_id),
+            None => token.value.clone(),
+        };
         let stored = StoredToken {
-            client_id: self.inner.client.client_id().to_owned(),
-            token: token.value.clone(),
+            client_id: client_id.to_owned(),
+            token: value,
             expires_at: token.expires_at,
             source: token.source.as_str().to_owned(),
             obtained_at: self.now(),

@@ -684,3 +684,44 @@ fn shellcheck_passes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// dhanhook needs TOKEN_KEY with a PostgreSQL journal (the stored Dhan token is encrypted with
+/// it, the same for every instance): without one in .env a key is generated once, handed to
+/// Secret Manager on stdin only, and reused on later runs (a new key would drop the token).
+#[test]
+fn without_token_key_one_is_generated_once_and_kept_in_secret_manager() {
+    let env: String = ENV_POSTGRES
+        .lines()
+        .filter(|l| !l.starts_with("TOKEN_KEY="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let d = run_deploy(&env, &["--project", "fake-proj"], false);
+    d.assert_ok();
+    let (_, key) = secret_version_adds(&d)
+        .into_iter()
+        .find(|(name, _)| name == "dhanhook-token-key")
+        .expect("a generated TOKEN_KEY secret");
+    let key = key.trim_end();
+    assert_eq!(key.len(), 44, "32 bytes in base64: {key:?}");
+    assert!(!d.argv_text().contains(key), "the key is on a command line");
+    assert!(!d.output().contains(key), "the key is printed");
+    assert!(
+        flag_value(d.deploy_call(), "--update-secrets")
+            .unwrap()
+            .contains("TOKEN_KEY=dhanhook-token-key:latest")
+    );
+
+    let again = run_deploy(&env, &["--project", "fake-proj"], true);
+    again.assert_ok();
+    assert!(
+        secret_version_adds(&again)
+            .iter()
+            .all(|(name, _)| name != "dhanhook-token-key"),
+        "the key is not replaced"
+    );
+    assert!(
+        flag_value(again.deploy_call(), "--update-secrets")
+            .unwrap()
+            .contains("TOKEN_KEY=dhanhook-token-key:latest")
+    );
+}

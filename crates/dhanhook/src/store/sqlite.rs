@@ -430,6 +430,11 @@ impl Journal for SqliteJournal {
         .bind(to_millis(token.obtained_at))
         .execute(&self.pool)
         .await?;
+        // The previous token's row lingers in the write-ahead log until a checkpoint: fold it
+        // into the database now (the value is sealed anyway; this keeps old ones from piling up).
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

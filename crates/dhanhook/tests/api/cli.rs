@@ -354,6 +354,14 @@ fn live_mode_without_what_it_needs_refuses_to_start_with_one_clear_line() {
             [&totp[..], &[("ADMIN_TOKEN", "a")]].concat(),
             "ADMIN_TOKEN: live mode refuses an admin token shorter than 32 characters",
         ),
+        (
+            [
+                &totp[..],
+                &[("DATABASE_URL", "postgres://u@127.0.0.1:9/nowhere")],
+            ]
+            .concat(),
+            "TOKEN_KEY: with a PostgreSQL journal live mode needs TOKEN_KEY",
+        ),
     ];
     for (extra, expected) in cases {
         let vars: Vec<(&str, &str)> = live.iter().chain(extra.iter()).copied().collect();

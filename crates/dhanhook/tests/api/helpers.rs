@@ -18,6 +18,8 @@ use tokio::{sync::oneshot, task::JoinHandle};
 /// Fake values, recognisable in any output they might leak into.
 pub const SECRET: &str = "canary-webhook-secret-7f3a9c2e5b1d4f60";
 pub const ADMIN_TOKEN: &str = "canary-admin-token-2b8e6d4a1c9f7e35";
+/// base64 of 32 bytes: `canary-token-key-for-tests-only!`.
+pub const TEST_TOKEN_KEY: &str = "Y2FuYXJ5LXRva2VuLWtleS1mb3ItdGVzdHMtb25seSE=";
 
 pub struct TestApp {
     pub base: String,
@@ -70,6 +72,8 @@ pub async fn spawn_app_at(
         ("INSTRUMENTS_URL".to_owned(), "off".to_owned()),
         // A loaded CI machine must not turn a 200 into a 202; the deadline has its own test.
         ("ACK_DEADLINE_MS".to_owned(), "30000".to_owned()),
+        // One (fake) key for every instance of a test, as a PostgreSQL journal needs.
+        ("TOKEN_KEY".to_owned(), TEST_TOKEN_KEY.to_owned()),
     ]);
     if let Some(url) = test_database_url(&dir).await {
         env.insert("DATABASE_URL".to_owned(), url);

@@ -768,3 +768,49 @@ async fn a_duplicate_during_placement_answers_with_the_first_deliverys_outcome()
     assert_eq!(dup["legs"][0]["order_id"], first["legs"][0]["order_id"]);
     assert_eq!(t.sim.orders().len(), 1);
 }
+
+/// The Dhan token at rest: sealed with TOKEN_KEY, so neither the database file nor its
+/// write-ahead log holds it readable; a restart with another key drops the stored token and
+/// gets a new one.
+#[tokio::test]
+async fn the_stored_token_is_never_readable_in_the_journal_files() {
+    let sim = sim_with(SimConfig::default()).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let t = start(sim.clone(), Arc::clone(&dir), &[]).await;
+    eventually("the start-up mint", || t.sim.mint_count() == 1).await;
+    let (_, body) = t.order("sealed").await;
+    assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
+    let token = t.sim.active_token().unwrap();
+    let dir = t.app.stop().await;
+    if !crate::helpers::on_postgres() {
+        for name in ["dhanhook.db", "dhanhook.db-wal"] {
+            let Ok(bytes) = std::fs::read(dir.path().join(name)) else {
+                continue;
+            };
+            let needle = token.as_bytes();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "the token is readable in {name}"
+            );
+            // Nor any large piece of it (the JWT's signature part).
+            let sig = token.rsplit('.').next().unwrap().as_bytes();
+            assert!(!bytes.windows(sig.len()).any(|w| w == sig), "{name}");
+        }
+    }
+
+    // The same key: reused, no mint. Another key (past Dhan's mint cooldown): dropped with one
+    // line, and replaced.
+    let later = market_time() + chrono::Duration::seconds(130);
+    sim.set_now(later);
+    let again = start_at(sim.clone(), Arc::clone(&dir), &[], later).await;
+    assert_eq!(again.sim.mint_count(), 1, "the sealed token was reused");
+    let dir = again.app.stop().await;
+    let other_key = "b3RoZXIta2V5LWZvci10ZXN0cy0wMTIzNDU2Nzg5YWI=";
+    let rekeyed = start_at(sim, dir, &[("TOKEN_KEY", other_key)], later).await;
+    eventually("a new token under the new key", || {
+        rekeyed.sim.mint_count() == 2
+    })
+    .await;
+    let (_, body) = rekeyed.order("rekeyed").await;
+    assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
+}
