@@ -115,6 +115,8 @@ pub struct Settings {
     /// `SHUTDOWN_TIMEOUT`: after SIGTERM or ctrl-c the process ends within this, whatever is
     /// in flight (Cloud Run kills at 10 s, systemd at 90 s).
     pub shutdown_timeout: Duration,
+    /// `MAX_CONNECTIONS`: open connections served at once; more are closed on accept.
+    pub max_connections: usize,
 }
 
 /// What happens to an alert that arrives while its market is closed.
@@ -316,6 +318,18 @@ impl Settings {
         };
 
         let shutdown_timeout = Duration::from_secs(parse_u64(&get, "SHUTDOWN_TIMEOUT", 8, 1, 300)?);
+        let max_connections = match get("MAX_CONNECTIONS") {
+            None => 1024,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (16..=1_000_000).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::new(
+                        "MAX_CONNECTIONS",
+                        format!("'{v}' is not accepted; use a whole number from 16 to 1000000"),
+                    ));
+                }
+            },
+        };
 
         Ok(Settings {
             mode,
@@ -335,6 +349,7 @@ impl Settings {
             routing,
             clock_start,
             shutdown_timeout,
+            max_connections,
         })
     }
 
@@ -664,6 +679,21 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn max_connections_defaults_to_1024_and_is_at_least_16() {
+        assert_eq!(settings(&[]).unwrap().max_connections, 1024);
+        assert_eq!(
+            settings(&[("MAX_CONNECTIONS", "16")])
+                .unwrap()
+                .max_connections,
+            16
+        );
+        for bad in ["15", "0", "many"] {
+            let e = settings(&[("MAX_CONNECTIONS", bad)]).unwrap_err();
+            assert!(e.to_string().contains("MAX_CONNECTIONS"), "{e}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The HTTP surface: `POST /webhook` ([`webhook`]) and the operator endpoints ([`ops`]).
 //!
-//! Layers, outermost first: a request id (`x-request-id`, generated when absent and echoed
+//! Layers, outermost first: security headers on every response (`nosniff`, a CSP that loads
+//! nothing, no framing), a request id (`x-request-id`, generated when absent and echoed
 //! back), `Authorization` marked sensitive, a trace span per request carrying the request id and
 //! the mode, and a request timeout. Work that must not be cut short (placing an order) runs in
 //! tasks tracked by [`AppState::tasks`], outside the request future, so neither a timeout nor a
@@ -17,7 +18,10 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     Json, Router,
     extract::DefaultBodyLimit,
-    http::{HeaderName, Request, StatusCode, header::AUTHORIZATION},
+    http::{
+        HeaderName, HeaderValue, Request, StatusCode,
+        header::{AUTHORIZATION, CONTENT_SECURITY_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS},
+    },
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -28,6 +32,7 @@ use tower::ServiceBuilder;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     sensitive_headers::SetSensitiveRequestHeadersLayer,
+    set_header::SetResponseHeaderLayer,
     timeout::TimeoutLayer,
     trace::{DefaultOnFailure, TraceLayer},
 };
@@ -103,6 +108,22 @@ pub fn router(state: AppState) -> Router {
     let mode = state.inner.mode;
     let request_id = HeaderName::from_static("x-request-id");
     let layers = ServiceBuilder::new()
+        // On every response (errors and timeouts too): no content sniffing, no framing, and
+        // nothing loaded by a page (the /auth/callback page has an inline style attribute).
+        .layer(SetResponseHeaderLayer::if_not_present(
+            X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
         // A client's own x-request-id is kept only when short and plain: it is logged and echoed,
         // and a 390 KB one per request filled the disk with log.
         .layer(axum::middleware::map_request(drop_unusable_request_id))

@@ -3,6 +3,7 @@
 
 mod check;
 mod cli;
+mod connections;
 mod crash;
 mod dedupe;
 mod dhan_client;
