@@ -34,12 +34,19 @@ impl FromRequestParts<AppState> for Admin {
             .and_then(bearer_token)
             .unwrap_or("");
         if secrets_match(given, expected) {
-            Ok(Admin)
-        } else {
-            Err(error(
+            return Ok(Admin);
+        }
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let verdict = ip.map(|ip| state.inner.guard.wrong(ip, "admin token"));
+        match verdict {
+            Some(super::guard::Verdict::Throttled(wait)) => Err(super::too_many_wrong(wait)),
+            _ => Err(error(
                 StatusCode::UNAUTHORIZED,
                 "admin token required: send Authorization: Bearer <ADMIN_TOKEN>",
-            ))
+            )),
         }
     }
 }

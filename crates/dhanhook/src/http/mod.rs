@@ -8,6 +8,7 @@
 //! client hanging up can interrupt it.
 
 mod auth;
+mod guard;
 mod market;
 mod ops;
 mod token;
@@ -70,6 +71,11 @@ struct Inner {
     keeper: Option<TokenKeeper>,
     /// The scrip master in use, for readiness.
     instruments: InstrumentSource,
+    /// Wrong secrets and admin tokens per client IP.
+    guard: guard::AuthGuard,
+    /// The journal's last write check for `/ready`, and when: a public endpoint must not turn
+    /// every call into a write.
+    ready_journal: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
 impl AppState {
@@ -98,6 +104,8 @@ impl AppState {
                 tasks,
                 keeper,
                 instruments,
+                guard: guard::AuthGuard::default(),
+                ready_journal: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -187,6 +195,21 @@ async fn drop_unusable_request_id<B>(mut req: Request<B>) -> Request<B> {
 
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint; GET / lists them")
+}
+
+/// The answer to a wrong secret or admin token from an address that sent too many.
+pub(crate) fn too_many_wrong(wait: Duration) -> Response {
+    let secs = wait.as_secs().max(1);
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [("retry-after", secs.to_string())],
+        Json(json!({
+            "status": "error",
+            "error": format!("too many wrong secrets or tokens from this address; try again in {secs} s"),
+            "retry_after_secs": secs,
+        })),
+    )
+        .into_response()
 }
 
 /// A JSON error body: `{"status":"error","error":"..."}`.

@@ -96,12 +96,14 @@ pub(super) async fn receive(
         _ => false,
     };
     if !authorised {
-        tracing::warn!(client_ip = %peer.ip(), "webhook refused: missing or wrong secret");
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"status": "unauthorized", "error": "missing or wrong secret"})),
-        )
-            .into_response();
+        return match state.inner.guard.wrong(peer.ip(), "webhook secret") {
+            super::guard::Verdict::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"status": "unauthorized", "error": "missing or wrong secret"})),
+            )
+                .into_response(),
+            super::guard::Verdict::Throttled(wait) => super::too_many_wrong(wait),
+        };
     }
 
     // After the secret, so a stranger learns nothing about what a valid alert looks like.

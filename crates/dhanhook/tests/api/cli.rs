@@ -948,3 +948,26 @@ fn health_asks_the_running_server_and_sets_the_exit_code() {
     assert_ne!(code, 0, "nothing listens any more");
     assert!(err.contains("did not answer"), "{err}");
 }
+
+/// 500 wrong secrets make a handful of log lines, not 500 (one per refusal filled disks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secrets_are_logged_as_summaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path(), &[("WEBHOOK_SECRET", SECRET), ("RUST_LOG", "")]);
+    let alert = json!({"secret": "wrong", "symbol": "NSE:SBIN", "action": "buy", "quantity": 1,
+        "product": "intraday"});
+    let mut codes = std::collections::BTreeMap::new();
+    for _ in 0..500 {
+        let (code, _) = served.post_alert(&alert).await;
+        *codes.entry(code).or_insert(0) += 1;
+    }
+    assert_eq!(codes.get(&401), Some(&20), "{codes:?}");
+    assert_eq!(codes.get(&429), Some(&480), "{codes:?}");
+    let (status, out) = served.terminate();
+    assert!(status.success());
+    let lines = out
+        .lines()
+        .filter(|l| l.contains("refused") || l.contains("/webhook"))
+        .count();
+    assert!(lines < 10, "{lines} lines about refusals:\n{out}");
+}

@@ -32,6 +32,11 @@ fn env_for(
         ("DHANHOOK_CLOCK_START".to_owned(), sim.now().to_rfc3339()),
         ("UNKNOWN_SETTLE_SECS".to_owned(), "5".to_owned()),
         ("RUST_LOG".to_owned(), "info".to_owned()),
+        // Live mode on a PostgreSQL journal needs the token key (the same across restarts).
+        (
+            "TOKEN_KEY".to_owned(),
+            crate::helpers::TEST_TOKEN_KEY.to_owned(),
+        ),
     ]);
     if let Some(point) = crash_at {
         env.push(("DHANHOOK_CRASH_AT".to_owned(), point.to_owned()));

@@ -458,3 +458,64 @@ async fn stale_and_future_alerts_are_refused_by_their_timenow() {
     assert_eq!(resp.status(), 200, "the check is off");
     off.stop().await;
 }
+
+/// A guesser is slowed down: past 20 wrong secrets a minute from one address, wrong ones get
+/// 429 for a cool-off. The right secret from that same address always gets through (behind a
+/// proxy every client shares one address: an attacker must not lock TradingView out). Wrong
+/// admin tokens count the same way.
+#[tokio::test]
+async fn wrong_secrets_from_one_address_are_throttled_but_the_right_one_always_passes() {
+    let app = spawn_app().await;
+    let mut wrong = flat_alert();
+    wrong["secret"] = json!("not-the-secret");
+    let mut statuses = Vec::new();
+    for _ in 0..25 {
+        statuses.push(app.post_webhook(&wrong).await.status().as_u16());
+    }
+    assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[21..].iter().all(|s| *s == 429), "{statuses:?}");
+    let throttled = app.post_webhook(&wrong).await;
+    assert_eq!(throttled.status(), 429);
+    let wait: u64 = throttled.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((250..=300).contains(&wait), "{wait}");
+
+    let right = app.post_webhook(&flat_alert()).await;
+    assert_eq!(right.status(), 200, "the right secret is never refused");
+
+    for _ in 0..25 {
+        app.get_admin("/logs", "not-the-admin-token").await;
+    }
+    assert_eq!(
+        app.get_admin("/logs", "not-the-admin-token").await.status(),
+        429
+    );
+    assert_eq!(
+        app.get_admin("/logs", crate::helpers::ADMIN_TOKEN)
+            .await
+            .status(),
+        200
+    );
+    app.stop().await;
+}
+
+/// `/ready` is public: its journal write check is reused for a few seconds instead of
+/// writing on every call.
+#[tokio::test]
+async fn ready_does_not_write_the_journal_on_every_call() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/ready").await.status(), 200);
+    crate::helpers::refuse_writes(&app.dir, "heartbeat", "INSERT").await;
+    crate::helpers::refuse_writes(&app.dir, "heartbeat", "UPDATE").await;
+    for _ in 0..20 {
+        assert_eq!(
+            app.get("/ready").await.status(),
+            200,
+            "served from the check just made"
+        );
+    }
+    app.stop().await;
+}
