@@ -115,6 +115,11 @@ pub struct Settings {
     /// `SHUTDOWN_TIMEOUT`: after SIGTERM or ctrl-c the process ends within this, whatever is
     /// in flight (Cloud Run kills at 10 s, systemd at 90 s).
     pub shutdown_timeout: Duration,
+    /// `ALLOWED_IPS`: who may post `/webhook` (IPs and CIDRs, `tradingview` for TradingView's
+    /// addresses); `None`: everyone.
+    pub allowed_ips: Option<Vec<ipnet::IpNet>>,
+    /// `TRUSTED_PROXIES`: the peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `MAX_CONNECTIONS`: open connections served at once; more are closed on accept.
     pub max_connections: usize,
 }
@@ -318,6 +323,18 @@ impl Settings {
         };
 
         let shutdown_timeout = Duration::from_secs(parse_u64(&get, "SHUTDOWN_TIMEOUT", 8, 1, 300)?);
+        let allowed_ips = match get("ALLOWED_IPS") {
+            None => None,
+            Some(v) => Some(
+                crate::source_ip::parse_networks(&v, true)
+                    .map_err(|why| ConfigError::new("ALLOWED_IPS", why))?,
+            ),
+        };
+        let trusted_proxies = match get("TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(v) => crate::source_ip::parse_networks(&v, false)
+                .map_err(|why| ConfigError::new("TRUSTED_PROXIES", why))?,
+        };
         let max_connections = match get("MAX_CONNECTIONS") {
             None => 1024,
             Some(v) => match v.parse::<usize>() {
@@ -349,6 +366,8 @@ impl Settings {
             routing,
             clock_start,
             shutdown_timeout,
+            allowed_ips,
+            trusted_proxies,
             max_connections,
         })
     }

@@ -34,6 +34,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod reconcile;
 pub mod secrets;
+pub mod source_ip;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

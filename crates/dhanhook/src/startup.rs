@@ -186,6 +186,10 @@ impl Application {
             tasks.clone(),
             keeper,
             instruments,
+        )
+        .with_sources(
+            settings.allowed_ips.clone(),
+            settings.trusted_proxies.clone(),
         );
         announce(&settings, &source, addr);
         Ok(Self {

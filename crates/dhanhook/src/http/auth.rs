@@ -39,7 +39,7 @@ impl FromRequestParts<AppState> for Admin {
         let ip = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+            .map(|c| state.client_ip(c.0.ip(), &parts.headers));
         let verdict = ip.map(|ip| state.inner.guard.wrong(ip, "admin token"));
         match verdict {
             Some(super::guard::Verdict::Throttled(wait)) => Err(super::too_many_wrong(wait)),

@@ -73,6 +73,9 @@ struct Inner {
     instruments: InstrumentSource,
     /// Wrong secrets and admin tokens per client IP.
     guard: guard::AuthGuard,
+    /// `ALLOWED_IPS` and `TRUSTED_PROXIES` (see [`crate::source_ip`]).
+    allowed_ips: Option<Vec<ipnet::IpNet>>,
+    trusted_proxies: Vec<ipnet::IpNet>,
     /// The journal's last write check for `/ready`, and when: a public endpoint must not turn
     /// every call into a write.
     ready_journal: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
@@ -105,9 +108,36 @@ impl AppState {
                 keeper,
                 instruments,
                 guard: guard::AuthGuard::default(),
+                allowed_ips: None,
+                trusted_proxies: Vec::new(),
                 ready_journal: std::sync::Mutex::new(None),
             }),
         }
+    }
+}
+
+impl AppState {
+    /// Sets `ALLOWED_IPS` and `TRUSTED_PROXIES` (at start-up, before serving).
+    #[must_use]
+    pub fn with_sources(
+        mut self,
+        allowed_ips: Option<Vec<ipnet::IpNet>>,
+        trusted_proxies: Vec<ipnet::IpNet>,
+    ) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.allowed_ips = allowed_ips;
+            inner.trusted_proxies = trusted_proxies;
+        }
+        self
+    }
+
+    /// The client's address under `TRUSTED_PROXIES`.
+    pub(crate) fn client_ip(
+        &self,
+        peer: std::net::IpAddr,
+        headers: &axum::http::HeaderMap,
+    ) -> std::net::IpAddr {
+        crate::source_ip::client_ip(peer, headers, &self.inner.trusted_proxies)
     }
 }
 

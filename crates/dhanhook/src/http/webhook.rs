@@ -75,8 +75,23 @@ async fn at_deadline(
 pub(super) async fn receive(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // The client behind trusted proxies: what the allowlist, the journal, the logs and the
+    // failed-secret counts use.
+    let client = state.client_ip(peer.ip(), &headers);
+    if !crate::source_ip::allowed(client, state.inner.allowed_ips.as_deref()) {
+        // Counted (and logged as summaries) like a wrong secret.
+        let _ = state
+            .inner
+            .guard
+            .wrong(client, "alert from an address outside ALLOWED_IPS");
+        return error(
+            StatusCode::FORBIDDEN,
+            "this address may not send alerts (ALLOWED_IPS)",
+        );
+    }
     let body = match body {
         Ok(b) => b,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -96,7 +111,7 @@ pub(super) async fn receive(
         _ => false,
     };
     if !authorised {
-        return match state.inner.guard.wrong(peer.ip(), "webhook secret") {
+        return match state.inner.guard.wrong(client, "webhook secret") {
             super::guard::Verdict::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 Json(json!({"status": "unauthorized", "error": "missing or wrong secret"})),
@@ -108,7 +123,7 @@ pub(super) async fn receive(
 
     // After the secret, so a stranger learns nothing about what a valid alert looks like.
     if let Some(key) = crate::alert::first_duplicate_key(&body) {
-        tracing::info!(client_ip = %peer.ip(), key = %key, "webhook refused: a key appears twice");
+        tracing::info!(client_ip = %client, key = %key, "webhook refused: a key appears twice");
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({"status": "invalid", "errors": [{
@@ -122,7 +137,7 @@ pub(super) async fn receive(
     let mut signal = match parse_signal(&map) {
         Ok(s) => s,
         Err(problems) => {
-            tracing::info!(client_ip = %peer.ip(), problems = problems.len(), "webhook refused: invalid alert");
+            tracing::info!(client_ip = %client, problems = problems.len(), "webhook refused: invalid alert");
             return (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Json(json!({"status": "invalid", "errors": problems})),
@@ -138,7 +153,7 @@ pub(super) async fn receive(
         tracing::info!(ignored = ?fields, "alert accepted with fields ignored or changed (see the answer's warnings)");
     }
     let intake = Intake {
-        client_ip: Some(peer.ip()),
+        client_ip: Some(client),
         payload: Value::Object(map),
     };
     // Run the pipeline in its own tracked task: if the client disconnects or the request times

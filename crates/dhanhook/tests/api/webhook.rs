@@ -519,3 +519,55 @@ async fn ready_does_not_write_the_journal_on_every_call() {
     }
     app.stop().await;
 }
+
+/// `ALLOWED_IPS` limits who may post alerts; `TRUSTED_PROXIES` says whose X-Forwarded-For to
+/// believe (without it anyone could write TradingView's address into the header). The address
+/// these rules produce is the one the journal records.
+#[tokio::test]
+async fn only_allowed_sources_may_post_alerts_judged_behind_trusted_proxies_only() {
+    let post_from = |app: &crate::helpers::TestApp, xff: Option<&str>, id: &str| {
+        let mut body = flat_alert();
+        body["id"] = json!(id);
+        let mut req = app.client.post(app.url("/webhook")).body(body.to_string());
+        if let Some(xff) = xff {
+            req = req.header("x-forwarded-for", xff);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+
+    // Direct (no proxy trusted): the TCP peer 127.0.0.1 is the client; the header is ignored.
+    let app = crate::helpers::spawn_app_with(
+        std::sync::Arc::clone(&dir),
+        &[("ALLOWED_IPS", "tradingview")],
+    )
+    .await;
+    assert_eq!(post_from(&app, None, "a").await, 403);
+    assert_eq!(
+        post_from(&app, Some("52.89.214.238"), "b").await,
+        403,
+        "a header from an untrusted peer proves nothing"
+    );
+    let dir = app.stop().await;
+
+    // Behind a trusted proxy (127.0.0.1 here): the forwarded client decides.
+    let app = crate::helpers::spawn_app_with(
+        dir,
+        &[
+            ("ALLOWED_IPS", "tradingview"),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+    )
+    .await;
+    assert_eq!(post_from(&app, Some("52.89.214.238"), "c").await, 200);
+    assert_eq!(post_from(&app, Some("198.51.100.23"), "d").await, 403);
+    assert_eq!(
+        post_from(&app, Some("52.89.214.238, 198.51.100.23"), "e").await,
+        403,
+        "the right-most untrusted address is the client"
+    );
+    let rows = app.journal_orders().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].client_ip.as_deref(), Some("52.89.214.238"));
+    app.stop().await;
+}
