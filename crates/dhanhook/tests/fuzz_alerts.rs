@@ -36,30 +36,6 @@ const CLIP_CHARS: usize = 40;
 const MAX_LEGS: usize = 20;
 const MAX_QUANTITY: u32 = 10_000_000;
 
-/// KNOWN PARSER GAPS (found by this fuzzer; the parser is deliberately left unchanged here, for
-/// the lead to decide). Problems on these fields echo the sender's value without `clip`, so
-/// their message can be arbitrarily long and repeat more than 40 characters of the input:
-/// - flat format `action`:     `'{a}' is not accepted; use buy or sell`
-/// - flat format `order_type`: `'{t}' is not accepted; use market, limit, sl or sl-m`
-/// - flat format `product`:    `'{p}' is not accepted; use intraday, delivery, ...`
-/// - flat format `symbol`:     `exchange '{ex}' is not accepted; use ...` (the part before `:`)
-///
-/// The message-length and no-verbatim-echo checks skip exactly these (field, message-prefix)
-/// pairs; `known_gap_unclipped_flat_echo` (ignored) shows the failure. Remove an entry when the
-/// parser clips that value, and the test then guards it.
-const KNOWN_UNCLIPPED: &[(&str, &str)] = &[
-    ("action", "'"),
-    ("order_type", "'"),
-    ("product", "'"),
-    ("symbol", "exchange '"),
-];
-
-fn known_unclipped(p: &FieldProblem) -> bool {
-    KNOWN_UNCLIPPED
-        .iter()
-        .any(|(field, prefix)| p.field == *field && p.problem.starts_with(prefix))
-}
-
 /// Every string of the input (keys, string values, numbers' text) longer than the clip length.
 ///
 /// KNOWN PARSER GAP (bounded): the Dhan format's contract messages (`{symbol} is a future, but
@@ -112,18 +88,11 @@ fn echoes_verbatim(message: &str, text: &str) -> bool {
 
 fn check_problems(kind: &str, problems: &[FieldProblem], long: &[String]) -> Result<(), String> {
     for p in problems {
-        // KNOWN PARSER GAP: an empty key ("": ...) is reported (flat) or warned about (Dhan) as
-        // an unknown field under the empty name `""`, so the message names no field. Skipped
-        // here for the lead to decide; remove this exception when the parser names it.
-        let empty_key_gap = p.problem.starts_with("is not a known field");
-        if p.field.is_empty() && !empty_key_gap {
+        if p.field.is_empty() {
             return Err(format!("{kind} with an empty field name: {p:?}"));
         }
         if p.problem.is_empty() {
             return Err(format!("{kind} with an empty message: {p:?}"));
-        }
-        if known_unclipped(p) {
-            continue; // See KNOWN_UNCLIPPED.
         }
         let n = p.problem.chars().count();
         if n > MAX_MESSAGE_CHARS {
@@ -798,12 +767,11 @@ fn mutations_still_reach_accepted_signals() {
     assert!(flat > 5 && dhan > 5, "accepted: flat {flat}, dhan {dhan}");
 }
 
-/// KNOWN PARSER GAP (see KNOWN_UNCLIPPED): the flat format echoes an unaccepted `action`,
-/// `order_type`, `product` and symbol exchange without clipping. Ignored so CI stays green;
-/// run with `--ignored` to see it; un-ignore once the parser clips these values.
+/// Found by this fuzzer: the flat format echoed an unaccepted `action`, `order_type`,
+/// `product` and symbol exchange without clipping (a 5,000-character value made a 5,035-character
+/// message). Now clipped like every other echoed value.
 #[test]
-#[ignore = "known parser gap: unclipped echo in flat-format messages (issue 10, point 9 report)"]
-fn known_gap_unclipped_flat_echo() {
+fn unaccepted_flat_values_are_clipped_in_messages() {
     let long = "x".repeat(5000);
     for (key, value) in [
         ("action", long.clone()),

@@ -61,7 +61,7 @@ impl<'a> Fields<'a> {
     /// such as `"trigger_prce"` that would otherwise silently change the order.
     pub(crate) fn reject_unknown(&self, out: &mut Vec<FieldProblem>) {
         for key in self.unknown() {
-            self.problem(out, key, "is not a known field");
+            self.problem(out, &shown_key(key), "is not a known field");
         }
     }
 
@@ -69,7 +69,7 @@ impl<'a> Fields<'a> {
     /// upstream ignored extra keys: an alert written for it must keep working).
     pub(crate) fn ignore_unknown(&self, warnings: &mut Vec<FieldProblem>) {
         for key in self.unknown() {
-            self.problem(warnings, key, "is not a known field; ignored");
+            self.problem(warnings, &shown_key(key), "is not a known field; ignored");
         }
     }
 
@@ -245,6 +245,15 @@ impl<'a> Fields<'a> {
                 None
             }
         }
+    }
+}
+
+/// An unknown key as a field name: clipped, and an empty key shown as `""`.
+fn shown_key(key: &str) -> String {
+    if key.is_empty() {
+        "\"\"".to_owned()
+    } else {
+        clip(key)
     }
 }
 

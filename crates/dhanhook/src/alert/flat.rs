@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 
 use super::{
     AlertFormat, AmoTime, Exchange, FieldProblem, LegOrder, OrderType, Product, Side, Signal,
-    Validity, check_label, check_prices, check_symbol, fields::Fields,
+    Validity, check_label, check_prices, check_symbol,
+    fields::{Fields, clip},
 };
 
 const FIELDS: &[&str] = &[
@@ -61,7 +62,7 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
                 f.problem(
                     &mut out,
                     "action",
-                    format!("'{a}' is not accepted; use {ACTIONS}"),
+                    format!("'{}' is not accepted; use {ACTIONS}", clip(&a)),
                 );
                 None
             }
@@ -76,7 +77,7 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
                 f.problem(
                     &mut out,
                     "order_type",
-                    format!("'{t}' is not accepted; use {ORDER_TYPES}"),
+                    format!("'{}' is not accepted; use {ORDER_TYPES}", clip(&t)),
                 );
             }
             parsed
@@ -93,7 +94,7 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
                 f.problem(
                     &mut out,
                     "product",
-                    format!("'{p}' is not accepted; use {PRODUCTS}"),
+                    format!("'{}' is not accepted; use {PRODUCTS}", clip(&p)),
                 );
             }
             parsed
@@ -187,7 +188,8 @@ fn symbol_and_exchange(
                     out,
                     "symbol",
                     format!(
-                        "exchange '{ex}' is not accepted; use {}",
+                        "exchange '{}' is not accepted; use {}",
+                        clip(ex),
                         Exchange::ACCEPTED
                     ),
                 );
