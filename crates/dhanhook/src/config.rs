@@ -335,8 +335,11 @@ impl Settings {
             Some(v) => crate::source_ip::parse_networks(&v, false)
                 .map_err(|why| ConfigError::new("TRUSTED_PROXIES", why))?,
         };
+        // High by default: idle or slow connections are closed within 10 s, and a cap reached by
+        // a flood of them refuses legitimate alerts too (start-up lowers it to what the
+        // open-file limit allows).
         let max_connections = match get("MAX_CONNECTIONS") {
-            None => 1024,
+            None => 8192,
             Some(v) => match v.parse::<usize>() {
                 Ok(n) if (16..=1_000_000).contains(&n) => n,
                 _ => {
@@ -701,8 +704,8 @@ mod tests {
     }
 
     #[test]
-    fn max_connections_defaults_to_1024_and_is_at_least_16() {
-        assert_eq!(settings(&[]).unwrap().max_connections, 1024);
+    fn max_connections_defaults_to_8192_and_is_at_least_16() {
+        assert_eq!(settings(&[]).unwrap().max_connections, 8192);
         assert_eq!(
             settings(&[("MAX_CONNECTIONS", "16")])
                 .unwrap()

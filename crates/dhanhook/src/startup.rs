@@ -86,7 +86,7 @@ impl Application {
         if settings.mode == Mode::Live {
             check_live_settings(&settings)?;
         }
-        raise_fd_limit();
+        let fd_limit = raise_fd_limit();
         let journal = open_journal(&settings).await?;
 
         let (webhook_secret, source) = match &settings.webhook_secret {
@@ -200,7 +200,15 @@ impl Application {
             tasks,
             stop,
             shutdown_timeout: settings.shutdown_timeout,
-            max_connections: settings.max_connections,
+            // Never more connections than descriptors, with room for the journal, the calls to
+            // Dhan and files.
+            max_connections: match fd_limit {
+                Some(limit) => settings
+                    .max_connections
+                    .min(usize::try_from(limit.saturating_sub(FD_HEADROOM)).unwrap_or(usize::MAX))
+                    .max(16),
+                None => settings.max_connections,
+            },
         })
     }
 
@@ -306,12 +314,21 @@ const CAP_WARNING_EVERY: Duration = Duration::from_secs(60);
 /// Raises the soft open-file limit to the hard one, so that the connection cap, not the
 /// descriptor limit, is what bounds open sockets (the `rlimit` crate: a small, maintained
 /// wrapper of `setrlimit`, which also knows macOS's `OPEN_MAX` ceiling).
-pub fn raise_fd_limit() {
+pub fn raise_fd_limit() -> Option<u64> {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::debug!("open-file limit (RLIMIT_NOFILE) is {limit}"),
-        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+        Ok(limit) => {
+            tracing::debug!("open-file limit (RLIMIT_NOFILE) is {limit}");
+            Some(limit)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
+            None
+        }
     }
 }
+
+/// Descriptors kept free of client connections (journal, calls to Dhan, files).
+const FD_HEADROOM: u64 = 256;
 
 /// The open connections: a cap on how many, and the signals that end them at shutdown.
 struct Connections {
