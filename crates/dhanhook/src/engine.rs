@@ -47,13 +47,16 @@ pub struct Intake {
     pub payload: serde_json::Value,
 }
 
-/// What the journal made of a delivery, told as soon as it is known (before placement).
+/// What the journal made of a delivery, told as soon as it is known (before placement), with
+/// what the answer must carry whenever it is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admitted {
-    /// A new alert, journaled under this id; placement follows.
-    New(String),
-    /// A repeat of the alert journaled under this id; nothing new is placed.
-    Duplicate(String),
+pub struct Admitted {
+    /// The alert journaled for this delivery (the first delivery's, for a repeat).
+    pub alert_id: String,
+    /// A repeat: nothing new is placed.
+    pub duplicate: bool,
+    /// See [`Signal::warnings`].
+    pub warnings: Vec<FieldProblem>,
 }
 
 /// The answer to one delivery (the `/webhook` response body).
@@ -318,9 +321,8 @@ impl Engine {
     }
 
     /// `EQ_PRODUCT=cnc`: the upstream placed every Dhan-format EQ leg as CNC; users who rely on
-    /// that keep it, and the answer says which legs were changed. Idempotent: the pipeline
-    /// applies it, and a caller that answers before the pipeline does may apply it first.
-    pub fn apply_eq_product(&self, signal: &mut Signal) {
+    /// that keep it, and the answer says which legs were changed.
+    fn apply_eq_product(&self, signal: &mut Signal) {
         if !self.eq_product_cnc || signal.format != crate::alert::AlertFormat::Dhan {
             return;
         }
@@ -360,6 +362,10 @@ impl Engine {
         let mut signal = signal;
         self.apply_eq_product(&mut signal);
         let warnings = signal.warnings.clone();
+        if !warnings.is_empty() {
+            let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+            tracing::info!(ignored = ?fields, "alert accepted with fields ignored or changed (see the answer's warnings)");
+        }
         let now = self.clock.now();
         let resolved = self.resolve(&signal, now)?;
         let venues: Vec<Venue> = resolved
@@ -456,7 +462,11 @@ impl Engine {
             Admission::Duplicate { alert_id } => {
                 tracing::info!(%alert_id, "duplicate delivery; answered from the journal, nothing placed");
                 if let Some(tx) = admitted {
-                    let _ = tx.send(Admitted::Duplicate(alert_id.clone()));
+                    let _ = tx.send(Admitted {
+                        alert_id: alert_id.clone(),
+                        duplicate: true,
+                        warnings: warnings.clone(),
+                    });
                 }
                 let record = self.settled_record(&alert_id).await?;
                 let mut outcome = self.duplicate_outcome(&record);
@@ -467,7 +477,11 @@ impl Engine {
                 tracing::info!(%alert_id, legs = alert.legs.len(), route = %alert.route, "alert journaled");
                 crate::crash::point("after_journal");
                 if let Some(tx) = admitted {
-                    let _ = tx.send(Admitted::New(alert_id.clone()));
+                    let _ = tx.send(Admitted {
+                        alert_id: alert_id.clone(),
+                        duplicate: false,
+                        warnings: warnings.clone(),
+                    });
                 }
                 if alert.initial_status == LegStatus::Queued {
                     self.queue_wake.notify_one();

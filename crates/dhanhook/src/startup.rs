@@ -186,8 +186,6 @@ impl Application {
             tasks.clone(),
             keeper,
             instruments,
-        )
-        .with_sources(
             settings.allowed_ips.clone(),
             settings.trusted_proxies.clone(),
         );

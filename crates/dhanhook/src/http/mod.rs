@@ -94,6 +94,8 @@ impl AppState {
         tasks: TaskTracker,
         keeper: Option<TokenKeeper>,
         instruments: InstrumentSource,
+        allowed_ips: Option<Vec<ipnet::IpNet>>,
+        trusted_proxies: Vec<ipnet::IpNet>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -108,8 +110,8 @@ impl AppState {
                 keeper,
                 instruments,
                 guard: guard::AuthGuard::default(),
-                allowed_ips: None,
-                trusted_proxies: Vec::new(),
+                allowed_ips,
+                trusted_proxies,
                 ready_journal: std::sync::Mutex::new(None),
             }),
         }
@@ -117,20 +119,6 @@ impl AppState {
 }
 
 impl AppState {
-    /// Sets `ALLOWED_IPS` and `TRUSTED_PROXIES` (at start-up, before serving).
-    #[must_use]
-    pub fn with_sources(
-        mut self,
-        allowed_ips: Option<Vec<ipnet::IpNet>>,
-        trusted_proxies: Vec<ipnet::IpNet>,
-    ) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.allowed_ips = allowed_ips;
-            inner.trusted_proxies = trusted_proxies;
-        }
-        self
-    }
-
     /// The client's address under `TRUSTED_PROXIES`.
     pub(crate) fn client_ip(
         &self,

@@ -48,15 +48,12 @@ const DEADLINE_READ: Duration = Duration::from_millis(500);
 /// The answer at the deadline for an alert the journal has taken but whose placement (or, for
 /// a duplicate, the first delivery's placement) is still under way: the legs as they stand,
 /// 202 while any is open.
-async fn at_deadline(
-    state: &AppState,
-    admitted: Admitted,
-    warnings: Vec<crate::alert::FieldProblem>,
-) -> Response {
-    let (alert_id, duplicate) = match admitted {
-        Admitted::New(id) => (id, false),
-        Admitted::Duplicate(id) => (id, true),
-    };
+async fn at_deadline(state: &AppState, admitted: Admitted) -> Response {
+    let Admitted {
+        alert_id,
+        duplicate,
+        warnings,
+    } = admitted;
     let read =
         tokio::time::timeout(DEADLINE_READ, state.inner.engine.journal().alert(&alert_id)).await;
     if let Ok(Ok(Some(record))) = read {
@@ -134,7 +131,7 @@ pub(super) async fn receive(
             .into_response();
     }
 
-    let mut signal = match parse_signal(&map) {
+    let signal = match parse_signal(&map) {
         Ok(s) => s,
         Err(problems) => {
             tracing::info!(client_ip = %client, problems = problems.len(), "webhook refused: invalid alert");
@@ -146,12 +143,6 @@ pub(super) async fn receive(
         }
     };
 
-    state.inner.engine.apply_eq_product(&mut signal);
-    let warnings = signal.warnings.clone();
-    if !warnings.is_empty() {
-        let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
-        tracing::info!(ignored = ?fields, "alert accepted with fields ignored or changed (see the answer's warnings)");
-    }
     let intake = Intake {
         client_ip: Some(client),
         payload: Value::Object(map),
@@ -180,7 +171,7 @@ pub(super) async fn receive(
         Some(done) => done,
         None => match admitted_rx.try_recv() {
             // Journaled, still placing: answer from the journal; the task goes on.
-            Ok(admitted) => return at_deadline(&state, admitted, warnings).await,
+            Ok(admitted) => return at_deadline(&state, admitted).await,
             // The task ended at this very moment: its own answer.
             Err(TryRecvError::Closed) => task.await,
             // The journal has not taken the alert yet (it is stalled: a lock, a full disk, a
