@@ -38,11 +38,6 @@ const MAX_QUANTITY: u32 = 10_000_000;
 
 /// Every string of the input (keys, string values, numbers' text) longer than the clip length.
 ///
-/// KNOWN PARSER GAP (bounded): the Dhan format's contract messages (`{symbol} is a future, but
-/// instrument says an option`, `... which {symbol} names`, `EQ, but {symbol} is a derivative
-/// contract`) repeat a leg's symbol unclipped. Only a symbol that passed the symbol check is
-/// repeated (at most 64 characters of `A-Z 0-9 & - _ . !`), so the message stays short; such
-/// `symbol` values are left out of the verbatim-echo check (not out of the length check).
 fn long_texts(v: &Value, out: &mut Vec<String>) {
     fn push(out: &mut Vec<String>, s: &str) {
         for t in [s, s.trim()] {
@@ -58,23 +53,11 @@ fn long_texts(v: &Value, out: &mut Vec<String>) {
         Value::Object(m) => {
             for (k, v) in m {
                 push(out, k);
-                if k == "symbol" && v.as_str().is_some_and(is_checked_symbol) {
-                    continue; // See the known gap above.
-                }
                 long_texts(v, out);
             }
         }
         Value::Null | Value::Bool(_) => {}
     }
-}
-
-/// A symbol `alert::check_symbol` accepts (and the Dhan format may then repeat in a message).
-fn is_checked_symbol(s: &str) -> bool {
-    let s = s.trim();
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "&-_.!".contains(c))
 }
 
 /// Whether `message` contains more than `CLIP_CHARS` consecutive characters of `text` (checked

@@ -402,7 +402,8 @@ fn parse_option(
         None => false,
     };
     let named = named_by(symbol);
-    let symbol = symbol.unwrap_or_default();
+    // Only for messages: clipped like every value an answer repeats.
+    let symbol = super::fields::clip(symbol.unwrap_or_default());
     match instrument {
         Some(Instrument::Option) => {
             if let (Some(a), Some(b)) = (field_kind, implied_kind)
