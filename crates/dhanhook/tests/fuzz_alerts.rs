@@ -60,12 +60,14 @@ fn long_texts(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// Whether `message` contains more than `CLIP_CHARS` consecutive characters of `text` (checked
-/// as: some window of `CLIP_CHARS + 1` characters of the short message occurs in the text).
+/// Whether `message` echoes more of `text` than a clipped value: some window of
+/// `CLIP_CHARS + 3` characters of the message occurs in the text. The 2 extra characters allow
+/// for the message's own quotes around a clipped value, which the fuzzer can put in its input
+/// too (`'xxx…'` against an input `xxx'xxx…` once flagged a 40-character clip as 41).
 fn echoes_verbatim(message: &str, text: &str) -> bool {
     let chars: Vec<char> = message.chars().collect();
     chars
-        .windows(CLIP_CHARS + 1)
+        .windows(CLIP_CHARS + 3)
         .any(|w| text.contains(&w.iter().collect::<String>()))
 }
 
