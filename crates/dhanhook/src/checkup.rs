@@ -15,7 +15,7 @@ use secrecy::ExposeSecret;
 use crate::{
     clock::{Clock, ist},
     config::{Mode, Settings},
-    instruments::source::{InstrumentSource, SourceConfig},
+    instruments::source::InstrumentSource,
     market::{Calendar, Venue},
     startup::{check_live_settings, open_journal, token_keeper},
 };
@@ -192,7 +192,7 @@ async fn scrip_master(settings: &Settings, clock: Arc<dyn Clock>) -> Check {
     const NAME: &str = "scrip master";
     let paper = settings.mode == Mode::Paper;
     let source = match InstrumentSource::start(
-        SourceConfig::from_settings(settings, paper),
+        crate::startup::scrip_master_source(settings, paper),
         Arc::clone(&clock),
     ) {
         Ok(s) => s,

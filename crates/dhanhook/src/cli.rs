@@ -220,11 +220,11 @@ pub fn mask_token(token: &str) -> String {
 
 /// `dhanhook instruments update|lookup`.
 async fn instruments_command(settings: &Settings, action: InstrumentsAction) -> anyhow::Result<()> {
-    use crate::instruments::source::{InstrumentSource, SourceConfig};
+    use crate::instruments::source::InstrumentSource;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let source = InstrumentSource::start(
         // Lookups work offline on the built-in sample when nothing else is there.
-        SourceConfig::from_settings(settings, true),
+        crate::startup::scrip_master_source(settings, true),
         Arc::clone(&clock),
     )?;
     match action {

@@ -17,34 +17,13 @@ use chrono::NaiveTime;
 use secrecy::SecretString;
 
 use crate::{
-    alert::AmoTime,
     dhan::DhanUrls,
-    instruments::QuantityUnit,
-    market::{AmoWindow, WhenClosed},
+    domain::{AmoTime, QuantityUnit, WhenClosed},
+    market::AmoWindow,
     token::TokenSettings,
 };
 
-/// Paper trading (nothing reaches Dhan) or live trading (`ENABLE_DHAN=true`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Paper,
-    Live,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Paper => "paper",
-            Mode::Live => "live",
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::domain::Mode;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

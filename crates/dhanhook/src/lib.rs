@@ -26,6 +26,7 @@ pub mod config;
 pub mod crash;
 pub mod csvlog;
 pub mod dhan;
+pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod instruments;

@@ -125,7 +125,7 @@ impl Application {
             )
         })?;
         let instruments = InstrumentSource::start(
-            SourceConfig::from_settings(&settings, settings.mode == Mode::Paper),
+            scrip_master_source(&settings, settings.mode == Mode::Paper),
             Arc::clone(&clock),
         )
         .context("INSTRUMENTS_PATH")?;
@@ -665,5 +665,17 @@ fn announce(settings: &Settings, source: &SecretSource, addr: SocketAddr) {
                  \\\"product\\\":\\\"intraday\\\",\\\"price\\\":2500}}\""
             );
         }
+    }
+}
+
+/// Where the scrip master comes from, by the settings: the cache lives in
+/// `DATA_DIR/instruments`; `allow_sample` (paper mode) falls back to the built-in sample.
+pub fn scrip_master_source(settings: &Settings, allow_sample: bool) -> SourceConfig {
+    SourceConfig {
+        local_path: settings.instruments.path.clone(),
+        url: settings.instruments.url.clone(),
+        cache_dir: settings.data_dir.join("instruments"),
+        refresh_at: settings.instruments.refresh_at,
+        allow_sample,
     }
 }

@@ -109,7 +109,7 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         &mut out,
         "when_closed",
         "amo, queue or reject",
-        crate::market::WhenClosed::parse,
+        crate::domain::WhenClosed::parse,
     );
     let top_meta = read_meta(&top, &mut out, &mut warnings);
 

@@ -111,7 +111,7 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         &mut out,
         "when_closed",
         "amo, queue or reject",
-        crate::market::WhenClosed::parse,
+        crate::domain::WhenClosed::parse,
     );
     if let Some(order_type) = order_type {
         check_prices(
@@ -163,7 +163,7 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         interval: None,
         bar_time: None,
         // `amo: true` (the upstream's habit) asks for an AMO when the market is closed.
-        when_closed: when_closed.or(amo.then_some(crate::market::WhenClosed::Amo)),
+        when_closed: when_closed.or(amo.then_some(crate::domain::WhenClosed::Amo)),
         legs: vec![leg],
         warnings: Vec::new(),
     })

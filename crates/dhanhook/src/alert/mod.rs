@@ -20,6 +20,10 @@ mod strict;
 pub use fields::clip;
 pub use strict::first_duplicate_key;
 
+pub use crate::domain::{
+    AmoTime, Exchange, Instrument, OptionKind, OrderType, Product, Side, Validity, WhenClosed,
+};
+
 use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -63,7 +67,7 @@ pub struct Signal {
     pub interval: Option<String>,
     pub bar_time: Option<String>,
     /// Overrides `WHEN_CLOSED` for this alert (`when_closed`, or the flat format's `amo: true`).
-    pub when_closed: Option<crate::market::WhenClosed>,
+    pub when_closed: Option<WhenClosed>,
     /// Never empty; already in execution order (Dhan's `sort_order`, then array order).
     pub legs: Vec<LegOrder>,
     /// What the alert carried that was accepted but ignored, as the upstream Python service
@@ -115,122 +119,6 @@ pub struct OptionContract {
     pub strike: f64,
     pub expiry: NaiveDate,
 }
-
-/// Declares a closed set of values with their canonical spelling, the spellings accepted from
-/// alerts, and the list shown in error messages. One place per enum, so parser, journal and
-/// display cannot drift apart.
-macro_rules! closed_set {
-    ($(#[$meta:meta])* $name:ident, accepted: $accepted:literal, {
-        $($variant:ident => $canonical:literal $(| $alias:literal)*),+ $(,)?
-    }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-        pub enum $name {
-            $(#[serde(rename = $canonical)] $variant),+
-        }
-
-        impl $name {
-            /// The spellings accepted in alerts, for error messages.
-            pub const ACCEPTED: &'static str = $accepted;
-
-            /// The canonical spelling (what the journal stores and responses show).
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $canonical),+
-                }
-            }
-
-            /// Parses an upper-cased spelling, canonical or alias.
-            pub fn parse(s: &str) -> Option<Self> {
-                match s {
-                    $($canonical $(| $alias)* => Some($name::$variant),)+
-                    _ => None,
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-closed_set!(
-    /// Buy or sell. Canonical spellings are Dhan's `transactionType` values.
-    Side, accepted: "BUY or SELL (B or S)", {
-        Buy => "BUY" | "B",
-        Sell => "SELL" | "S",
-    }
-);
-
-closed_set!(
-    /// Order type; canonical spellings are Dhan's `orderType` values.
-    OrderType, accepted: "MARKET, LIMIT, SL or SL-M (MKT, LMT)", {
-        Market => "MARKET" | "MKT",
-        Limit => "LIMIT" | "LMT",
-        StopLoss => "STOP_LOSS" | "SL",
-        StopLossMarket => "STOP_LOSS_MARKET" | "SL-M" | "SLM" | "SL_M",
-    }
-);
-
-closed_set!(
-    /// Product; canonical spellings are Dhan's `productType` values.
-    Product, accepted: "INTRADAY, DELIVERY, MARGIN or MTF (I, C, M, CNC)", {
-        Intraday => "INTRADAY" | "I" | "MIS" | "INTRA",
-        Delivery => "CNC" | "C" | "DELIVERY",
-        Margin => "MARGIN" | "M" | "NRML",
-        Mtf => "MTF",
-    }
-);
-
-closed_set!(
-    /// Order validity; Dhan's `validity` values.
-    Validity, accepted: "DAY or IOC", {
-        Day => "DAY",
-        Ioc => "IOC",
-    }
-);
-
-closed_set!(
-    /// When Dhan releases an after-market order (Dhan's `amoTime`).
-    AmoTime, accepted: "PRE_OPEN, OPEN, OPEN_30 or OPEN_60", {
-        PreOpen => "PRE_OPEN",
-        Open => "OPEN",
-        Open30 => "OPEN_30",
-        Open60 => "OPEN_60",
-    }
-);
-
-closed_set!(
-    /// The exchange as TradingView names it. Dhan segment names (`NSE_EQ`, `NSE_FNO`...) and
-    /// TradingView's delayed-feed suffixes (`NSE_DLY`, `NSE_DL`) are accepted too.
-    Exchange, accepted: "NSE, BSE, NFO, BFO or MCX", {
-        Nse => "NSE" | "NSE_EQ" | "NSE_DLY" | "NSE_DL",
-        Bse => "BSE" | "BSE_EQ" | "BSE_DLY" | "BSE_DL",
-        Nfo => "NFO" | "NSE_FNO" | "NFO_DLY" | "NFO_DL",
-        Bfo => "BFO" | "BSE_FNO" | "BFO_DLY" | "BFO_DL",
-        Mcx => "MCX" | "MCX_COMM" | "MCX_DLY" | "MCX_DL",
-    }
-);
-
-closed_set!(
-    /// The kind of instrument (Dhan format `instrument`).
-    Instrument, accepted: "EQ, FUT, OPT, CE or PE (FUTIDX, FUTSTK, FUTCOM, OPTIDX, OPTSTK, OPTFUT)", {
-        Equity => "EQ" | "EQUITY",
-        Future => "FUT" | "FUTIDX" | "FUTSTK" | "FUTCOM",
-        Option => "OPT" | "OPTIDX" | "OPTSTK" | "OPTFUT",
-    }
-);
-
-closed_set!(
-    /// Call or put.
-    OptionKind, accepted: "CE or PE (CALL, PUT)", {
-        Call => "CE" | "CALL" | "C",
-        Put => "PE" | "PUT" | "P",
-    }
-);
 
 /// Longest accepted `strategy` and `id`: both go into the dedupe key and the journal.
 const MAX_LABEL_LEN: usize = 100;

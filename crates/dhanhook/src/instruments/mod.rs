@@ -66,16 +66,8 @@ impl Instrument {
     }
 }
 
-/// How derivative quantities in alerts are counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum QuantityUnit {
-    /// Units (shares, barrels…), as Dhan's API and the upstream service take them: must be a
-    /// whole number of lots, so a wrong guess is refused, never multiplied.
-    #[default]
-    Units,
-    /// Contracts (lots), as TradingView strategies count them: units = lots × lot size.
-    Lots,
-}
+pub use crate::domain::QuantityUnit;
+
 /// Why a leg does not resolve: its symbol (unknown, ambiguous, expired…) or its quantity (not a
 /// whole number of lots), so the refusal names the right field.
 #[derive(Debug, Clone, PartialEq, Eq)]

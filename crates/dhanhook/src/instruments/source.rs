@@ -47,19 +47,6 @@ pub struct SourceConfig {
     pub allow_sample: bool,
 }
 
-impl SourceConfig {
-    /// From the settings: the cache lives in `DATA_DIR/instruments`.
-    pub fn from_settings(settings: &crate::config::Settings, allow_sample: bool) -> Self {
-        Self {
-            local_path: settings.instruments.path.clone(),
-            url: settings.instruments.url.clone(),
-            cache_dir: settings.data_dir.join("instruments"),
-            refresh_at: settings.instruments.refresh_at,
-            allow_sample,
-        }
-    }
-}
-
 /// What `/ready` and `/` say about the scrip master.
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceStatus {

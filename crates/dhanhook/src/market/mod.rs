@@ -22,7 +22,8 @@ mod tests;
 
 pub use calendar::Calendar;
 pub use data::CalendarError;
-pub use route::{AmoWindow, Route, WhenClosed, route};
+pub use crate::domain::WhenClosed;
+pub use route::{AmoWindow, Route, route};
 
 /// Which trading venue a leg trades on, from Dhan's `exchangeSegment`.
 ///

@@ -5,7 +5,10 @@
 use chrono::{DateTime, NaiveTime, Utc};
 
 use super::{Calendar, Venue, calendar::SEARCH_DAYS};
-use crate::{alert::AmoTime, clock::ist};
+use crate::{
+    clock::ist,
+    domain::{AmoTime, WhenClosed},
+};
 
 /// When Dhan will take an after-market order (AMO) for a venue, in IST.
 ///
@@ -66,45 +69,6 @@ impl AmoWindow {
             // A non-trading day lies between a trading day's evening and the next one's morning.
             _ => true,
         }
-    }
-}
-
-/// What to do with an alert whose market is closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WhenClosed {
-    /// Send an after-market order when Dhan takes one; otherwise queue.
-    Amo,
-    /// Hold the alert and place it when every venue is open.
-    Queue,
-    /// Refuse the alert.
-    Reject,
-}
-
-impl WhenClosed {
-    /// `amo`, `queue` or `reject`, in any case.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "amo" => Some(WhenClosed::Amo),
-            "queue" => Some(WhenClosed::Queue),
-            "reject" => Some(WhenClosed::Reject),
-            _ => None,
-        }
-    }
-
-    /// The canonical spelling (as serialised).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WhenClosed::Amo => "amo",
-            WhenClosed::Queue => "queue",
-            WhenClosed::Reject => "reject",
-        }
-    }
-}
-
-impl std::fmt::Display for WhenClosed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

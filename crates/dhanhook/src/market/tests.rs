@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
 use super::*;
 use crate::{
-    alert::AmoTime,
+    domain::AmoTime,
     clock::{ist, ist_offset},
 };
 

@@ -103,7 +103,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::Serialize;
 
-use crate::{alert::LegOrder, config::Mode};
+use crate::{alert::LegOrder, domain::Mode};
 
 /// Where an order leg stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
