@@ -15,14 +15,18 @@ use crate::{
     config::{DatabaseUrl, Mode, Settings},
     csvlog::CsvLog,
     dhan::DhanClient,
-    engine::{Engine, EngineParts},
-    http::{AppState, router},
+    http::{AppParts, AppState, router},
     instruments::source::{InstrumentSource, SourceConfig},
     market::Calendar,
+    pipeline::{Admitter, LegPlacer, Pipeline},
     secrets,
     store::{Journal, sqlite::SqliteJournal},
     token::{Credentials, TokenKeeper},
     totp::Totp,
+    workers::{
+        Workers, queue::QueueRunner, reconciler::Reconciler, scrip_master::ScripMasterRefresher,
+        token_refresh::TokenRefresher,
+    },
 };
 
 /// A built application: journal open and migrated, listener bound, not yet serving.
@@ -33,7 +37,9 @@ pub struct Application {
     state: AppState,
     journal: Arc<dyn Journal>,
     tasks: TaskTracker,
-    /// Stops background work (the token keeper) at shutdown.
+    /// The background workers, started when the application runs.
+    workers: Workers,
+    /// Stops background work (the workers) at shutdown.
     stop: CancellationToken,
     /// `SHUTDOWN_TIMEOUT`: the longest shutdown may take after the signal.
     shutdown_timeout: std::time::Duration,
@@ -147,19 +153,53 @@ impl Application {
                 )
             }
         };
-        let engine = Engine::new(EngineParts {
-            journal: Arc::clone(&journal),
-            broker: Arc::clone(&broker),
+        // The start-up reconciliation opens the gate for new orders (see LegPlacer).
+        let (reconciled_tx, reconciled_rx) = tokio::sync::watch::channel(false);
+        let placer = LegPlacer::new(
+            Arc::clone(&journal),
+            Arc::clone(&broker),
             csv,
-            clock: Arc::clone(&clock),
-            mode: settings.mode,
-            dedup_window: settings.dedup_window,
-            instruments: instruments.clone(),
-            quantity_unit: settings.instruments.quantity_unit,
-            eq_product_cnc: settings.instruments.eq_product_cnc,
-            calendar: Arc::clone(&calendar),
-            routing: settings.routing.clone(),
-        });
+            Arc::clone(&clock),
+            settings.routing.amo_time,
+            reconciled_rx,
+        );
+        let queue_wake = Arc::new(tokio::sync::Notify::new());
+        let pipeline = Pipeline::new(
+            Admitter {
+                journal: Arc::clone(&journal),
+                clock: Arc::clone(&clock),
+                mode: settings.mode,
+                dedup_window: settings.dedup_window,
+                instruments: instruments.clone(),
+                quantity_unit: settings.instruments.quantity_unit,
+                eq_product_cnc: settings.instruments.eq_product_cnc,
+                calendar: Arc::clone(&calendar),
+                routing: settings.routing.clone(),
+                queue_wake: Arc::clone(&queue_wake),
+            },
+            placer.clone(),
+        );
+        let queue = QueueRunner::new(
+            Arc::clone(&journal),
+            placer.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&calendar),
+            settings.routing.clone(),
+            queue_wake,
+        );
+        let workers = Workers {
+            queue: queue.clone(),
+            reconciler: Reconciler::new(
+                Arc::clone(&journal),
+                Arc::clone(&broker),
+                placer,
+                Arc::clone(&clock),
+                settings.routing.clone(),
+                reconciled_tx,
+            ),
+            scrip_master: ScripMasterRefresher::new(instruments.clone(), Arc::clone(&clock)),
+            token: keeper.clone().map(TokenRefresher::new),
+        };
 
         let listener = TcpListener::bind((settings.host, settings.port))
             .await
@@ -168,27 +208,23 @@ impl Application {
 
         let public_config = public_config(&settings, &source, broker.name(), addr.port());
         let tasks = TaskTracker::new();
-        let stop = CancellationToken::new();
-        if let Some(keeper) = &keeper {
-            tasks.spawn(keeper.clone().run_until_stopped(stop.clone()));
-        }
-        tasks.spawn(instruments.clone().run_until_stopped(stop.clone()));
-        tasks.spawn(engine.clone().run_queue_until_stopped(stop.clone()));
-        tasks.spawn(engine.clone().run_reconciler_until_stopped(stop.clone()));
-        let state = AppState::new(
-            engine,
-            Arc::clone(&journal),
+        let state = AppState::new(AppParts {
+            pipeline,
+            queue,
+            calendar,
+            routing: settings.routing.clone(),
+            journal: Arc::clone(&journal),
             clock,
-            settings.mode,
+            mode: settings.mode,
             webhook_secret,
-            settings.admin_token.clone(),
+            admin_token: settings.admin_token.clone(),
             public_config,
-            tasks.clone(),
+            tasks: tasks.clone(),
             keeper,
             instruments,
-            settings.allowed_ips.clone(),
-            settings.trusted_proxies.clone(),
-        );
+            allowed_ips: settings.allowed_ips.clone(),
+            trusted_proxies: settings.trusted_proxies.clone(),
+        });
         announce(&settings, &source, addr);
         Ok(Self {
             listener,
@@ -196,7 +232,8 @@ impl Application {
             state,
             journal,
             tasks,
-            stop,
+            workers,
+            stop: CancellationToken::new(),
             shutdown_timeout: settings.shutdown_timeout,
             // Never more connections than descriptors, with room for the journal, the calls to
             // Dhan and files.
@@ -232,6 +269,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = router(self.state);
+        self.workers.start(&self.tasks, &self.stop);
         // Background work (token keeper, queue, reconciler, scrip master) stops at the signal,
         // not after the connections have drained.
         let stop = self.stop.clone();

@@ -25,9 +25,8 @@ fn ist_text(t: DateTime<Utc>) -> String {
 /// data (reported, never silently treated as all-open).
 pub(super) async fn status(State(state): State<AppState>) -> Json<Value> {
     let s = &state.inner;
-    let engine = &s.engine;
-    let calendar = engine.calendar();
-    let routing = engine.routing();
+    let calendar = &s.calendar;
+    let routing = &s.routing;
     let now = s.clock.now();
     let today = ist(now).date_naive();
     let mut venues = serde_json::Map::new();
@@ -122,7 +121,7 @@ pub(super) async fn queue_stats(_admin: Admin, State(state): State<AppState>) ->
 /// `POST /process-queue` (admin): runs the queued alerts that are due now (the queue also runs
 /// by itself at each open; this is for operators who want to see it happen).
 pub(super) async fn process_queue(_admin: Admin, State(state): State<AppState>) -> Response {
-    match state.inner.engine.process_due().await {
+    match state.inner.queue.process_due().await {
         Ok(results) => {
             Json(json!({"status": "ok", "processed": results.len(), "results": results}))
                 .into_response()

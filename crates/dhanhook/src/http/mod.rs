@@ -7,7 +7,9 @@
 //! tasks tracked by [`AppState::tasks`], outside the request future, so neither a timeout nor a
 //! client hanging up can interrupt it.
 
+mod answer;
 mod auth;
+mod error;
 mod guard;
 mod market;
 mod ops;
@@ -17,7 +19,7 @@ mod webhook;
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    Json, Router,
+    Router,
     extract::DefaultBodyLimit,
     http::{
         HeaderName, HeaderValue, Request, StatusCode,
@@ -27,7 +29,6 @@ use axum::{
     routing::{get, post},
 };
 use secrecy::SecretString;
-use serde_json::json;
 use tokio_util::task::TaskTracker;
 use tower::ServiceBuilder;
 use tower_http::{
@@ -39,9 +40,13 @@ use tower_http::{
 };
 
 use crate::{
-    clock::Clock, config::Mode, engine::Engine, instruments::source::InstrumentSource,
-    store::Journal, token::TokenKeeper,
+    clock::Clock, config::RoutingSettings, domain::Mode, instruments::source::InstrumentSource,
+    market::Calendar, pipeline::Pipeline, store::Journal, token::TokenKeeper,
+    workers::queue::QueueRunner,
 };
+
+pub use answer::{LegView, Outcome};
+pub(crate) use error::ApiError;
 
 /// Largest accepted webhook body. Real alerts are well under 2 KiB; the cap stops memory abuse.
 pub const MAX_WEBHOOK_BODY: usize = 64 * 1024;
@@ -57,7 +62,12 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Inner {
-    engine: Engine,
+    /// Where `/webhook` sends a parsed alert.
+    pipeline: Pipeline,
+    /// For `POST /process-queue`.
+    queue: QueueRunner,
+    calendar: Arc<Calendar>,
+    routing: RoutingSettings,
     journal: Arc<dyn Journal>,
     clock: Arc<dyn Clock>,
     mode: Mode,
@@ -81,37 +91,46 @@ struct Inner {
     ready_journal: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
+/// What the HTTP layer is built from (by `startup`).
+#[derive(Debug)]
+pub struct AppParts {
+    pub pipeline: Pipeline,
+    pub queue: QueueRunner,
+    pub calendar: Arc<Calendar>,
+    pub routing: RoutingSettings,
+    pub journal: Arc<dyn Journal>,
+    pub clock: Arc<dyn Clock>,
+    pub mode: Mode,
+    pub webhook_secret: SecretString,
+    pub admin_token: Option<SecretString>,
+    pub public_config: serde_json::Value,
+    pub tasks: TaskTracker,
+    pub keeper: Option<TokenKeeper>,
+    pub instruments: InstrumentSource,
+    pub allowed_ips: Option<Vec<ipnet::IpNet>>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
 impl AppState {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        engine: Engine,
-        journal: Arc<dyn Journal>,
-        clock: Arc<dyn Clock>,
-        mode: Mode,
-        webhook_secret: SecretString,
-        admin_token: Option<SecretString>,
-        public_config: serde_json::Value,
-        tasks: TaskTracker,
-        keeper: Option<TokenKeeper>,
-        instruments: InstrumentSource,
-        allowed_ips: Option<Vec<ipnet::IpNet>>,
-        trusted_proxies: Vec<ipnet::IpNet>,
-    ) -> Self {
+    pub fn new(p: AppParts) -> Self {
         Self {
             inner: Arc::new(Inner {
-                engine,
-                journal,
-                clock,
-                mode,
-                webhook_secret,
-                admin_token,
-                public_config,
-                tasks,
-                keeper,
-                instruments,
+                pipeline: p.pipeline,
+                queue: p.queue,
+                calendar: p.calendar,
+                routing: p.routing,
+                journal: p.journal,
+                clock: p.clock,
+                mode: p.mode,
+                webhook_secret: p.webhook_secret,
+                admin_token: p.admin_token,
+                public_config: p.public_config,
+                tasks: p.tasks,
+                keeper: p.keeper,
+                instruments: p.instruments,
                 guard: guard::AuthGuard::default(),
-                allowed_ips,
-                trusted_proxies,
+                allowed_ips: p.allowed_ips,
+                trusted_proxies: p.trusted_proxies,
                 ready_journal: std::sync::Mutex::new(None),
             }),
         }
@@ -217,20 +236,10 @@ async fn not_found() -> Response {
 
 /// The answer to a wrong secret or admin token from an address that sent too many.
 pub(crate) fn too_many_wrong(wait: Duration) -> Response {
-    let secs = wait.as_secs().max(1);
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        [("retry-after", secs.to_string())],
-        Json(json!({
-            "status": "error",
-            "error": format!("too many wrong secrets or tokens from this address; try again in {secs} s"),
-            "retry_after_secs": secs,
-        })),
-    )
-        .into_response()
+    ApiError::throttled(wait).into_response()
 }
 
-/// A JSON error body: `{"status":"error","error":"..."}`.
-pub(crate) fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({"status": "error", "error": message}))).into_response()
+/// A JSON error body: `{"status":"error","error":"..."}` (see [`ApiError`]).
+pub(crate) fn error(status: StatusCode, message: &'static str) -> Response {
+    ApiError::new(status, message).into_response()
 }

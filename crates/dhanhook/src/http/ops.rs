@@ -65,7 +65,7 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
     // Holiday data: the current year must be known (or every weekday would look open);
     // a missing next year is reported ahead of time but does not fail readiness.
     let today = crate::clock::ist(s.clock.now()).date_naive();
-    let calendar = s.engine.calendar();
+    let calendar = &s.calendar;
     let missing: std::collections::BTreeSet<i32> = crate::market::Venue::ALL
         .iter()
         .flat_map(|v| calendar.missing_years_ahead(*v, today))

@@ -12,7 +12,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, auth::Admin, error};
+use super::{ApiError, AppState, auth::Admin, error};
 use crate::token::TokenError;
 
 fn not_live() -> Response {
@@ -29,20 +29,14 @@ pub(super) async fn refresh(_admin: Admin, State(state): State<AppState>) -> Res
     };
     match keeper.refresh_now().await {
         Ok(_) => Json(json!({"status": "ok", "token": keeper.status()})).into_response(),
-        Err(TokenError::Cooldown { wait_secs }) => (
+        Err(TokenError::Cooldown { wait_secs }) => ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", wait_secs.to_string())],
-            Json(json!({
-                "status": "error",
-                "error": format!("a token was requested too recently; Dhan allows one about every 2 minutes. Try again in {wait_secs} s"),
-                "retry_after_secs": wait_secs,
-            })),
+            format!("a token was requested too recently; Dhan allows one about every 2 minutes. Try again in {wait_secs} s"),
         )
-            .into_response(),
-        Err(e) => (
-            StatusCode::BAD_GATEWAY,
-            Json(json!({"status": "error", "error": e.to_string(), "token": keeper.status()})),
-        )
+        .retry_after(wait_secs)
+        .into_response(),
+        Err(e) => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string())
+            .with("token", json!(keeper.status()))
             .into_response(),
     }
 }
@@ -61,7 +55,7 @@ pub(super) async fn consent(_admin: Admin, State(state): State<AppState>) -> Res
                 which completes the flow.",
         }))
         .into_response(),
-        Err(e) => (StatusCode::BAD_GATEWAY, Json(json!({"status": "error", "error": e.to_string()}))).into_response(),
+        Err(e) => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
     }
 }
 

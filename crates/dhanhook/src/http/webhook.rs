@@ -6,7 +6,7 @@
 //!    revealed, and nothing journaled;
 //! 3. a key that appears twice (`"quantity":1,"quantity":100`) → 422 naming it; an invalid
 //!    alert → 422 listing every `{field, problem}`;
-//! 4. the engine journals, dedupes and places it → 200 with the legs (202 if a leg's outcome is
+//! 4. the pipeline journals, dedupes and places it → 200 with the legs (202 if a leg's outcome is
 //!    still unknown at `ACK_DEADLINE_MS`); 503 only if the alert could not be journaled, or the
 //!    journal had not taken it by the deadline. Nothing was sent then, and TradingView's resend
 //!    (after 5 s) is safe either way: a late admission makes the resend a recognised duplicate.
@@ -24,16 +24,17 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot::error::TryRecvError;
 use tracing::Instrument;
 
-use super::{AppState, error};
+use super::{ApiError, AppState, Outcome, error};
 use crate::{
-    alert::parse_signal,
-    engine::{Admitted, Engine, EngineError, Intake, Outcome},
+    alert::{FieldProblem, parse_signal},
+    pipeline::{Admitted, Handled, Intake, PipelineError},
     secrets::secrets_match,
+    store::AlertStatus,
 };
 
 /// The answer with the legs: 202 while any leg's outcome is open, else 200.
 fn answer(outcome: Outcome) -> Response {
-    let status = if outcome.status == "processing" {
+    let status = if outcome.status == AlertStatus::Processing {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
@@ -54,13 +55,10 @@ async fn at_deadline(state: &AppState, admitted: Admitted) -> Response {
         duplicate,
         warnings,
     } = admitted;
-    let read =
-        tokio::time::timeout(DEADLINE_READ, state.inner.engine.journal().alert(&alert_id)).await;
+    let read = tokio::time::timeout(DEADLINE_READ, state.inner.journal.alert(&alert_id)).await;
     if let Ok(Ok(Some(record))) = read {
         tracing::warn!(%alert_id, duplicate, "answering before the broker did (ACK_DEADLINE_MS); placement continues");
-        let mut outcome = Engine::outcome_of(&record, duplicate);
-        outcome.warnings = warnings;
-        return answer(outcome);
+        return answer(Outcome::of(&record, duplicate, warnings));
     }
     (
         StatusCode::ACCEPTED,
@@ -109,11 +107,7 @@ pub(super) async fn receive(
     };
     if !authorised {
         return match state.inner.guard.wrong(client, "webhook secret") {
-            super::guard::Verdict::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({"status": "unauthorized", "error": "missing or wrong secret"})),
-            )
-                .into_response(),
+            super::guard::Verdict::Unauthorized => ApiError::WrongSecret.into_response(),
             super::guard::Verdict::Throttled(wait) => super::too_many_wrong(wait),
         };
     }
@@ -121,25 +115,19 @@ pub(super) async fn receive(
     // After the secret, so a stranger learns nothing about what a valid alert looks like.
     if let Some(key) = crate::alert::first_duplicate_key(&body) {
         tracing::info!(client_ip = %client, key = %key, "webhook refused: a key appears twice");
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"status": "invalid", "errors": [{
-                "field": key,
-                "problem": "appears more than once: the alert is ambiguous, so nothing was placed",
-            }]})),
-        )
-            .into_response();
+        return ApiError::invalid(vec![FieldProblem {
+            field: key,
+            problem: "appears more than once: the alert is ambiguous, so nothing was placed"
+                .to_owned(),
+        }])
+        .into_response();
     }
 
     let signal = match parse_signal(&map) {
         Ok(s) => s,
         Err(problems) => {
             tracing::info!(client_ip = %client, problems = problems.len(), "webhook refused: invalid alert");
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({"status": "invalid", "errors": problems})),
-            )
-                .into_response();
+            return ApiError::invalid(problems).into_response();
         }
     };
 
@@ -151,17 +139,17 @@ pub(super) async fn receive(
     // out, placement still runs to completion and shutdown still waits for it. The answer comes
     // by ACK_DEADLINE_MS at the latest (TradingView cancels at 3 s and never resends a
     // timeout): past it, the journal's view (202, legs in flight) is the answer.
-    let engine = state.inner.engine.clone();
+    let pipeline = state.inner.pipeline.clone();
     let (admitted_tx, mut admitted_rx) = tokio::sync::oneshot::channel();
     let mut task = state.inner.tasks.spawn(
         async move {
-            engine
+            pipeline
                 .handle_reporting(signal, intake, Some(admitted_tx))
                 .await
         }
         .in_current_span(),
     );
-    let deadline = tokio::time::sleep(state.inner.engine.routing().ack_deadline);
+    let deadline = tokio::time::sleep(state.inner.routing.ack_deadline);
     tokio::pin!(deadline);
     let finished = tokio::select! {
         done = &mut task => Some(done),
@@ -190,43 +178,29 @@ pub(super) async fn receive(
         },
     };
     match result {
-        Ok(Ok(outcome)) => answer(outcome),
-        Ok(Err(EngineError::NotJournaled(e))) => {
-            tracing::error!(error = %e, "alert not journaled; nothing placed");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the alert could not be recorded, so nothing was placed; it is safe to send it again",
-            )
-        }
-        Ok(Err(EngineError::Unresolvable(problems))) => {
-            tracing::info!(
-                problems = problems.len(),
-                "webhook refused: instruments do not resolve"
-            );
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({"status": "invalid", "errors": problems})),
-            )
-                .into_response()
-        }
-        Ok(Err(EngineError::Stale { alert_id, problem })) => {
-            tracing::info!(%alert_id, problem = %problem.problem, "webhook refused: stale alert (journaled, not placed)");
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({"status": "invalid", "alert_id": alert_id, "errors": [problem]})),
-            )
-                .into_response()
-        }
-        Ok(Err(EngineError::InstrumentsMissing)) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the scrip master is not loaded yet (see /ready); nothing was placed; it is safe to send the alert again",
-        ),
-        Ok(Err(e @ EngineError::DuplicateUnreadable(..))) => {
-            tracing::error!(error = %e, "duplicate alert could not be answered");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "this alert was already received; its outcome cannot be read right now (nothing new was placed)",
-            )
+        Ok(Ok(Handled {
+            record,
+            duplicate,
+            warnings,
+        })) => answer(Outcome::of(&record, duplicate, warnings)),
+        Ok(Err(e)) => {
+            match &e {
+                PipelineError::NotJournaled(e) => {
+                    tracing::error!(error = %e, "alert not journaled; nothing placed");
+                }
+                PipelineError::Unresolvable(problems) => tracing::info!(
+                    problems = problems.len(),
+                    "webhook refused: instruments do not resolve"
+                ),
+                PipelineError::Stale { alert_id, problem } => {
+                    tracing::info!(%alert_id, problem = %problem.problem, "webhook refused: stale alert (journaled, not placed)");
+                }
+                PipelineError::InstrumentsMissing => {}
+                PipelineError::DuplicateUnreadable(..) => {
+                    tracing::error!(error = %e, "duplicate alert could not be answered");
+                }
+            }
+            ApiError::from(e).into_response()
         }
         Err(join_error) => {
             tracing::error!(error = %join_error, "alert processing task failed");

@@ -19,7 +19,6 @@ use std::{
 
 use chrono::{DateTime, NaiveTime, TimeZone, Utc};
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 use super::{Instruments, master};
 use crate::clock::{Clock, ist, ist_offset};
@@ -29,9 +28,6 @@ pub const DEFAULT_URL: &str = "https://images.dhan.co/api-data/api-scrip-master.
 
 /// How long a download may take: the file is tens of megabytes.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Retry a failed download after this long (the cached copy stays in use meanwhile).
-const RETRY_AFTER: chrono::Duration = chrono::Duration::minutes(10);
 
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
@@ -314,30 +310,15 @@ impl InstrumentSource {
         }
     }
 
-    /// Downloads when due (at once if the copy is old), then every day at the refresh time;
-    /// retries a failed download every 10 minutes.
-    pub async fn run_until_stopped(self, stop: CancellationToken) {
-        loop {
-            let now = self.inner.clock.now();
-            let wake = if self.needs_download(now) {
-                match self.download().await {
-                    Ok(_) => None,
-                    Err(_) => Some(self.inner.clock.now() + RETRY_AFTER),
-                }
-            } else {
-                None
-            };
-            if self.inner.config.url.is_none() || self.inner.config.local_path.is_some() {
-                return;
-            }
-            let next = wake.unwrap_or_else(|| {
-                self.last_refresh_point(self.inner.clock.now()) + chrono::Duration::days(1)
-            });
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = self.inner.clock.sleep_until(next) => {}
-            }
-        }
+    /// Whether this source downloads at all (no `INSTRUMENTS_PATH`, a URL set): the refresh
+    /// worker stops when it does not.
+    pub fn downloads(&self) -> bool {
+        self.inner.config.url.is_some() && self.inner.config.local_path.is_none()
+    }
+
+    /// The next daily refresh after `now`.
+    pub fn next_refresh(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.last_refresh_point(now) + chrono::Duration::days(1)
     }
 }
 

@@ -22,11 +22,16 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
 use crate::{
-    broker::{Lookup, Placement},
-    engine::Engine,
-    queue::new_leg,
-    store::{AlertStatus, JournalError, LegStatus, LegUpdate, OrderRow},
+    broker::{Broker, Lookup, Placement},
+    clock::Clock,
+    config::RoutingSettings,
+    pipeline::{LegPlacer, leg_from_row},
+    store::{AlertStatus, Journal, JournalError, LegStatus, LegUpdate, OrderRow},
 };
 
 /// How often the reconciler looks (on the service's clock).
@@ -49,7 +54,40 @@ pub struct Reconciled {
     pub note: String,
 }
 
-impl Engine {
+/// The reconciler worker.
+#[derive(Debug)]
+pub struct Reconciler {
+    journal: Arc<dyn Journal>,
+    broker: Arc<dyn Broker>,
+    placer: LegPlacer,
+    clock: Arc<dyn Clock>,
+    routing: RoutingSettings,
+    /// This process's name as a lease holder.
+    instance: String,
+    /// Set once the start-up pass has run: new orders wait for it (see [`LegPlacer`]).
+    reconciled: watch::Sender<bool>,
+}
+
+impl Reconciler {
+    pub fn new(
+        journal: Arc<dyn Journal>,
+        broker: Arc<dyn Broker>,
+        placer: LegPlacer,
+        clock: Arc<dyn Clock>,
+        routing: RoutingSettings,
+        reconciled: watch::Sender<bool>,
+    ) -> Self {
+        Self {
+            journal,
+            broker,
+            placer,
+            clock,
+            routing,
+            instance: uuid::Uuid::now_v7().to_string(),
+            reconciled,
+        }
+    }
+
     /// One pass over the legs to reconcile. With `booted_at`, legs last touched before that
     /// instant are handled whatever their age: nothing was in flight before the service
     /// started. Legs touched since may belong to requests in progress and wait `IN_FLIGHT`.
@@ -101,7 +139,7 @@ impl Engine {
                 .record(row, LegStatus::Rejected, None, None, &note)
                 .await;
         }
-        let leg = match new_leg(row, true) {
+        let leg = match leg_from_row(row, true) {
             Ok(leg) => leg,
             Err(why) => {
                 return self
@@ -111,7 +149,7 @@ impl Engine {
         };
         tracing::warn!(alert_id = %row.alert_id, leg = row.leg, "placing a leg whose placement was interrupted");
         let mut out = row.clone();
-        self.place_leg(&row.alert_id, &leg, &mut out).await;
+        self.placer.place(&row.alert_id, &leg, &mut out).await;
         self.after_change(&row.alert_id, &out).await?;
         Ok(Reconciled {
             alert_id: row.alert_id.clone(),
@@ -179,7 +217,7 @@ impl Engine {
                 .await
                 .map(Some);
         }
-        let Ok(leg) = new_leg(row, true) else {
+        let Ok(leg) = leg_from_row(row, true) else {
             let note =
                 "not found at the broker, and the journaled leg cannot be re-sent".to_owned();
             return self
@@ -189,7 +227,7 @@ impl Engine {
         };
         tracing::warn!(alert_id = %row.alert_id, leg = row.leg, "order not found at the broker; re-sending it once with the same correlationId");
         let mut out = row.clone();
-        self.place_leg(&row.alert_id, &leg, &mut out).await;
+        self.placer.place(&row.alert_id, &leg, &mut out).await;
         self.after_change(&row.alert_id, &out).await?;
         Ok(Some(Reconciled {
             alert_id: row.alert_id.clone(),
@@ -235,9 +273,7 @@ impl Engine {
     async fn after_change(&self, alert_id: &str, row: &OrderRow) -> Result<(), JournalError> {
         if let Some(record) = self.journal.alert(alert_id).await? {
             if row.status.is_settled() || row.status == LegStatus::NeedsAttention {
-                self.csv
-                    .append(&record.alert_type, row, self.clock.now())
-                    .await;
+                self.placer.log_csv(&record.alert_type, row).await;
             }
             // While legs of the alert still wait in the queue, its status is the queue's
             // (`queued` / `processing` mark whether it is claimed); the queue runner sets the
@@ -254,7 +290,7 @@ impl Engine {
     }
 
     /// The start-up pass, then a pass every few seconds until `stop`.
-    pub async fn run_reconciler_until_stopped(self, stop: CancellationToken) {
+    pub async fn run_until_stopped(self, stop: CancellationToken) {
         let mut booted_at = Some(self.clock.now());
         loop {
             // One reconciler at a time across instances sharing the journal: the others'

@@ -13,12 +13,16 @@
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
 use crate::{
-    alert::{Exchange, LegOrder, OrderType, Product, Side, Validity},
-    clock::ist,
-    engine::Engine,
-    market::{self, Route, Venue, WhenClosed},
-    store::{AlertStatus, JournalError, LegStatus, LegUpdate, NewLeg, OrderRow, ResolvedLeg},
+    clock::{Clock, ist},
+    config::RoutingSettings,
+    market::{self, Calendar, Route, Venue, WhenClosed},
+    pipeline::{LegPlacer, leg_from_row},
+    store::{AlertStatus, Journal, JournalError, LegStatus, LegUpdate, OrderRow},
 };
 
 /// A claim older than this belongs to a run that died (a live run places an alert's legs in
@@ -37,7 +41,37 @@ pub struct QueueResult {
     pub message: Option<String>,
 }
 
-impl Engine {
+/// The queue worker. Cheap to clone (shared handles).
+#[derive(Debug, Clone)]
+pub struct QueueRunner {
+    journal: Arc<dyn Journal>,
+    placer: LegPlacer,
+    clock: Arc<dyn Clock>,
+    calendar: Arc<Calendar>,
+    routing: RoutingSettings,
+    /// Woken by admission when an alert is queued.
+    wake: Arc<Notify>,
+}
+
+impl QueueRunner {
+    pub fn new(
+        journal: Arc<dyn Journal>,
+        placer: LegPlacer,
+        clock: Arc<dyn Clock>,
+        calendar: Arc<Calendar>,
+        routing: RoutingSettings,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            journal,
+            placer,
+            clock,
+            calendar,
+            routing,
+            wake,
+        }
+    }
+
     /// Runs every queued alert that is due now. Returns what happened to each.
     ///
     /// # Errors
@@ -69,7 +103,7 @@ impl Engine {
 
     /// Sleeps until the earliest queued alert is due (or a new one is queued), runs what is
     /// due, and repeats until `stop` is cancelled.
-    pub async fn run_queue_until_stopped(self, stop: CancellationToken) {
+    pub async fn run_until_stopped(self, stop: CancellationToken) {
         loop {
             // A journal error (busy, briefly unreachable) is retried in seconds, not at the
             // next scheduled wake: queued alerts are due at the open, minutes matter.
@@ -112,7 +146,7 @@ impl Engine {
             let sleep = self.clock.sleep_until(at);
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = self.queue_wake.notified() => {}
+                () = self.wake.notified() => {}
                 () = sleep => {}
             }
         }
@@ -174,20 +208,18 @@ impl Engine {
             }
         }
 
-        self.wait_for_reconciliation().await;
+        self.placer.wait_for_reconciliation().await;
         for row in queued {
             let mut row = row.clone();
-            match new_leg(&row, false) {
-                Ok(leg) => self.place_leg(alert_id, &leg, &mut row).await,
+            match leg_from_row(&row, false) {
+                Ok(leg) => self.placer.place(alert_id, &leg, &mut row).await,
                 Err(why) => {
                     self.reject_legs(alert_id, &record.alert_type, &[&row], &why)
                         .await?;
                     continue;
                 }
             }
-            self.csv
-                .append(&record.alert_type, &row, self.clock.now())
-                .await;
+            self.placer.log_csv(&record.alert_type, &row).await;
         }
         let status = self.finish(alert_id).await?;
         Ok(result(alert_id, status.as_str(), None))
@@ -213,7 +245,7 @@ impl Engine {
             let mut row = (*row).clone();
             row.status = LegStatus::Rejected;
             row.message = Some(why.to_owned());
-            self.csv.append(alert_type, &row, self.clock.now()).await;
+            self.placer.log_csv(alert_type, &row).await;
         }
         Ok(())
     }
@@ -240,54 +272,4 @@ fn result(alert_id: &str, status: &str, message: Option<String>) -> QueueResult 
         status: status.to_owned(),
         message,
     }
-}
-
-/// Rebuilds a placeable leg from its journal row (queued legs are placed from the journal, so a
-/// restart loses nothing). Queued legs run at the open as regular orders (`keep_amo` false);
-/// a leg routed as an AMO and interrupted before sending stays an AMO.
-pub(crate) fn new_leg(row: &OrderRow, keep_amo: bool) -> Result<NewLeg, String> {
-    let bad = |what: &str| format!("not placed: the journaled leg has an unreadable {what}");
-    let resolved = ResolvedLeg {
-        security_id: row.security_id.clone().ok_or_else(|| bad("security id"))?,
-        exchange_segment: row.exchange_segment.clone().ok_or_else(|| bad("segment"))?,
-        trading_symbol: row
-            .trading_symbol
-            .clone()
-            .unwrap_or_else(|| row.symbol.clone()),
-        lot_size: row
-            .lot_size
-            .and_then(|l| u32::try_from(l).ok())
-            .unwrap_or(1),
-        units: row
-            .units
-            .and_then(|u| u32::try_from(u).ok())
-            .ok_or_else(|| bad("quantity"))?,
-    };
-    let order = LegOrder {
-        symbol: row.symbol.clone(),
-        exchange: Exchange::parse(&row.exchange).ok_or_else(|| bad("exchange"))?,
-        side: Side::parse(&row.side).ok_or_else(|| bad("side"))?,
-        quantity: u32::try_from(row.quantity).map_err(|_| bad("quantity"))?,
-        order_type: OrderType::parse(&row.order_type).ok_or_else(|| bad("order type"))?,
-        product: Product::parse(&row.product).ok_or_else(|| bad("product"))?,
-        validity: Validity::parse(&row.validity).ok_or_else(|| bad("validity"))?,
-        price: row.price,
-        trigger_price: row.trigger_price,
-        instrument: None,
-        option: None,
-        future_expiry: None,
-        symbol_field: String::new(),
-        quantity_field: String::new(),
-        amo: keep_amo && row.amo,
-        amo_time: row
-            .amo_time
-            .as_deref()
-            .and_then(crate::alert::AmoTime::parse),
-    };
-    Ok(NewLeg {
-        leg_no: row.leg,
-        correlation_id: row.correlation_id.clone(),
-        order,
-        resolved,
-    })
 }

@@ -1,0 +1,90 @@
+//! The body of a `/webhook` answer: the alert's status, its route and each leg as it stands.
+//! Built from the journal's view of the alert ([`AlertRecord`]), so an answer given at once, at
+//! the deadline or to a repeat delivery all look the same.
+
+use serde::Serialize;
+
+use crate::{
+    alert::FieldProblem,
+    store::{AlertRecord, AlertStatus, LegStatus, OrderRow},
+};
+
+/// The answer to one delivery (the `/webhook` response body).
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub status: AlertStatus,
+    pub alert_id: String,
+    pub duplicate: bool,
+    pub mode: String,
+    /// How the alert was routed: `{"route":"now"}`, `{"route":"amo","amo_time":…}`,
+    /// `{"route":"queue","until":…}` or `{"route":"reject","reason":…}`.
+    pub route: serde_json::Value,
+    pub legs: Vec<LegView>,
+    /// What this delivery carried that was accepted but ignored or changed (see
+    /// [`crate::alert::Signal::warnings`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<FieldProblem>,
+}
+
+impl Outcome {
+    /// The answer for a journaled alert as it stands now.
+    pub fn of(record: &AlertRecord, duplicate: bool, warnings: Vec<FieldProblem>) -> Self {
+        Outcome {
+            status: AlertStatus::from_legs(record.legs.iter().map(|l| l.status)),
+            alert_id: record.id.clone(),
+            duplicate,
+            mode: record.mode.clone(),
+            route: record
+                .route
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok())
+                .unwrap_or(serde_json::Value::Null),
+            legs: record.legs.iter().map(LegView::from).collect(),
+            warnings,
+        }
+    }
+}
+
+/// One leg in a response.
+#[derive(Debug, Clone, Serialize)]
+pub struct LegView {
+    pub leg: u32,
+    pub symbol: String,
+    pub exchange: String,
+    pub side: String,
+    /// Units, as sent to the broker (for futures and options, lots × lot size).
+    pub quantity: i64,
+    /// `quantity` in lots of the instrument (equities: lot size 1).
+    pub lots: i64,
+    /// What the leg trades at Dhan (`NIFTY-Dec2026-FUT`, `RELIANCE`) and its security id.
+    pub trading_symbol: Option<String>,
+    pub security_id: Option<String>,
+    pub order_type: String,
+    pub product: String,
+    pub status: LegStatus,
+    pub order_id: Option<String>,
+    pub correlation_id: String,
+    pub message: Option<String>,
+}
+
+impl From<&OrderRow> for LegView {
+    fn from(row: &OrderRow) -> Self {
+        let units = row.units.unwrap_or(row.quantity);
+        LegView {
+            leg: row.leg,
+            symbol: row.symbol.clone(),
+            exchange: row.exchange.clone(),
+            side: row.side.clone(),
+            quantity: units,
+            lots: units / row.lot_size.filter(|l| *l > 0).unwrap_or(1),
+            trading_symbol: row.trading_symbol.clone(),
+            security_id: row.security_id.clone(),
+            order_type: row.order_type.clone(),
+            product: row.product.clone(),
+            status: row.status,
+            order_id: row.order_id.clone(),
+            correlation_id: row.correlation_id.clone(),
+            message: row.message.clone(),
+        }
+    }
+}

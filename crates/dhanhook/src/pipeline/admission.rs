@@ -1,0 +1,307 @@
+//! Admission: what happens to an alert before any order is sent. Its legs are resolved in the
+//! scrip master, its age is checked (`MAX_ALERT_AGE`), it is routed by the market's hours
+//! (now, AMO, queue or refuse), and it is journaled with its dedupe key, all in one
+//! transaction. A redelivery of a live alert is recognised here and goes no further.
+//!
+//! Nothing here talks to the broker: when admission fails, nothing was sent, and the sender may
+//! safely try again.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use super::{Intake, PipelineError, keys};
+use crate::{
+    alert::{AlertFormat, FieldProblem, Instrument, Product, Signal},
+    clock::{Clock, ist},
+    config::RoutingSettings,
+    domain::{Mode, QuantityUnit},
+    instruments::source::InstrumentSource,
+    market::{self, Calendar, Route, Venue},
+    store::{Admission, Journal, LegStatus, NewAlert, NewLeg, ResolvedLeg},
+};
+
+/// How far in the future an alert's `timenow` may be (clock skew) before it is refused.
+const MAX_CLOCK_AHEAD: chrono::Duration = chrono::Duration::seconds(60);
+
+/// What admission needs. Built once by `startup`.
+#[derive(Debug)]
+pub struct Admitter {
+    pub journal: Arc<dyn Journal>,
+    pub clock: Arc<dyn Clock>,
+    pub mode: Mode,
+    pub dedup_window: Duration,
+    pub instruments: InstrumentSource,
+    pub quantity_unit: QuantityUnit,
+    /// `EQ_PRODUCT=cnc`: see [`crate::config::InstrumentSettings::eq_product_cnc`].
+    pub eq_product_cnc: bool,
+    pub calendar: Arc<Calendar>,
+    pub routing: RoutingSettings,
+    /// Wakes the queue runner when an alert is queued.
+    pub queue_wake: Arc<Notify>,
+}
+
+/// What admission made of a delivery.
+#[derive(Debug)]
+pub(super) enum Entry {
+    /// First delivery, journaled. `stale`: journaled as refused (so a replay of it is a
+    /// recognised duplicate) and never placed.
+    New {
+        alert: Box<NewAlert>,
+        stale: Option<FieldProblem>,
+    },
+    /// A live dedupe key points at this earlier alert: nothing new was journaled.
+    Duplicate { alert_id: String },
+}
+
+impl Admitter {
+    /// Resolves, routes and journals one alert. Returns what it became and the warnings its
+    /// answer must carry.
+    pub(super) async fn admit(
+        &self,
+        mut signal: Signal,
+        intake: Intake,
+    ) -> Result<(Entry, Vec<FieldProblem>), PipelineError> {
+        self.apply_eq_product(&mut signal);
+        let warnings = signal.warnings.clone();
+        if !warnings.is_empty() {
+            let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+            tracing::info!(ignored = ?fields, "alert accepted with fields ignored or changed (see the answer's warnings)");
+        }
+        let now = self.clock.now();
+        let resolved = self.resolve(&signal, now)?;
+        let stale = self.stale(&signal, now);
+        let route = match &stale {
+            Some(problem) => Route::Reject {
+                reason: problem.problem.clone(),
+            },
+            None => self.route(&signal, &resolved, now),
+        };
+        let alert = self.new_alert(&signal, intake, resolved, &route, now);
+        let entry = match self
+            .journal
+            .admit(&alert)
+            .await
+            .map_err(PipelineError::NotJournaled)?
+        {
+            Admission::Duplicate { alert_id } => Entry::Duplicate { alert_id },
+            Admission::Admitted => {
+                tracing::info!(alert_id = %alert.id, legs = alert.legs.len(), route = %alert.route, "alert journaled");
+                crate::crash::point("after_journal");
+                if alert.initial_status == LegStatus::Queued {
+                    self.queue_wake.notify_one();
+                }
+                Entry::New {
+                    alert: Box::new(alert),
+                    stale,
+                }
+            }
+        };
+        Ok((entry, warnings))
+    }
+
+    /// Where the alert goes by its venues' hours and its (or the default) closed-market policy.
+    fn route(&self, signal: &Signal, resolved: &[ResolvedLeg], now: DateTime<Utc>) -> Route {
+        let venues: Vec<Venue> = resolved
+            .iter()
+            .filter_map(|r| Venue::from_segment(&r.exchange_segment))
+            .collect();
+        let policy = signal.when_closed.unwrap_or(self.routing.when_closed);
+        // The alert's own amoTime (first leg naming one) wins over AMO_TIME.
+        let amo_time = signal
+            .legs
+            .iter()
+            .find_map(|l| l.amo_time)
+            .unwrap_or(self.routing.amo_time);
+        market::route(
+            now,
+            &venues,
+            policy,
+            self.routing.amo_window,
+            amo_time,
+            &self.calendar,
+        )
+    }
+
+    /// The journal's record of the alert and its legs, in the state the route decides.
+    fn new_alert(
+        &self,
+        signal: &Signal,
+        intake: Intake,
+        resolved: Vec<ResolvedLeg>,
+        route: &Route,
+        now: DateTime<Utc>,
+    ) -> NewAlert {
+        let (initial_status, initial_message, queued_until) = match route {
+            Route::Now | Route::Amo { .. } => (LegStatus::Received, None, None),
+            Route::Queue { until } => (
+                LegStatus::Queued,
+                Some(format!(
+                    "queued until the market opens at {} IST",
+                    ist(*until).format("%Y-%m-%d %H:%M")
+                )),
+                Some(*until),
+            ),
+            Route::Reject { reason } => (
+                LegStatus::Rejected,
+                Some(format!("not placed: {reason}")),
+                None,
+            ),
+        };
+        let alert_id = uuid::Uuid::now_v7().to_string();
+        let legs = signal
+            .legs
+            .iter()
+            .zip(resolved)
+            .enumerate()
+            .map(|(i, (leg, resolved))| {
+                let leg_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                let mut order = leg.clone();
+                // The route decides whether this is an AMO, not the alert's wish alone.
+                match route {
+                    Route::Amo { amo_time } => {
+                        order.amo = true;
+                        order.amo_time = Some(order.amo_time.unwrap_or(*amo_time));
+                    }
+                    _ => order.amo = false,
+                }
+                NewLeg {
+                    leg_no,
+                    correlation_id: keys::correlation_id(&alert_id, leg_no, now),
+                    order,
+                    resolved,
+                }
+            })
+            .collect();
+        NewAlert {
+            id: alert_id,
+            received_at: now,
+            client_ip: intake.client_ip.map(|ip| ip.to_string()),
+            format: signal.format.as_str(),
+            alert_type: signal.alert_type.clone(),
+            strategy: signal.strategy.clone(),
+            dedupe: keys::dedupe_key(signal, now, self.dedup_window),
+            payload: intake.payload.to_string(),
+            mode: self.mode,
+            legs,
+            route: serde_json::to_string(route).unwrap_or_default(),
+            queued_until,
+            initial_status,
+            initial_message,
+        }
+    }
+
+    /// Resolves every leg in the scrip master on `now`'s IST date.
+    fn resolve(
+        &self,
+        signal: &Signal,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ResolvedLeg>, PipelineError> {
+        let instruments = self
+            .instruments
+            .current()
+            .ok_or(PipelineError::InstrumentsMissing)?;
+        let today = ist(now).date_naive();
+        let mut problems = Vec::new();
+        let mut resolved = Vec::with_capacity(signal.legs.len());
+        for leg in &signal.legs {
+            match instruments.resolve(leg, today, self.quantity_unit) {
+                Ok(r) => resolved.push(ResolvedLeg {
+                    security_id: r.instrument.security_id.clone(),
+                    exchange_segment: r.instrument.exchange_segment.to_owned(),
+                    trading_symbol: r.instrument.trading_symbol.clone(),
+                    lot_size: r.instrument.lot_size,
+                    units: r.units,
+                }),
+                Err(unresolved) => problems.push(FieldProblem {
+                    field: if unresolved.quantity {
+                        leg.quantity_field.clone()
+                    } else {
+                        leg.symbol_field.clone()
+                    },
+                    problem: unresolved.message,
+                }),
+            }
+        }
+        if problems.is_empty() {
+            Ok(resolved)
+        } else {
+            Err(PipelineError::Unresolvable(problems))
+        }
+    }
+
+    /// Why the alert is too old (or too new) to place, judged by TradingView's `{{timenow}}`
+    /// (the fire time) against `MAX_ALERT_AGE`; never by `time`, the bar's open, which on a
+    /// daily chart is hours old. `None` when it may be placed, or carries no `timenow`.
+    fn stale(&self, signal: &Signal, now: DateTime<Utc>) -> Option<FieldProblem> {
+        let max_age = self.routing.max_alert_age?;
+        let text = signal.timenow.as_deref()?;
+        let field = match signal.format {
+            AlertFormat::Flat => "timenow",
+            AlertFormat::Dhan => "meta.timenow",
+        }
+        .to_owned();
+        let Ok(fired) = DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)) else {
+            return Some(FieldProblem {
+                field,
+                problem: format!(
+                    "'{}' is not a time like 2026-12-01T04:30:00Z (use TradingView's {{{{timenow}}}}), so the alert's age cannot be checked (MAX_ALERT_AGE)",
+                    crate::alert::clip(text)
+                ),
+            });
+        };
+        let age = now - fired;
+        let max = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
+        if age > max {
+            Some(FieldProblem {
+                field,
+                problem: format!(
+                    "the alert fired at {} IST, {} ago: older than MAX_ALERT_AGE ({} s), so it is not placed",
+                    ist(fired).format("%Y-%m-%d %H:%M:%S"),
+                    human_duration(age),
+                    max_age.as_secs()
+                ),
+            })
+        } else if age < -MAX_CLOCK_AHEAD {
+            Some(FieldProblem {
+                field,
+                problem: format!(
+                    "the alert says it fired at {} IST, {} from now: check the sender's clock; it is not placed",
+                    ist(fired).format("%Y-%m-%d %H:%M:%S"),
+                    human_duration(-age)
+                ),
+            })
+        } else {
+            None
+        }
+    }
+
+    /// `EQ_PRODUCT=cnc`: the upstream placed every Dhan-format EQ leg as CNC; users who rely on
+    /// that keep it, and the answer says which legs were changed.
+    fn apply_eq_product(&self, signal: &mut Signal) {
+        if !self.eq_product_cnc || signal.format != AlertFormat::Dhan {
+            return;
+        }
+        for leg in &mut signal.legs {
+            if leg.instrument == Some(Instrument::Equity) && leg.product != Product::Delivery {
+                signal.warnings.push(FieldProblem {
+                    field: leg.symbol_field.replace(".symbol", ".productType"),
+                    problem: format!("{} placed as CNC (EQ_PRODUCT=cnc)", leg.product),
+                });
+                leg.product = Product::Delivery;
+            }
+        }
+    }
+}
+
+/// `3 h 5 min`, `42 s`: an age for a message.
+fn human_duration(d: chrono::Duration) -> String {
+    let secs = d.num_seconds().max(0);
+    match secs {
+        s if s >= 86_400 => format!("{} days", s / 86_400),
+        s if s >= 3600 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+        s if s >= 60 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}

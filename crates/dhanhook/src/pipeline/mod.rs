@@ -1,0 +1,248 @@
+//! The path of one alert, after the HTTP layer has checked its secret and parsed it into a
+//! [`Signal`]:
+//!
+//! 1. [`admission`]: resolve each leg in the scrip master, check the alert's age, route it by
+//!    the market's hours, and journal it with its dedupe key in one transaction, *before* any
+//!    broker call. If that fails, nothing was sent and the sender may safely retry (HTTP 503).
+//! 2. A redelivery (same dedupe key while it is live) is answered from the journal and places
+//!    nothing, however many copies arrive at once: the journal's unique key decides.
+//! 3. [`placer`]: each leg is marked SUBMITTING (committed) before its broker call, so a crash
+//!    mid-call leaves a visible "outcome unknown" leg instead of a silent gap; the broker's
+//!    answer is journaled and the leg gets its CSV row.
+//! 4. Each leg carries a deterministic `correlationId` ([`keys`]) stored with it, so the order
+//!    can always be found again at the broker.
+//!
+//! Legs routed to the queue wait in the journal; the queue worker
+//! ([`crate::workers::queue`]) places them at the open through the same [`LegPlacer`], and the
+//! reconciler ([`crate::workers::reconciler`]) settles legs whose outcome is unknown.
+
+mod admission;
+pub mod keys;
+mod placer;
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use crate::{
+    alert::{FieldProblem, Signal},
+    store::{AlertRecord, AlertStatus, Journal, JournalError, LegStatus, NewAlert, OrderRow},
+};
+
+pub use admission::Admitter;
+use admission::Entry;
+pub use placer::LegPlacer;
+pub(crate) use placer::leg_from_row;
+
+/// Longest a duplicate delivery waits for the first delivery's outcome (see
+/// [`Pipeline::settled_record`]).
+const DUPLICATE_WAIT: Duration = Duration::from_millis(1500);
+/// While waiting, the journal is read again this often in case the first delivery is being
+/// placed by another instance (same-instance placements wake the waiter at once).
+const DUPLICATE_REREAD: Duration = Duration::from_millis(250);
+
+/// What an alert delivery came with, besides the signal itself.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    pub client_ip: Option<IpAddr>,
+    /// The alert JSON with the secret already removed: what the journal keeps.
+    pub payload: serde_json::Value,
+}
+
+/// What the journal made of a delivery, told as soon as it is known (before placement), with
+/// what the answer must carry whenever it is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    /// The alert journaled for this delivery (the first delivery's, for a repeat).
+    pub alert_id: String,
+    /// A repeat: nothing new is placed.
+    pub duplicate: bool,
+    /// See [`Signal::warnings`].
+    pub warnings: Vec<FieldProblem>,
+}
+
+/// What became of one delivery: the alert as it stands (for a repeat, the first delivery's).
+#[derive(Debug, Clone)]
+pub struct Handled {
+    pub record: AlertRecord,
+    /// A repeat: nothing new was placed.
+    pub duplicate: bool,
+    /// See [`Signal::warnings`].
+    pub warnings: Vec<FieldProblem>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The alert could not be journaled: nothing was sent, a resend is safe.
+    // The journal's error is in the message, so it is not also a `source()`.
+    #[error("the alert could not be journaled: {0}")]
+    NotJournaled(JournalError),
+    /// No scrip master is loaded yet (live mode before the first download): nothing was
+    /// journaled or sent, a resend later is safe.
+    #[error("the scrip master is not loaded yet, so symbols cannot be resolved")]
+    InstrumentsMissing,
+    /// A leg's symbol or quantity does not resolve in the scrip master.
+    #[error("the alert names instruments that do not resolve")]
+    Unresolvable(Vec<FieldProblem>),
+    /// The alert's `timenow` is older than `MAX_ALERT_AGE` (or in the future, or unreadable):
+    /// journaled as refused, nothing placed.
+    #[error("the alert is stale: {}", problem.problem)]
+    Stale {
+        alert_id: String,
+        problem: FieldProblem,
+    },
+    /// The journal lost track of an alert it reported as a duplicate.
+    #[error("duplicate of alert {0}, which the journal cannot read: {1}")]
+    DuplicateUnreadable(String, String),
+}
+
+/// Admission, then placement. Cheap to clone (shared handles).
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    admitter: Arc<Admitter>,
+    placer: LegPlacer,
+    journal: Arc<dyn Journal>,
+}
+
+impl Pipeline {
+    pub fn new(admitter: Admitter, placer: LegPlacer) -> Self {
+        let journal = Arc::clone(&admitter.journal);
+        Self {
+            admitter: Arc::new(admitter),
+            placer,
+            journal,
+        }
+    }
+
+    /// Runs one validated alert through the pipeline.
+    ///
+    /// # Errors
+    /// [`PipelineError::NotJournaled`] when the alert could not be recorded (nothing was placed).
+    pub async fn handle(&self, signal: Signal, intake: Intake) -> Result<Handled, PipelineError> {
+        self.handle_reporting(signal, intake, None).await
+    }
+
+    /// [`Pipeline::handle`], telling `admitted` as soon as the journal has taken the alert (new
+    /// or a duplicate), so a caller with a deadline can answer from the journal while
+    /// placement goes on.
+    ///
+    /// # Errors
+    /// As [`Pipeline::handle`].
+    pub async fn handle_reporting(
+        &self,
+        signal: Signal,
+        intake: Intake,
+        admitted: Option<tokio::sync::oneshot::Sender<Admitted>>,
+    ) -> Result<Handled, PipelineError> {
+        let (entry, warnings) = self.admitter.admit(signal, intake).await?;
+        let tell = |alert_id: &str, duplicate: bool| {
+            if let Some(tx) = admitted {
+                let _ = tx.send(Admitted {
+                    alert_id: alert_id.to_owned(),
+                    duplicate,
+                    warnings: warnings.clone(),
+                });
+            }
+        };
+        match entry {
+            Entry::Duplicate { alert_id } => {
+                tracing::info!(%alert_id, "duplicate delivery; answered from the journal, nothing placed");
+                tell(&alert_id, true);
+                let record = self.settled_record(&alert_id).await?;
+                Ok(Handled {
+                    record,
+                    duplicate: true,
+                    warnings,
+                })
+            }
+            Entry::New { alert, stale } => {
+                tell(&alert.id, false);
+                let record = self.place_all(&alert).await;
+                match stale {
+                    Some(problem) => Err(PipelineError::Stale {
+                        alert_id: alert.id,
+                        problem,
+                    }),
+                    None => Ok(Handled {
+                        record,
+                        duplicate: false,
+                        warnings,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The journaled alert, once every leg has the broker's answer (ACCEPTED counts: the
+    /// exchange's verdict can take minutes), or as it stands after [`DUPLICATE_WAIT`]. A
+    /// redelivery that arrives while the first delivery is still being placed thus answers
+    /// with the first delivery's outcome rather than "in progress"; the wait is bounded so the
+    /// answer stays inside TradingView's 3 s, and is woken by the placement itself.
+    async fn settled_record(&self, alert_id: &str) -> Result<AlertRecord, PipelineError> {
+        let deadline = tokio::time::Instant::now() + DUPLICATE_WAIT;
+        loop {
+            // Registered before the read, so an answer journaled in between is not missed.
+            let answered = self.placer.answered().notified();
+            let mut answered = std::pin::pin!(answered);
+            answered.as_mut().enable();
+            let record = self
+                .journal
+                .alert(alert_id)
+                .await
+                .map_err(|e| {
+                    PipelineError::DuplicateUnreadable(alert_id.to_owned(), e.to_string())
+                })?
+                .ok_or_else(|| {
+                    PipelineError::DuplicateUnreadable(alert_id.to_owned(), "not found".to_owned())
+                })?;
+            let in_flight = record.legs.iter().any(|l| l.status.awaits_broker());
+            if !in_flight || tokio::time::Instant::now() >= deadline {
+                return Ok(record);
+            }
+            let reread = (tokio::time::Instant::now() + DUPLICATE_REREAD).min(deadline);
+            tokio::select! {
+                () = answered => {}
+                () = tokio::time::sleep_until(reread) => {}
+            }
+        }
+    }
+
+    /// Places the legs of a freshly journaled alert, in order, recording each step (legs routed
+    /// to the queue or refused are only reported). Returns the alert as it now stands.
+    async fn place_all(&self, alert: &NewAlert) -> AlertRecord {
+        let mut rows: Vec<OrderRow> = alert
+            .legs
+            .iter()
+            .map(|leg| placer::order_row(alert, leg))
+            .collect();
+        if alert.initial_status == LegStatus::Received {
+            self.placer.wait_for_reconciliation().await;
+        }
+        for (leg, row) in alert.legs.iter().zip(rows.iter_mut()) {
+            match alert.initial_status {
+                LegStatus::Received => self.placer.place(&alert.id, leg, row).await,
+                // Queued legs are placed later by the queue; their CSV row comes then.
+                LegStatus::Queued => continue,
+                _ => {}
+            }
+            self.placer.log_csv(&alert.alert_type, row).await;
+        }
+        let status = AlertStatus::from_legs(rows.iter().map(|r| r.status));
+        if let Err(error) = self
+            .journal
+            .set_alert_status(&alert.id, status, self.admitter.clock.now())
+            .await
+        {
+            tracing::error!(alert_id = %alert.id, %error, "could not record the alert's status");
+        }
+        AlertRecord {
+            id: alert.id.clone(),
+            received_at: alert.received_at,
+            alert_type: alert.alert_type.clone(),
+            route: Some(alert.route.clone()),
+            queued_until: alert.queued_until,
+            mode: alert.mode.to_string(),
+            status: status.as_str().to_owned(),
+            duplicates: 0,
+            legs: rows,
+        }
+    }
+}
