@@ -14,8 +14,9 @@
 //!
 //! When it refreshes:
 //! - *scheduled* at `exp − TOKEN_REFRESH_MARGIN` (a timer, not polling);
-//! - *pre-market* (default 08:30 IST on weekdays) when the token would not last until the
-//!   15:30 close, so no refresh happens mid-session;
+//! - *pre-market* (default 08:30 IST on NSE trading days, from the market calendar, so not on
+//!   weekends or exchange holidays) when the token would not last until the 15:30 close, so no
+//!   refresh happens mid-session;
 //! - *reactively* after Dhan refuses the token (Dhan's daily forced logout, another mint);
 //! - *on demand* when an operator asks (`POST /refresh-token`).
 //!
@@ -46,6 +47,7 @@ use tokio::sync::Notify;
 use crate::{
     clock::Clock,
     dhan::{DhanClient, DhanError, jwt},
+    market::Calendar,
     store::Journal,
     totp::Totp,
 };
@@ -71,7 +73,7 @@ pub struct TokenSettings {
     pub mint_cooldown: Duration,
     /// Consecutive failed mints after which automatic minting stops.
     pub max_failures: u32,
-    /// IST time of the pre-market check on weekdays; `None` disables it.
+    /// IST time of the pre-market check on NSE trading days; `None` disables it.
     pub premarket_refresh: Option<NaiveTime>,
     /// Lifetime assumed when neither the token nor Dhan says when it expires.
     pub fallback_ttl: Duration,
@@ -250,6 +252,8 @@ struct Inner {
     settings: TokenSettings,
     journal: Arc<dyn Journal>,
     clock: Arc<dyn Clock>,
+    /// Which days have a session, for the pre-market check.
+    calendar: Arc<Calendar>,
     /// The token in use; read on every order, so a std lock (never held across `.await`).
     current: RwLock<Option<Token>>,
     /// Single flight: whoever holds it is the only one talking to Dhan's auth host. Held only
@@ -273,6 +277,7 @@ impl TokenKeeper {
         settings: TokenSettings,
         journal: Arc<dyn Journal>,
         clock: Arc<dyn Clock>,
+        calendar: Arc<Calendar>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -281,6 +286,7 @@ impl TokenKeeper {
                 settings,
                 journal,
                 clock,
+                calendar,
                 current: RwLock::new(None),
                 mint: tokio::sync::Mutex::new(MintState::default()),
                 report: Mutex::new(MintState::default()),

@@ -8,12 +8,13 @@
 //!   to that state;
 //! - [`plan_refresh`]: when the schedule refreshes next (the margin and the pre-market check).
 
-use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, NaiveTime, TimeZone, Utc};
 
 use super::{Token, TokenSettings, to_chrono};
 use crate::{
     clock::{ist, ist_offset},
     dhan::{DhanError, DhanErrorKind},
+    market::{Calendar, Venue},
 };
 
 #[cfg(test)]
@@ -215,12 +216,13 @@ pub(super) fn satisfies(
 }
 
 /// When the next refresh should happen, or `None` (halted: only an operator can restart it).
-/// A pure function of the time, the token and the settings.
+/// A pure function of the time, the token, the settings and the trading calendar.
 pub(crate) fn plan_refresh(
     now: DateTime<Utc>,
     token: Option<&Token>,
     settings: &TokenSettings,
     halted: bool,
+    calendar: &Calendar,
 ) -> Option<DateTime<Utc>> {
     if halted {
         return None;
@@ -228,7 +230,7 @@ pub(crate) fn plan_refresh(
     let Some(token) = token else { return Some(now) };
     let mut at = token.expires_at - to_chrono(settings.refresh_margin);
     if let Some(premarket) = settings.premarket_refresh
-        && let Some(check) = next_premarket(now, premarket)
+        && let Some(check) = next_premarket(now, premarket, calendar)
     {
         // Refresh at the pre-market check if the token would not last through the session.
         let close = ist_offset()
@@ -250,14 +252,18 @@ const MARKET_CLOSE: NaiveTime = match NaiveTime::from_hms_opt(15, 30, 0) {
     None => panic!("15:30 is a valid time"),
 };
 
-/// The next weekday pre-market check at `time` IST, strictly after `now`. Holidays are not
-/// known here yet (the market calendar comes with the instruments work); refreshing on a
-/// holiday morning is harmless.
-fn next_premarket(now: DateTime<Utc>, time: NaiveTime) -> Option<DateTime<Utc>> {
+/// The next pre-market check at `time` IST, strictly after `now`, on a day NSE equity trades.
+/// A holiday has no check: refreshing that morning would not keep the next trading day's
+/// session free of a mid-session refresh, which is what the check is for.
+fn next_premarket(
+    now: DateTime<Utc>,
+    time: NaiveTime,
+    calendar: &Calendar,
+) -> Option<DateTime<Utc>> {
     let today = ist(now).date_naive();
     (0..8).find_map(|d| {
         let day = today + chrono::Duration::days(d);
-        if matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+        if !calendar.is_trading_day(Venue::NseEquity, day) {
             return None;
         }
         let at = ist_offset()

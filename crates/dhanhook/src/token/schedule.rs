@@ -31,6 +31,7 @@ impl TokenKeeper {
                 self.usable().as_ref(),
                 &self.inner.settings,
                 self.halted() || !self.renewable(),
+                &self.inner.calendar,
             );
             let (at, health) = match (refresh_at, next_health) {
                 (Some(r), Some(h)) if h < r => (Some(h), true),

@@ -26,6 +26,10 @@ fn token_expiring(at: DateTime<Utc>) -> Token {
     }
 }
 
+fn calendar() -> Calendar {
+    Calendar::builtin()
+}
+
 // ---- decide ------------------------------------------------------------------------------
 
 fn minutes(n: i64) -> chrono::Duration {
@@ -334,7 +338,7 @@ fn refresh_is_planned_one_margin_before_expiry() {
     let now = ist_at(2026, 12, 1, 9, 0);
     let t = token_expiring(ist_at(2026, 12, 2, 9, 0));
     assert_eq!(
-        plan_refresh(now, Some(&t), &s, false),
+        plan_refresh(now, Some(&t), &s, false, &calendar()),
         Some(ist_at(2026, 12, 2, 8, 0))
     );
 }
@@ -346,7 +350,7 @@ fn a_token_that_would_die_mid_session_is_refreshed_before_the_open() {
     let now = ist_at(2026, 12, 1, 20, 0);
     let t = token_expiring(ist_at(2026, 12, 2, 12, 0));
     assert_eq!(
-        plan_refresh(now, Some(&t), &s, false),
+        plan_refresh(now, Some(&t), &s, false, &calendar()),
         Some(ist_at(2026, 12, 2, 8, 30))
     );
 }
@@ -358,8 +362,36 @@ fn weekends_have_no_premarket_check() {
     let now = ist_at(2026, 12, 4, 20, 0);
     let t = token_expiring(ist_at(2026, 12, 5, 12, 0));
     assert_eq!(
-        plan_refresh(now, Some(&t), &s, false),
+        plan_refresh(now, Some(&t), &s, false, &calendar()),
         Some(ist_at(2026, 12, 5, 11, 0))
+    );
+}
+
+/// Holi, Tuesday 3 March 2026, is an NSE holiday (`data/holidays/nse-2026.csv`): no session,
+/// so no pre-market check. The check that matters is Wednesday's.
+#[test]
+fn holidays_have_no_premarket_check_the_next_trading_day_has() {
+    let s = TokenSettings::default();
+    let holiday = chrono::NaiveDate::from_ymd_opt(2026, 3, 3).unwrap();
+    assert_eq!(holiday.weekday(), Weekday::Tue);
+    assert!(!calendar().is_trading_day(Venue::NseEquity, holiday));
+    let now = ist_at(2026, 3, 2, 20, 0);
+
+    // Dies Wednesday 12:00, mid-session: refreshed at Wednesday's 08:30 check. Counting the
+    // holiday as the next check day found nothing to do on it, and left the margin's 11:00.
+    let t = token_expiring(ist_at(2026, 3, 4, 12, 0));
+    assert_eq!(
+        plan_refresh(now, Some(&t), &s, false, &calendar()),
+        Some(ist_at(2026, 3, 4, 8, 30)),
+        "refreshed before Wednesday's open"
+    );
+
+    // Dies on the holiday itself: the margin (11:00) is enough, no holiday-morning check.
+    let t = token_expiring(ist_at(2026, 3, 3, 12, 0));
+    assert_eq!(
+        plan_refresh(now, Some(&t), &s, false, &calendar()),
+        Some(ist_at(2026, 3, 3, 11, 0)),
+        "no pre-market check on the holiday"
     );
 }
 
@@ -367,11 +399,11 @@ fn weekends_have_no_premarket_check() {
 fn no_token_means_now_and_a_halt_means_never() {
     let s = TokenSettings::default();
     let now = ist_at(2026, 12, 1, 9, 0);
-    assert_eq!(plan_refresh(now, None, &s, false), Some(now));
-    assert_eq!(plan_refresh(now, None, &s, true), None);
+    assert_eq!(plan_refresh(now, None, &s, false, &calendar()), Some(now));
+    assert_eq!(plan_refresh(now, None, &s, true, &calendar()), None);
     let overdue = token_expiring(now + chrono::Duration::minutes(59));
     assert_eq!(
-        plan_refresh(now, Some(&overdue), &s, false),
+        plan_refresh(now, Some(&overdue), &s, false, &calendar()),
         Some(now),
         "inside the margin: now"
     );
@@ -384,9 +416,10 @@ fn no_token_means_now_and_a_halt_means_never() {
 #[test]
 fn thirty_days_of_schedule_keep_headroom_through_every_session() {
     let s = TokenSettings::default();
+    let calendar = calendar();
     let result = simulate_days(30, |now, token| {
         token.is_none_or(|t| t.expires_at <= now)
-            || plan_refresh(now, token, &s, false).is_some_and(|at| at <= now)
+            || plan_refresh(now, token, &s, false, &calendar).is_some_and(|at| at <= now)
     });
     assert_eq!(result, Ok(()));
 }
