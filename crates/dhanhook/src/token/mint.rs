@@ -158,8 +158,29 @@ impl TokenKeeper {
                 self.now() + MINT_LEASE,
                 self.now(),
             )
-            .await
-            .unwrap_or(false);
+            .await;
+        let leased = match leased {
+            Ok(leased) => leased,
+            // A journal that cannot answer is not "another instance holds the lease": waiting
+            // for that phantom minter only delayed the same failure by 30 s and blamed it on
+            // someone else. Nor does this mint without the lease: instances sharing this
+            // journal could mint over each other (each new token kills the last), the token
+            // could not be stored for them or for a restart, and no alert can be journaled,
+            // hence none placed, until the journal answers again. So the refresh fails now,
+            // saying so, without calling Dhan (it is no credential failure: no count toward
+            // the halt, no cooldown); the schedule tries again after the cooldown.
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    lease = %lease,
+                    "the journal could not be asked for the token-mint lease; no token is minted until it answers"
+                );
+                let err = TokenError::JournalUnavailable(e.to_string());
+                st.last_error = Some(err.to_string());
+                self.sync_report(st);
+                return Err(err);
+            }
+        };
         if !leased {
             return self.wait_for_other_minter(reason, rejected).await;
         }

@@ -26,7 +26,8 @@
 //! exponential backoff after a failure, and after `TOKEN_MAX_FAILURES` consecutive failures no
 //! automatic minting at all until an operator asks (too many failed logins can lock the Dhan
 //! account). The token is persisted so a restart does not mint; a new token kills the previous
-//! one at Dhan, so minting less is safer.
+//! one at Dhan, so minting less is safer. When the journal cannot be asked who may mint, no one
+//! mints (see `mint.rs`).
 //!
 //! The parts: `policy` (the rules above as pure functions), `mint` (single flight, the
 //! lease, obtaining a token), `stored` (the journal's copy), `consent` (the API-key flow),
@@ -58,6 +59,8 @@ mod policy;
 mod schedule;
 mod status;
 mod stored;
+#[cfg(test)]
+mod tests;
 
 pub use status::TokenStatus;
 
@@ -228,6 +231,13 @@ pub enum TokenError {
     NoRoute(String),
     #[error("the consent flow failed: {0}")]
     Consent(String),
+    /// The journal could not be asked who may mint (its error's text). Nothing was sent to
+    /// Dhan; the schedule tries again after the cooldown.
+    #[error(
+        "the journal (DATABASE_URL) could not be asked whether another instance is getting a \
+         token ({0}), so none is minted until it answers"
+    )]
+    JournalUnavailable(String),
 }
 
 impl From<DhanError> for TokenError {
