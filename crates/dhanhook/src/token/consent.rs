@@ -136,7 +136,14 @@ mod tests {
     fn only_token_ids_shaped_like_dhans_are_sent_to_dhan() {
         assert!(plausible_token_id("abcDEF12-_xyz"));
         assert!(plausible_token_id(&"a".repeat(128)));
-        for bad in ["", "short", &"a".repeat(129), "has space1", "semi;colon", "ünïcödé12"] {
+        for bad in [
+            "",
+            "short",
+            &"a".repeat(129),
+            "has space1",
+            "semi;colon",
+            "ünïcödé12",
+        ] {
             assert!(!plausible_token_id(bad), "{bad:?}");
         }
     }

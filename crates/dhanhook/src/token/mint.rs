@@ -73,7 +73,9 @@ impl TokenKeeper {
                         Reason::Scheduled => {
                             tracing::warn!("Token expiring soon, generating new token...");
                         }
-                        Reason::Missing => tracing::warn!("No valid token, generating new token..."),
+                        Reason::Missing => {
+                            tracing::warn!("No valid token, generating new token...")
+                        }
                         Reason::Refused | Reason::Operator => {
                             tracing::info!("Generating new token...");
                         }

@@ -171,7 +171,8 @@ pub(super) fn decide(
         return Decision::Mint;
     };
     let ready = last
-        + to_chrono(settings.mint_cooldown) * 2i32.saturating_pow(failures.saturating_sub(1).min(6));
+        + to_chrono(settings.mint_cooldown)
+            * 2i32.saturating_pow(failures.saturating_sub(1).min(6));
     if ready <= now {
         return Decision::Mint;
     }

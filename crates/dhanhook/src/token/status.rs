@@ -5,9 +5,7 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
-use super::{
-    EXPIRY_SKEW, Token, TokenCheck, TokenKeeper, TokenSource, hours_left, to_chrono,
-};
+use super::{EXPIRY_SKEW, Token, TokenCheck, TokenKeeper, TokenSource, hours_left, to_chrono};
 use crate::clock::ist;
 
 /// The token's state as reported on `/ready`, `/` and `/auth/status`.

@@ -5,9 +5,7 @@
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{
-    EXPIRY_SKEW, Token, TokenCheck, TokenKeeper, TokenSource, hours_left, is_web_token,
-};
+use super::{EXPIRY_SKEW, Token, TokenCheck, TokenKeeper, TokenSource, hours_left, is_web_token};
 use crate::{dhan::jwt, store::StoredToken};
 
 impl TokenKeeper {

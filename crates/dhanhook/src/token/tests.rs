@@ -19,7 +19,7 @@ use crate::{
     clock::OffsetClock,
     dhan::DhanUrls,
     store::{
-        AlertRecord, AlertStatus, Admission, JournalError, LegUpdate, NewAlert, OrderRow,
+        Admission, AlertRecord, AlertStatus, JournalError, LegUpdate, NewAlert, OrderRow,
         QueueSummary, StoredToken, sqlite::SqliteJournal,
     },
 };
@@ -181,12 +181,18 @@ async fn a_journal_error_on_the_mint_lease_fails_the_refresh_at_once_and_mints_n
     assert_eq!(status.consecutive_failures, 0);
     assert!(!status.minting_halted);
     assert!(
-        status.last_error.as_deref().is_some_and(|e| e.contains("journal")),
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("journal")),
         "{status:?}"
     );
 
     journal.fail.store(false, Ordering::SeqCst);
-    let token = keeper.token().await.expect("minted once the journal answers");
+    let token = keeper
+        .token()
+        .await
+        .expect("minted once the journal answers");
     assert_eq!(token.source, TokenSource::Minted);
     assert_eq!(sim.mint_count(), 1);
 }

@@ -90,7 +90,7 @@ fn decide_follows_the_cooldown_backoff_and_halt_rules() {
             )
         },
         Case {
-            usable: Some(other.clone()),
+            usable: Some(other),
             rejected: Some(fresh.clone()),
             ..case(
                 "a token other than the refused one answers a refusal",
@@ -116,7 +116,7 @@ fn decide_follows_the_cooldown_backoff_and_halt_rules() {
             )
         },
         Case {
-            usable: Some(in_margin.clone()),
+            usable: Some(in_margin),
             ..case(
                 "a token inside the margin does not",
                 Reason::Scheduled,
@@ -124,7 +124,7 @@ fn decide_follows_the_cooldown_backoff_and_halt_rules() {
             )
         },
         Case {
-            usable: Some(fresh.clone()),
+            usable: Some(fresh),
             lifts_halt: true,
             ..case(
                 "an operator always gets a new token",
@@ -317,7 +317,10 @@ fn failures_halt_minting_at_the_limit_and_dhans_throttle_does_not_count() {
     let mut st = MintState::default();
     assert!(!st.record_failure(now, &dhan_error(DhanErrorKind::Auth), 3));
     assert!(!st.record_failure(now, &dhan_error(DhanErrorKind::RateLimit), 3));
-    assert_eq!(st.failures, 1, "a throttled attempt is not a credential failure");
+    assert_eq!(
+        st.failures, 1,
+        "a throttled attempt is not a credential failure"
+    );
     assert!(!st.record_failure(now, &dhan_error(DhanErrorKind::Auth), 3));
     assert!(st.record_failure(now, &dhan_error(DhanErrorKind::Auth), 3));
     assert_eq!((st.failures, st.halted), (3, true));
