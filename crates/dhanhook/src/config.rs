@@ -281,7 +281,13 @@ impl Settings {
             }
         };
         let auto_health_check = parse_bool(&get, "AUTO_HEALTH_CHECK", true)?;
-        let health_secs = parse_u64(&get, "HEALTH_CHECK_INTERVAL", 21_600, 60, 7 * 86_400)?;
+        let health_secs = parse_u64(
+            &get,
+            "HEALTH_CHECK_INTERVAL",
+            TokenSettings::DEFAULT_HEALTH_CHECK.as_secs(),
+            60,
+            7 * 86_400,
+        )?;
         let dhan = dhan_settings(&get, auto_health_check, Duration::from_secs(health_secs))?;
         let instruments = instrument_settings(&get)?;
         let routing = routing_settings(&get)?;
@@ -418,7 +424,7 @@ fn dhan_settings(
         .map(|v| v.to_ascii_lowercase())
         .as_deref()
     {
-        None => NaiveTime::from_hms_opt(8, 30, 0),
+        None => Some(TokenSettings::DEFAULT_PREMARKET_REFRESH),
         Some("off" | "none" | "false") => None,
         Some(v) => Some(NaiveTime::parse_from_str(v, "%H:%M").map_err(|_| {
             ConfigError::new(
@@ -446,7 +452,7 @@ fn dhan_settings(
             refresh_margin: Duration::from_secs(parse_u64(
                 get,
                 "TOKEN_REFRESH_MARGIN",
-                3600,
+                TokenSettings::DEFAULT_REFRESH_MARGIN.as_secs(),
                 300,
                 12 * 3600,
             )?),
@@ -454,14 +460,20 @@ fn dhan_settings(
             mint_cooldown: Duration::from_secs(parse_u64(
                 get,
                 "TOKEN_MINT_COOLDOWN",
-                125,
+                TokenSettings::DEFAULT_MINT_COOLDOWN.as_secs(),
                 120,
                 3600,
             )?),
-            max_failures: u32::try_from(parse_u64(get, "TOKEN_MAX_FAILURES", 3, 1, 10)?)
-                .unwrap_or(3),
+            max_failures: u32::try_from(parse_u64(
+                get,
+                "TOKEN_MAX_FAILURES",
+                TokenSettings::DEFAULT_MAX_FAILURES.into(),
+                1,
+                10,
+            )?)
+            .unwrap_or(TokenSettings::DEFAULT_MAX_FAILURES),
             premarket_refresh,
-            fallback_ttl: Duration::from_secs(24 * 3600),
+            fallback_ttl: TokenSettings::DEFAULT_FALLBACK_TTL,
             health_check: auto_health_check.then_some(health_check_interval),
         },
     })

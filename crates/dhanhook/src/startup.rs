@@ -589,7 +589,12 @@ pub async fn token_keeper(
         api_key: dhan.api_key.clone(),
         api_secret: dhan.api_secret.clone(),
     };
-    let keeper = TokenKeeper::new(client, creds, dhan.token.clone(), journal, clock);
+    // The pre-market check needs the trading days (HOLIDAYS_PATH's overrides too).
+    let calendar = Arc::new(match &settings.routing.holidays_path {
+        Some(dir) => Calendar::with_overrides(dir).context("HOLIDAYS_PATH")?,
+        None => Calendar::builtin(),
+    });
+    let keeper = TokenKeeper::new(client, creds, dhan.token.clone(), journal, clock, calendar);
     keeper.load().await.context("reading the stored token")?;
     Ok(keeper)
 }
