@@ -308,7 +308,16 @@ async fn token_and_ip(
 ) -> Vec<Check> {
     const TOKEN: &str = "Dhan token";
     const IP: &str = "static IP";
-    let keeper = match token_keeper(settings, Arc::clone(journal), Arc::clone(clock)).await {
+    let keeper = match token_keeper(
+        settings,
+        Arc::clone(journal),
+        Arc::clone(clock),
+        // A HOLIDAYS_PATH that cannot be read is the calendar check's failure, not this one's.
+        crate::startup::market_calendar(settings)
+            .unwrap_or_else(|_| Arc::new(crate::market::Calendar::builtin())),
+    )
+    .await
+    {
         Ok(k) => k,
         Err(e) => {
             return vec![Check::fail(

@@ -186,7 +186,13 @@ async fn health_command(settings: &Settings) -> anyhow::Result<()> {
 async fn token_command(settings: &Settings, refresh: bool) -> anyhow::Result<()> {
     let journal = open_journal(settings).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let keeper = token_keeper(settings, Arc::clone(&journal), Arc::clone(&clock)).await?;
+    let keeper = token_keeper(
+        settings,
+        Arc::clone(&journal),
+        Arc::clone(&clock),
+        crate::startup::market_calendar(settings)?,
+    )
+    .await?;
     // Prove Dhan accepts it; a refused token gets one refresh.
     let result = keeper.proven(refresh).await;
     journal.close().await;

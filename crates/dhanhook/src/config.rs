@@ -857,4 +857,15 @@ mod tests {
         assert!(s.webhook_secret.is_none());
         assert_eq!(s.port, 8080);
     }
+
+    /// The `TOKEN_*` defaults are written once, on `TokenSettings`: an empty environment gives
+    /// exactly `crate::token::TokenSettings::default()`.
+    #[test]
+    fn unset_token_settings_are_the_keepers_defaults() {
+        let settings = Settings::from_lookup(|_| None).unwrap();
+        assert_eq!(
+            format!("{:?}", settings.dhan.token),
+            format!("{:?}", crate::token::TokenSettings::default())
+        );
+    }
 }

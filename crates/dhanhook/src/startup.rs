@@ -135,15 +135,17 @@ impl Application {
             Arc::clone(&clock),
         )
         .context("INSTRUMENTS_PATH")?;
-        let calendar = Arc::new(match &settings.routing.holidays_path {
-            Some(dir) => Calendar::with_overrides(dir).context("HOLIDAYS_PATH")?,
-            None => Calendar::builtin(),
-        });
+        let calendar = market_calendar(&settings)?;
         let (broker, keeper): (Arc<dyn Broker>, Option<TokenKeeper>) = match settings.mode {
             Mode::Paper => (Arc::new(PaperBroker::default()), None),
             Mode::Live => {
-                let keeper =
-                    token_keeper(&settings, Arc::clone(&journal), Arc::clone(&clock)).await?;
+                let keeper = token_keeper(
+                    &settings,
+                    Arc::clone(&journal),
+                    Arc::clone(&clock),
+                    Arc::clone(&calendar),
+                )
+                .await?;
                 let limiter = Arc::new(crate::ratelimit::RateLimiter::new(
                     settings.routing.order_rate_limits.clone(),
                 ));
@@ -552,6 +554,7 @@ pub async fn token_keeper(
     settings: &Settings,
     journal: Arc<dyn Journal>,
     clock: Arc<dyn Clock>,
+    calendar: Arc<Calendar>,
 ) -> anyhow::Result<TokenKeeper> {
     let dhan = &settings.dhan;
     let client_id = dhan
@@ -590,10 +593,6 @@ pub async fn token_keeper(
         api_secret: dhan.api_secret.clone(),
     };
     // The pre-market check needs the trading days (HOLIDAYS_PATH's overrides too).
-    let calendar = Arc::new(match &settings.routing.holidays_path {
-        Some(dir) => Calendar::with_overrides(dir).context("HOLIDAYS_PATH")?,
-        None => Calendar::builtin(),
-    });
     let keeper = TokenKeeper::new(client, creds, dhan.token.clone(), journal, clock, calendar);
     keeper.load().await.context("reading the stored token")?;
     Ok(keeper)
@@ -721,4 +720,15 @@ pub fn scrip_master_source(settings: &Settings, allow_sample: bool) -> SourceCon
         refresh_at: settings.instruments.refresh_at,
         allow_sample,
     }
+}
+
+/// The market calendar: the built-in holidays, or `HOLIDAYS_PATH`'s.
+///
+/// # Errors
+/// `HOLIDAYS_PATH` cannot be read.
+pub fn market_calendar(settings: &Settings) -> anyhow::Result<Arc<Calendar>> {
+    Ok(Arc::new(match &settings.routing.holidays_path {
+        Some(dir) => Calendar::with_overrides(dir).context("HOLIDAYS_PATH")?,
+        None => Calendar::builtin(),
+    }))
 }

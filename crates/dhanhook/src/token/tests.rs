@@ -196,14 +196,3 @@ async fn a_journal_error_on_the_mint_lease_fails_the_refresh_at_once_and_mints_n
     assert_eq!(token.source, TokenSource::Minted);
     assert_eq!(sim.mint_count(), 1);
 }
-
-/// The `TOKEN_*` defaults are written once, on `TokenSettings`: an empty environment gives
-/// exactly `TokenSettings::default()`.
-#[test]
-fn unset_token_settings_are_the_keepers_defaults() {
-    let settings = crate::config::Settings::from_lookup(|_| None).unwrap();
-    assert_eq!(
-        format!("{:?}", settings.dhan.token),
-        format!("{:?}", TokenSettings::default())
-    );
-}
