@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    broker::{Broker, dhan::DhanBroker, paper::PaperBroker},
+    broker::{Broker, live::DhanBroker, paper::PaperBroker},
     clock::Clock,
     config::{DatabaseUrl, Mode, Settings},
     csvlog::CsvLog,

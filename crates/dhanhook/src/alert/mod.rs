@@ -1,6 +1,6 @@
 //! Alerts: the two JSON formats TradingView can send us, parsed into one validated [`Signal`].
 //!
-//! - **Dhan's TradingView format** ([`dhan`]): what Dhan's web UI generates and the upstream
+//! - **Dhan's TradingView format** ([`dhan_format`]): what Dhan's web UI generates and the upstream
 //!   Python service accepts: `alertType`, `order_legs[]` with short codes (`B`/`S`, `MKT`, `C`/`I`/`M`).
 //! - **dhanhook's flat format** ([`flat`]): one order per alert with readable names (`action`,
 //!   `order_type`, `product`), easier to write by hand in TradingView.
@@ -12,7 +12,7 @@
 //! runs and is never part of a [`Signal`].
 
 pub mod contract;
-mod dhan;
+mod dhan_format;
 mod fields;
 mod flat;
 mod strict;
@@ -131,8 +131,8 @@ const MAX_LEGS: usize = 20;
 /// Every problem found, each naming its field (for example `quantity` or
 /// `order_legs[0].orderType`).
 pub fn parse_signal(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProblem>> {
-    if dhan::looks_like_dhan(body) {
-        dhan::parse(body)
+    if dhan_format::looks_like_dhan(body) {
+        dhan_format::parse(body)
     } else {
         flat::parse(body)
     }

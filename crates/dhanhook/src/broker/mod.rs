@@ -1,7 +1,7 @@
 //! Where orders go. [`Broker`] is the seam between the pipeline and the outside world: the
-//! [`paper::PaperBroker`] (paper mode) and the [`dhan::DhanBroker`] (live and sandbox).
+//! [`paper::PaperBroker`] (paper mode) and the [`live::DhanBroker`] (live and sandbox).
 
-pub mod dhan;
+pub mod live;
 pub mod paper;
 
 use async_trait::async_trait;
