@@ -41,6 +41,8 @@ const EVERY: chrono::Duration = chrono::Duration::seconds(5);
 const IN_FLIGHT: chrono::Duration = chrono::Duration::seconds(30);
 /// How long a reconciler pass holds its lease (longer than a pass, shorter than a restart).
 const RECONCILER_LEASE: chrono::Duration = chrono::Duration::seconds(30);
+/// The lease's name in the journal.
+const LEASE: &str = "reconciler";
 /// Legs looked at per pass.
 const BATCH: u32 = 200;
 
@@ -88,18 +90,28 @@ impl Reconciler {
         }
     }
 
-    /// One pass over the legs to reconcile. With `booted_at`, legs last touched before that
-    /// instant are handled whatever their age: nothing was in flight before the service
-    /// started. Legs touched since may belong to requests in progress and wait `IN_FLIGHT`.
+    /// One pass over the legs to reconcile, holding the reconciler lease until `lease_until`
+    /// and renewing it as the pass goes (a pass of slow broker lookups can outlast the lease,
+    /// and another instance must not start a second pass over the same legs meanwhile). With
+    /// `booted_at`, legs last touched before that instant are handled whatever their age:
+    /// nothing was in flight before the service started. Legs touched since may belong to
+    /// requests in progress and wait `IN_FLIGHT`.
     ///
     /// # Errors
     /// The journal failed.
     pub async fn reconcile_once(
         &self,
         booted_at: Option<DateTime<Utc>>,
+        mut lease_until: DateTime<Utc>,
     ) -> Result<Vec<Reconciled>, JournalError> {
         let mut done = Vec::new();
         for row in self.journal.legs_to_reconcile(BATCH).await? {
+            if !self.keep_lease(&mut lease_until).await? {
+                tracing::warn!(
+                    "the reconciler lease passed to another instance during a pass; it carries on"
+                );
+                break;
+            }
             let age = self.clock.now() - row.updated_at;
             let may_be_in_flight =
                 matches!(row.status, LegStatus::Received | LegStatus::Submitting);
@@ -289,6 +301,24 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Renews the lease when half of it has passed. `false`: another instance holds it now
+    /// (ours ran out), so this pass must stop.
+    async fn keep_lease(&self, lease_until: &mut DateTime<Utc>) -> Result<bool, JournalError> {
+        let now = self.clock.now();
+        if now + RECONCILER_LEASE / 2 < *lease_until {
+            return Ok(true);
+        }
+        let until = now + RECONCILER_LEASE;
+        let renewed = self
+            .journal
+            .try_lease(LEASE, &self.instance, until, now)
+            .await?;
+        if renewed {
+            *lease_until = until;
+        }
+        Ok(renewed)
+    }
+
     /// The start-up pass, then a pass every few seconds until `stop`.
     pub async fn run_until_stopped(self, stop: CancellationToken) {
         let mut booted_at = Some(self.clock.now());
@@ -296,28 +326,44 @@ impl Reconciler {
             // One reconciler at a time across instances sharing the journal: the others'
             // passes would only repeat its lookups.
             let now = self.clock.now();
-            let leased = self
+            let lease_until = now + RECONCILER_LEASE;
+            let passed = match self
                 .journal
-                .try_lease("reconciler", &self.instance, now + RECONCILER_LEASE, now)
+                .try_lease(LEASE, &self.instance, lease_until, now)
                 .await
-                .unwrap_or(false);
-            if leased {
-                match self.reconcile_once(booted_at).await {
-                    Ok(done) if !done.is_empty() => {
-                        tracing::info!(legs = done.len(), "reconciler settled legs");
+            {
+                Ok(true) => {
+                    let pass = self.reconcile_once(booted_at, lease_until).await;
+                    // Held only during a pass: a restart must not wait for its own old lease.
+                    if let Err(e) = self.journal.release_lease(LEASE, &self.instance).await {
+                        tracing::warn!(error = %e, "could not release the reconciler lease; it lapses by itself");
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "reconciler pass failed"),
+                    match pass {
+                        Ok(done) if !done.is_empty() => {
+                            tracing::info!(legs = done.len(), "reconciler settled legs");
+                        }
+                        Ok(_) => {}
+                        // A leg the journal would not update does not hold every new order
+                        // up: the next pass looks at it again.
+                        Err(e) => tracing::error!(error = %e, "reconciler pass failed"),
+                    }
+                    true
                 }
-                // Held only during a pass: a restart must not wait for its own old lease.
-                let _ = self
-                    .journal
-                    .release_lease("reconciler", &self.instance)
-                    .await;
+                // Another instance reconciles.
+                Ok(false) => true,
+                // Not "held elsewhere": nobody may have looked at the legs whose fate is
+                // unknown, so the start-up pass is not counted as done.
+                Err(e) => {
+                    tracing::error!(error = %e, "the reconciler could not take its lease: the journal did not answer; trying again shortly");
+                    false
+                }
+            };
+            if passed {
+                // The start-up pass is done (or another instance reconciles): new orders may
+                // go, and later passes leave legs in flight alone.
+                self.reconciled.send_replace(true);
+                booted_at = None;
             }
-            // The start-up pass is done (or another instance reconciles): new orders may go.
-            self.reconciled.send_replace(true);
-            booted_at = None;
             let next = self.clock.now() + EVERY;
             tokio::select! {
                 () = stop.cancelled() => return,
