@@ -15,7 +15,7 @@ use secrecy::ExposeSecret;
 use crate::{
     clock::{Clock, ist},
     config::{Mode, Settings},
-    instruments::source::InstrumentSource,
+    instruments::source::{InstrumentSource, SourceState},
     market::{Calendar, Venue},
     startup::{check_live_settings, open_journal, token_keeper},
 };
@@ -212,24 +212,24 @@ async fn scrip_master(settings: &Settings, clock: Arc<dyn Clock>) -> Check {
     let status = source.status();
     let rows = status.rows;
     match status.state {
-        "fresh" => Check::pass(
+        SourceState::Fresh => Check::pass(
             NAME,
             format!(
                 "{rows} instruments, downloaded {}",
                 status.as_of.unwrap_or_default()
             ),
         ),
-        "file" => Check::pass(
+        SourceState::File => Check::pass(
             NAME,
             format!(
                 "{rows} instruments from INSTRUMENTS_PATH (you keep it current: derivative ids change at every expiry)"
             ),
         ),
-        "sample" => Check::pass(
+        SourceState::Sample => Check::pass(
             NAME,
             format!("the built-in sample ({rows} instruments; paper mode only)"),
         ),
-        "stale" => Check::fail(
+        SourceState::Stale => Check::fail(
             NAME,
             format!(
                 "the copy in use is from {} and today's download failed: {}",
@@ -238,7 +238,7 @@ async fn scrip_master(settings: &Settings, clock: Arc<dyn Clock>) -> Check {
             ),
             "run `dhanhook instruments update` (INSTRUMENTS_URL must be reachable), or set INSTRUMENTS_PATH to a current file",
         ),
-        _ => Check::fail(
+        SourceState::Missing => Check::fail(
             NAME,
             format!(
                 "none is loaded{}",

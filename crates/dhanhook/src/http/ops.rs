@@ -61,7 +61,7 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
     };
     let instruments = s.instruments.status();
     // A stale copy still resolves symbols (and is reported); no copy at all does not.
-    let instruments_ok = instruments.state != "missing";
+    let instruments_ok = instruments.state != crate::instruments::source::SourceState::Missing;
     // Holiday data: the current year must be known (or every weekday would look open);
     // a missing next year is reported ahead of time but does not fail readiness.
     let today = crate::clock::ist(s.clock.now()).date_naive();

@@ -43,12 +43,26 @@ pub struct SourceConfig {
     pub allow_sample: bool,
 }
 
+/// Where the scrip master in use stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    /// Downloaded since the last refresh time.
+    Fresh,
+    /// Older than today's refresh and the download failed: still used, and reported.
+    Stale,
+    /// None loaded: symbols cannot be resolved.
+    Missing,
+    /// `INSTRUMENTS_PATH`, used as is.
+    File,
+    /// The built-in sample (paper mode only).
+    Sample,
+}
+
 /// What `/ready` and `/` say about the scrip master.
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceStatus {
-    /// `fresh`, `stale` (older than today's refresh and the download failed), `missing`,
-    /// `file` (INSTRUMENTS_PATH) or `sample` (built-in, paper mode only).
-    pub state: &'static str,
+    pub state: SourceState,
     pub rows: usize,
     /// When the copy in use was downloaded or loaded (IST).
     pub as_of: Option<String>,
@@ -275,7 +289,7 @@ impl InstrumentSource {
         let guard = self.read();
         let Some(l) = guard.as_ref() else {
             return SourceStatus {
-                state: "missing",
+                state: SourceState::Missing,
                 rows: 0,
                 as_of: None,
                 source: self.inner.config.url.as_deref().map(url_for_messages),
@@ -283,10 +297,10 @@ impl InstrumentSource {
             };
         };
         let state = match l.kind {
-            LoadedKind::File => "file",
-            LoadedKind::Sample => "sample",
-            LoadedKind::Cache if l.as_of < self.last_refresh_point(now) => "stale",
-            LoadedKind::Cache => "fresh",
+            LoadedKind::File => SourceState::File,
+            LoadedKind::Sample => SourceState::Sample,
+            LoadedKind::Cache if l.as_of < self.last_refresh_point(now) => SourceState::Stale,
+            LoadedKind::Cache => SourceState::Fresh,
         };
         SourceStatus {
             state,

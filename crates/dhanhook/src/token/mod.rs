@@ -62,7 +62,7 @@ mod stored;
 #[cfg(test)]
 mod tests;
 
-pub use status::TokenStatus;
+pub use status::{TokenState, TokenStatus};
 
 use consent::ConsentState;
 use policy::{MintState, Patience, Reason};

@@ -130,7 +130,7 @@ impl TokenKeeper {
                 "Token valid ({:.1} hours remaining), but {problem}",
                 status.hours_left.unwrap_or_default()
             );
-        } else if status.state == "unchecked" {
+        } else if status.state == super::TokenState::Unchecked {
             tracing::warn!("Dhan token {problem}");
         } else {
             tracing::error!("No usable Dhan token ({}): {problem}", status.state);

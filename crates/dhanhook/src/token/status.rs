@@ -8,13 +8,48 @@ use serde::Serialize;
 use super::{EXPIRY_SKEW, Token, TokenCheck, TokenKeeper, TokenSource, hours_left, to_chrono};
 use crate::clock::ist;
 
+/// Where the token stands, as `/ready`, `/` and `/auth/status` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenState {
+    /// Dhan accepts it and it lasts beyond the refresh margin.
+    Valid,
+    /// Valid, inside the refresh margin.
+    Expiring,
+    /// Loaded at start-up, not yet accepted by Dhan.
+    Unchecked,
+    /// None usable; a new one is being obtained.
+    Minting,
+    /// Dhan refused it.
+    Refused,
+    Expired,
+    None,
+}
+
+impl TokenState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Valid => "valid",
+            TokenState::Expiring => "expiring",
+            TokenState::Unchecked => "unchecked",
+            TokenState::Minting => "minting",
+            TokenState::Refused => "refused",
+            TokenState::Expired => "expired",
+            TokenState::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for TokenState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The token's state as reported on `/ready`, `/` and `/auth/status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenStatus {
-    /// `valid`, `expiring` (valid, inside the refresh margin), `unchecked` (loaded at start-up,
-    /// not yet accepted by Dhan), `minting` (none usable; a new one is being obtained),
-    /// `refused` (Dhan refused it), `expired` or `none`.
-    pub state: &'static str,
+    pub state: TokenState,
     /// IST.
     pub expires_at: Option<String>,
     pub hours_left: Option<f64>,
@@ -35,14 +70,14 @@ impl TokenStatus {
     /// a token inside its refresh margin is still `valid`.
     pub fn guide_state(&self) -> &'static str {
         match self.state {
-            "expiring" => "valid",
-            other => other,
+            TokenState::Expiring => "valid",
+            other => other.as_str(),
         }
     }
 
     /// Whether orders can be sent with it now.
     pub fn usable(&self) -> bool {
-        matches!(self.state, "valid" | "expiring")
+        matches!(self.state, TokenState::Valid | TokenState::Expiring)
     }
 }
 
@@ -60,21 +95,25 @@ impl TokenKeeper {
         let minting = self.inner.minting.load(Ordering::SeqCst);
         let renewable = self.renewable();
         let state = match &current {
-            _ if minting && self.usable().is_none() => "minting",
-            None => "none",
-            Some(t) if t.refused() => "refused",
-            Some(t) if t.expires_at <= now => "expired",
-            Some(t) if t.check == TokenCheck::Unchecked => "unchecked",
+            _ if minting && self.usable().is_none() => TokenState::Minting,
+            None => TokenState::None,
+            Some(t) if t.refused() => TokenState::Refused,
+            Some(t) if t.expires_at <= now => TokenState::Expired,
+            Some(t) if t.check == TokenCheck::Unchecked => TokenState::Unchecked,
             Some(t) if t.expires_at - to_chrono(self.inner.settings.refresh_margin) <= now => {
-                "expiring"
+                TokenState::Expiring
             }
-            Some(_) => "valid",
+            Some(_) => TokenState::Valid,
         };
         let advice = (!renewable).then(|| self.no_route_advice());
         let problem = match (state, &current) {
-            ("refused" | "none" | "expired", _) if advice.is_some() => Some(self.unusable_reason()),
+            (TokenState::Refused | TokenState::None | TokenState::Expired, _)
+                if advice.is_some() =>
+            {
+                Some(self.unusable_reason())
+            }
             (
-                "refused",
+                TokenState::Refused,
                 Some(Token {
                     check: TokenCheck::Refused(why),
                     ..
@@ -82,11 +121,13 @@ impl TokenKeeper {
             ) => Some(format!(
                 "Dhan refused the token ({why}); a new one is being obtained"
             )),
-            ("none" | "expired", _) => Some(report.last_error.clone().map_or_else(
-                || "a new token is being obtained".to_owned(),
-                |e| format!("getting a new token failed: {e}"),
-            )),
-            ("unchecked", _) => Some(format!(
+            (TokenState::None | TokenState::Expired, _) => {
+                Some(report.last_error.clone().map_or_else(
+                    || "a new token is being obtained".to_owned(),
+                    |e| format!("getting a new token failed: {e}"),
+                ))
+            }
+            (TokenState::Unchecked, _) => Some(format!(
                 "not yet accepted by Dhan (it is checked with GET /v2/profile at start-up, then every \
                  minute until Dhan answers){}",
                 advice
@@ -94,7 +135,7 @@ impl TokenKeeper {
                     .map(|a| format!("; it will not be renewed: {a}"))
                     .unwrap_or_default()
             )),
-            ("valid" | "expiring", Some(t)) => advice.map(|a| {
+            (TokenState::Valid | TokenState::Expiring, Some(t)) => advice.map(|a| {
                 format!(
                     "it will not be renewed: {a} before it expires at {} IST",
                     ist(t.expires_at).format("%Y-%m-%d %H:%M")

@@ -32,12 +32,62 @@ const STALE_CLAIM: chrono::Duration = chrono::Duration::minutes(2);
 /// How soon the queue runner tries again after a journal error.
 const JOURNAL_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// What became of a claimed alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueVerdict {
+    /// Run: the alert's status from its legs.
+    Queued,
+    Processing,
+    Placed,
+    Partial,
+    Rejected,
+    /// Older than `QUEUE_MAX_AGE` when its turn came: refused, never placed.
+    Expired,
+    /// Its market was closed after all: back in the queue until the next open.
+    Requeued,
+    /// The journal no longer has it.
+    Missing,
+}
+
+impl QueueVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueVerdict::Queued => "queued",
+            QueueVerdict::Processing => "processing",
+            QueueVerdict::Placed => "placed",
+            QueueVerdict::Partial => "partial",
+            QueueVerdict::Rejected => "rejected",
+            QueueVerdict::Expired => "expired",
+            QueueVerdict::Requeued => "requeued",
+            QueueVerdict::Missing => "missing",
+        }
+    }
+}
+
+impl std::fmt::Display for QueueVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<AlertStatus> for QueueVerdict {
+    fn from(status: AlertStatus) -> Self {
+        match status {
+            AlertStatus::Queued => QueueVerdict::Queued,
+            AlertStatus::Processing => QueueVerdict::Processing,
+            AlertStatus::Placed => QueueVerdict::Placed,
+            AlertStatus::Partial => QueueVerdict::Partial,
+            AlertStatus::Rejected => QueueVerdict::Rejected,
+        }
+    }
+}
+
 /// What happened to one claimed alert.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueueResult {
     pub alert_id: String,
-    /// `placed`, `partial`, `rejected`, `processing`, `expired` or `requeued`.
-    pub status: String,
+    pub status: QueueVerdict,
     pub message: Option<String>,
 }
 
@@ -155,7 +205,7 @@ impl QueueRunner {
     async fn run_claimed(&self, alert_id: &str) -> Result<QueueResult, JournalError> {
         let now = self.clock.now();
         let Some(record) = self.journal.alert(alert_id).await? else {
-            return Ok(result(alert_id, "missing", None));
+            return Ok(result(alert_id, QueueVerdict::Missing, None));
         };
         let queued: Vec<&OrderRow> = record
             .legs
@@ -174,7 +224,7 @@ impl QueueRunner {
             self.reject_legs(alert_id, &record.alert_type, &queued, &why)
                 .await?;
             self.finish(alert_id).await?;
-            return Ok(result(alert_id, "expired", Some(why)));
+            return Ok(result(alert_id, QueueVerdict::Expired, Some(why)));
         }
 
         let venues: Vec<Venue> = queued
@@ -197,14 +247,14 @@ impl QueueRunner {
                     "market closed; back in the queue until {} IST",
                     ist(until).format("%Y-%m-%d %H:%M")
                 );
-                return Ok(result(alert_id, "requeued", Some(msg)));
+                return Ok(result(alert_id, QueueVerdict::Requeued, Some(msg)));
             }
             Route::Reject { reason } => {
                 let why = format!("not placed: {reason}");
                 self.reject_legs(alert_id, &record.alert_type, &queued, &why)
                     .await?;
                 self.finish(alert_id).await?;
-                return Ok(result(alert_id, "rejected", Some(why)));
+                return Ok(result(alert_id, QueueVerdict::Rejected, Some(why)));
             }
         }
 
@@ -222,7 +272,7 @@ impl QueueRunner {
             self.placer.log_csv(&record.alert_type, &row).await;
         }
         let status = self.finish(alert_id).await?;
-        Ok(result(alert_id, status.as_str(), None))
+        Ok(result(alert_id, status.into(), None))
     }
 
     async fn reject_legs(
@@ -266,10 +316,10 @@ impl QueueRunner {
     }
 }
 
-fn result(alert_id: &str, status: &str, message: Option<String>) -> QueueResult {
+fn result(alert_id: &str, status: QueueVerdict, message: Option<String>) -> QueueResult {
     QueueResult {
         alert_id: alert_id.to_owned(),
-        status: status.to_owned(),
+        status,
         message,
     }
 }
