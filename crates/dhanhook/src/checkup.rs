@@ -194,7 +194,9 @@ async fn scrip_master(settings: &Settings, clock: Arc<dyn Clock>) -> Check {
     let source = match InstrumentSource::start(
         crate::startup::scrip_master_source(settings, paper),
         Arc::clone(&clock),
-    ) {
+    )
+    .await
+    {
         Ok(s) => s,
         Err(e) => {
             return Check::fail(

@@ -226,7 +226,8 @@ async fn instruments_command(settings: &Settings, action: InstrumentsAction) -> 
         // Lookups work offline on the built-in sample when nothing else is there.
         crate::startup::scrip_master_source(settings, true),
         Arc::clone(&clock),
-    )?;
+    )
+    .await?;
     match action {
         InstrumentsAction::Update => {
             let rows = source.download().await.map_err(anyhow::Error::msg)?;

@@ -128,6 +128,7 @@ impl Application {
             scrip_master_source(&settings, settings.mode == Mode::Paper),
             Arc::clone(&clock),
         )
+        .await
         .context("INSTRUMENTS_PATH")?;
         let calendar = Arc::new(match &settings.routing.holidays_path {
             Some(dir) => Calendar::with_overrides(dir).context("HOLIDAYS_PATH")?,
