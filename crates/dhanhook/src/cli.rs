@@ -321,6 +321,8 @@ const SIM_DATA_DIR: &str = "./data/sim";
 ///
 /// # Errors
 /// The sample cannot be written to `dir`.
+// Blocking file calls in `sim_command` on purpose: a 3 KB file, once, before the simulator
+// starts serving.
 fn sim_instruments_path(
     source_sample: &std::path::Path,
     dir: &std::path::Path,
