@@ -111,6 +111,9 @@ pub fn render(settings: &Settings, checks: &[Check]) -> String {
 }
 
 /// Runs every check that applies to the configured mode.
+// The checks' small file reads (the holiday folder, whether the secret file exists) stay
+// inline: a one-shot command with nothing else on the runtime to hold up. The scrip master,
+// large enough to matter, is loaded off the runtime by `InstrumentSource::start`.
 pub async fn run(settings: &Settings, clock: Arc<dyn Clock>) -> Vec<Check> {
     let live = settings.mode == Mode::Live;
     let mut checks = vec![configuration(settings)];
@@ -194,7 +197,9 @@ async fn scrip_master(settings: &Settings, clock: Arc<dyn Clock>) -> Check {
     let source = match InstrumentSource::start(
         crate::startup::scrip_master_source(settings, paper),
         Arc::clone(&clock),
-    ) {
+    )
+    .await
+    {
         Ok(s) => s,
         Err(e) => {
             return Check::fail(

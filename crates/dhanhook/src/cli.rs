@@ -232,7 +232,8 @@ async fn instruments_command(settings: &Settings, action: InstrumentsAction) -> 
         // Lookups work offline on the built-in sample when nothing else is there.
         crate::startup::scrip_master_source(settings, true),
         Arc::clone(&clock),
-    )?;
+    )
+    .await?;
     match action {
         InstrumentsAction::Update => {
             let rows = source.download().await.map_err(anyhow::Error::msg)?;
@@ -326,6 +327,8 @@ const SIM_DATA_DIR: &str = "./data/sim";
 ///
 /// # Errors
 /// The sample cannot be written to `dir`.
+// Blocking file calls in `sim_command` on purpose: a 3 KB file, once, before the simulator
+// starts serving.
 fn sim_instruments_path(
     source_sample: &std::path::Path,
     dir: &std::path::Path,

@@ -89,6 +89,9 @@ impl CsvLog {
     ///
     /// # Errors
     /// The folder or file cannot be created or opened.
+    // Blocking file calls, made from the async start-up (`Application::build`) on purpose: a
+    // folder, an open and at most a header line, once, before the listener serves anything,
+    // so nothing waits on them. Rows are written off the runtime (`append`).
     pub fn open(path: &Path) -> io::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;

@@ -33,6 +33,8 @@ const MIN_STORED_SECRET_LEN: usize = 32;
 ///
 /// # Errors
 /// The file cannot be created or read, or holds something too short to be a strong secret.
+// Blocking file calls, made from the async start-up (`Application::build`) on purpose: one
+// 64-byte file, once, before the listener serves anything, so nothing waits on them.
 pub fn load_or_generate(path: &Path) -> io::Result<(SecretString, bool)> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;

@@ -134,6 +134,7 @@ impl Application {
             scrip_master_source(&settings, settings.mode == Mode::Paper),
             Arc::clone(&clock),
         )
+        .await
         .context("INSTRUMENTS_PATH")?;
         let calendar = market_calendar(&settings)?;
         let (broker, keeper): (Arc<dyn Broker>, Option<TokenKeeper>) = match settings.mode {

@@ -76,6 +76,9 @@ impl TokenVault {
     ///
     /// # Errors
     /// The file cannot be read or created, or holds no valid key.
+    // Blocking file calls, made from async code (`startup::token_keeper`) on purpose: one
+    // 44-byte file, once, at start-up before the listener serves anything or in a one-shot
+    // CLI command, so nothing waits on them.
     pub fn load_or_generate(path: &Path) -> io::Result<(Self, bool)> {
         match fs::read_to_string(path) {
             Ok(text) => Self::from_base64(&text)

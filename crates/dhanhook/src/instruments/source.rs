@@ -107,40 +107,24 @@ impl InstrumentSource {
     /// # Errors
     /// `INSTRUMENTS_PATH` names a file that cannot be loaded (a configuration mistake worth
     /// stopping for). A bad cache is only logged.
-    pub fn start(config: SourceConfig, clock: Arc<dyn Clock>) -> Result<Self, master::MasterError> {
+    pub async fn start(
+        config: SourceConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, master::MasterError> {
         let now = clock.now();
-        let loaded = if let Some(path) = &config.local_path {
-            Some(Loaded {
-                instruments: Arc::new(master::load(path)?),
-                as_of: now,
-                kind: LoadedKind::File,
+        // Reading and parsing tens of megabytes takes from hundreds of milliseconds to seconds:
+        // on a runtime thread that would stall every task scheduled there (requests, timers).
+        let (config, loaded) = {
+            let span = tracing::Span::current();
+            tokio::task::spawn_blocking(move || {
+                let _in = span.enter();
+                let loaded = load_local(&config, now);
+                (config, loaded)
             })
-        } else {
-            let cached = cache_file(&config.cache_dir);
-            let from_cache = cached.exists().then(|| master::load(&cached)).and_then(|r| match r {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    tracing::warn!(error = %e, "the cached scrip master is unusable; it will be downloaded again");
-                    None
-                }
-            });
-            match from_cache {
-                Some(m) => Some(Loaded {
-                    instruments: Arc::new(m),
-                    as_of: read_stamp(&config.cache_dir).unwrap_or(DateTime::UNIX_EPOCH),
-                    kind: LoadedKind::Cache,
-                }),
-                None if config.allow_sample => Some(Loaded {
-                    instruments: Arc::new(master::parse(
-                        master::SAMPLE.as_bytes(),
-                        "built-in sample",
-                    )?),
-                    as_of: now,
-                    kind: LoadedKind::Sample,
-                }),
-                None => None,
-            }
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
         };
+        let loaded = loaded?;
         if let Some(l) = &loaded {
             tracing::info!(rows = l.instruments.len(), source = ?l.kind, "scrip master loaded");
         }
@@ -336,6 +320,45 @@ impl InstrumentSource {
     }
 }
 
+/// What [`InstrumentSource::start`] finds on disk: `INSTRUMENTS_PATH`, else the cache, else (if
+/// allowed) the built-in sample. Blocking: file reads and a full parse.
+fn load_local(
+    config: &SourceConfig,
+    now: DateTime<Utc>,
+) -> Result<Option<Loaded>, master::MasterError> {
+    if let Some(path) = &config.local_path {
+        return Ok(Some(Loaded {
+            instruments: Arc::new(master::load(path)?),
+            as_of: now,
+            kind: LoadedKind::File,
+        }));
+    }
+    let cached = cache_file(&config.cache_dir);
+    let from_cache = cached
+        .exists()
+        .then(|| master::load(&cached))
+        .and_then(|r| match r {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "the cached scrip master is unusable; it will be downloaded again");
+                None
+            }
+        });
+    Ok(match from_cache {
+        Some(m) => Some(Loaded {
+            instruments: Arc::new(m),
+            as_of: read_stamp(&config.cache_dir).unwrap_or(DateTime::UNIX_EPOCH),
+            kind: LoadedKind::Cache,
+        }),
+        None if config.allow_sample => Some(Loaded {
+            instruments: Arc::new(master::parse(master::SAMPLE.as_bytes(), "built-in sample")?),
+            as_of: now,
+            kind: LoadedKind::Sample,
+        }),
+        None => None,
+    })
+}
+
 /// `url` as shown in messages and on `/ready`: without a query string, fragment or user info,
 /// which may carry a credential (Dhan's URL has none, a mirror's signed URL might).
 fn url_for_messages(url: &str) -> String {
@@ -399,7 +422,101 @@ fn read_stamp(dir: &Path) -> Option<DateTime<Utc>> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+    use crate::clock::SystemClock;
+
+    /// A real-sized scrip master (Dhan's has a few hundred thousand rows): index options with
+    /// made-up strikes, in the compact file's columns.
+    fn write_large_master(path: &Path) {
+        const ROWS: u32 = 200_000;
+        let header = master::SAMPLE.lines().next().unwrap();
+        let mut text = String::with_capacity(ROWS as usize * 130);
+        text.push_str(header);
+        text.push('\n');
+        for n in 0..ROWS {
+            let strike = 10_000 + n;
+            let (kind, word) = if n % 2 == 0 {
+                ("CE", "CALL")
+            } else {
+                ("PE", "PUT")
+            };
+            text.push_str(&format!(
+                "NSE,D,{id},OPTIDX,0,NIFTY-Dec2026-{strike}-{kind},65.0,NIFTY 01 DEC {strike} {word},\
+                 2026-12-01 14:30:00,{strike}.00000,{kind},5.0000,W,OP,,\n",
+                id = 100_000 + n,
+            ));
+        }
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// Starts a source on a current-thread runtime beside a task ticking every millisecond, and
+    /// returns how many ticks that task saw while `start` was loading. A load done on the
+    /// runtime's only thread starves the ticker: zero.
+    async fn ticks_while_starting(config: SourceConfig) -> (InstrumentSource, usize) {
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let ticker = tokio::spawn({
+            let ticks = Arc::clone(&ticks);
+            async move {
+                let mut interval = tokio::time::interval(Duration::from_millis(1));
+                // The first tick is immediate: count only ticks that needed time to pass.
+                interval.tick().await;
+                loop {
+                    interval.tick().await;
+                    ticks.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        let source = InstrumentSource::start(config, Arc::new(SystemClock))
+            .await
+            .unwrap();
+        // Read before anything else can run: only ticks from during the load count.
+        let during = ticks.load(Ordering::SeqCst);
+        ticker.abort();
+        (source, during)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn loading_a_large_cache_leaves_the_runtime_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = dir.path().join("instruments");
+        std::fs::create_dir_all(&cache_dir).unwrap();
+        write_large_master(&cache_file(&cache_dir));
+        write_stamp(&cache_dir, Utc::now());
+        let (source, ticks) = ticks_while_starting(SourceConfig {
+            local_path: None,
+            url: None,
+            cache_dir,
+            refresh_at: NaiveTime::from_hms_opt(8, 0, 0).unwrap(),
+            allow_sample: false,
+        })
+        .await;
+        assert_eq!(source.status().state, "fresh");
+        assert_eq!(source.status().rows, 200_000);
+        assert!(ticks > 0, "the runtime was blocked while the cache loaded");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn loading_a_large_instruments_path_leaves_the_runtime_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.csv");
+        write_large_master(&path);
+        let (source, ticks) = ticks_while_starting(SourceConfig {
+            local_path: Some(path),
+            url: None,
+            cache_dir: dir.path().join("instruments"),
+            refresh_at: NaiveTime::from_hms_opt(8, 0, 0).unwrap(),
+            allow_sample: false,
+        })
+        .await;
+        assert_eq!(source.status().state, "file");
+        assert_eq!(source.status().rows, 200_000);
+        assert!(
+            ticks > 0,
+            "the runtime was blocked while INSTRUMENTS_PATH loaded"
+        );
+    }
 
     #[test]
     fn urls_in_messages_carry_no_query_fragment_or_user_info() {

@@ -125,6 +125,9 @@ impl Calendar {
     /// instead of the built-in file for each (list, year) they cover; built-in files for other
     /// (list, year) stay. Files with other extensions (a README) are ignored; a `.csv` whose name
     /// is not `<list>-<year>.csv` is an error, since a typo would otherwise be silently ignored.
+    // Blocking file calls, made from async code on purpose: a few small CSVs (one per exchange
+    // and year), read once at start-up before the listener serves anything, or by `dhanhook
+    // check`, so nothing waits on them.
     pub fn with_overrides(dir: &Path) -> Result<Calendar, CalendarError> {
         let mut calendar = Calendar::builtin();
         let mut paths = Vec::new();
