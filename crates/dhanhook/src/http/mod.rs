@@ -13,6 +13,7 @@ mod error;
 mod guard;
 mod market;
 mod ops;
+pub(crate) mod server;
 mod token;
 mod webhook;
 

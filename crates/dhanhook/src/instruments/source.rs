@@ -492,7 +492,7 @@ mod tests {
             allow_sample: false,
         })
         .await;
-        assert_eq!(source.status().state, "fresh");
+        assert_eq!(source.status().state, SourceState::Fresh);
         assert_eq!(source.status().rows, 200_000);
         assert!(ticks > 0, "the runtime was blocked while the cache loaded");
     }
@@ -510,7 +510,7 @@ mod tests {
             allow_sample: false,
         })
         .await;
-        assert_eq!(source.status().state, "file");
+        assert_eq!(source.status().state, SourceState::File);
         assert_eq!(source.status().rows, 200_000);
         assert!(
             ticks > 0,

@@ -13,17 +13,17 @@ use std::{
     time::Duration,
 };
 
-use chrono::NaiveTime;
 use secrecy::SecretString;
 
-use crate::{
-    dhan::DhanUrls,
-    domain::{AmoTime, QuantityUnit, WhenClosed},
-    market::AmoWindow,
-    token::TokenSettings,
-};
+mod dhan;
+mod trading;
+
+use dhan::dhan_settings;
+use trading::{instrument_settings, routing_settings};
 
 pub use crate::domain::Mode;
+pub use dhan::{DhanEnv, DhanSettings};
+pub use trading::{DEFAULT_QUEUE_MAX_AGE_SECS, InstrumentSettings, RoutingSettings};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +34,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Where the journal lives. Only SQLite exists so far; the URL is kept as given so a
-/// `postgres://` URL can be refused with a clear message instead of being misread.
+/// Where the journal lives: a SQLite file (the default) or a PostgreSQL server (whose URL may
+/// carry a password, so it is kept secret).
 #[derive(Clone)]
 pub enum DatabaseUrl {
     Sqlite(String),
@@ -101,95 +101,6 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `MAX_CONNECTIONS`: open connections served at once; more are closed on accept.
     pub max_connections: usize,
-}
-
-/// What happens to an alert that arrives while its market is closed.
-#[derive(Debug, Clone)]
-pub struct RoutingSettings {
-    /// `WHEN_CLOSED`: amo (default), queue or reject; an alert may override it.
-    pub when_closed: WhenClosed,
-    /// `AMO_TIME`: when Dhan releases an AMO whose alert names none (default OPEN).
-    pub amo_time: AmoTime,
-    /// `AMO_WINDOW_OPENS` / `AMO_WINDOW_CLOSES` (IST).
-    pub amo_window: AmoWindow,
-    /// `HOLIDAYS_PATH`: a folder of holiday files replacing the built-in ones per year.
-    pub holidays_path: Option<PathBuf>,
-    /// `QUEUE_MAX_AGE`: a queued alert older than this is expired, never placed.
-    pub queue_max_age: Duration,
-    /// `ORDER_RATE_LIMITS`: caps on order writes (default Dhan's 10/s,250/m,1000/h,7000/d).
-    pub order_rate_limits: Vec<crate::ratelimit::Window>,
-    /// `ACK_DEADLINE_MS`: `/webhook` answers by then whatever the broker does (202 if a leg
-    /// is still in flight); TradingView cancels a request after 3 s.
-    pub ack_deadline: Duration,
-    /// `RESEND_UNKNOWN`: an order whose outcome stayed unknown and that Dhan does not show
-    /// after `UNKNOWN_SETTLE_SECS` is re-sent once with the same correlationId (default true);
-    /// false marks it NEEDS_ATTENTION instead.
-    pub resend_unknown: bool,
-    pub unknown_settle: Duration,
-    /// `MAX_ALERT_AGE`: an alert whose `timenow` is older than this (or more than a minute in
-    /// the future) is refused and never placed; `None` (`0`) turns the check off.
-    pub max_alert_age: Option<Duration>,
-}
-
-/// Where the scrip master comes from and how alert quantities are read.
-#[derive(Debug, Clone)]
-pub struct InstrumentSettings {
-    /// `INSTRUMENTS_PATH`: a local file, used as is (no downloads).
-    pub path: Option<PathBuf>,
-    /// `INSTRUMENTS_URL`: Dhan's compact file by default; `None` when set to `off`.
-    pub url: Option<String>,
-    /// `INSTRUMENTS_REFRESH_TIME` (IST): a cached file older than this today is re-downloaded.
-    pub refresh_at: NaiveTime,
-    /// `FNO_QUANTITY`: derivative quantities in units (default) or lots.
-    pub quantity_unit: QuantityUnit,
-    /// `EQ_PRODUCT=cnc`: Dhan-format legs with `instrument` EQ are placed as CNC (delivery)
-    /// whatever their `productType`, as the upstream service did; `as_sent` (default) keeps it.
-    pub eq_product_cnc: bool,
-}
-
-/// Which Dhan environment to trade against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DhanEnv {
-    Live,
-    Sandbox,
-}
-
-impl DhanEnv {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DhanEnv::Live => "live",
-            DhanEnv::Sandbox => "sandbox",
-        }
-    }
-}
-
-/// Everything about the Dhan account. Read in every mode; required only in live mode.
-#[derive(Debug, Clone)]
-pub struct DhanSettings {
-    pub env: DhanEnv,
-    pub urls: DhanUrls,
-    pub client_id: Option<String>,
-    pub pin: Option<SecretString>,
-    pub totp_secret: Option<SecretString>,
-    pub access_token: Option<SecretString>,
-    pub api_key: Option<String>,
-    pub api_secret: Option<SecretString>,
-    /// `TOKEN_KEY`: seals the stored token (base64 of 32 bytes); generated into `DATA_DIR` for
-    /// SQLite when unset, required for PostgreSQL in live mode.
-    pub token_key: Option<SecretString>,
-    /// `DHAN_USER_ID` / `DHAN_PASSWORD` were set: accepted for the seed's `.env`, but no Dhan
-    /// API uses them (minting needs the PIN).
-    pub unused_login_vars: Vec<&'static str>,
-    pub token: TokenSettings,
-}
-
-impl DhanSettings {
-    /// Whether any way to get a token is configured.
-    pub fn has_token_route(&self) -> bool {
-        (self.pin.is_some() && self.totp_secret.is_some())
-            || self.access_token.is_some()
-            || (self.api_key.is_some() && self.api_secret.is_some())
-    }
 }
 
 /// A setting that could not be used. `Display` is the one line printed before exiting.
@@ -284,7 +195,7 @@ impl Settings {
         let health_secs = parse_u64(
             &get,
             "HEALTH_CHECK_INTERVAL",
-            TokenSettings::DEFAULT_HEALTH_CHECK.as_secs(),
+            crate::token::TokenSettings::DEFAULT_HEALTH_CHECK.as_secs(),
             60,
             7 * 86_400,
         )?;
@@ -364,252 +275,6 @@ impl Settings {
     pub fn generated_secret_path(&self) -> PathBuf {
         self.data_dir.join("webhook_secret")
     }
-}
-
-fn dhan_settings(
-    get: &impl Fn(&str) -> Option<String>,
-    auto_health_check: bool,
-    health_check_interval: Duration,
-) -> Result<DhanSettings, ConfigError> {
-    let env = match get("DHAN_ENV").map(|v| v.to_ascii_lowercase()).as_deref() {
-        None | Some("live" | "prod" | "production") => DhanEnv::Live,
-        Some("sandbox") => DhanEnv::Sandbox,
-        Some(other) => {
-            return Err(ConfigError::new(
-                "DHAN_ENV",
-                format!("'{other}' is not accepted; use live or sandbox"),
-            ));
-        }
-    };
-    let default_base = match env {
-        DhanEnv::Live => DhanUrls::LIVE_BASE,
-        DhanEnv::Sandbox => DhanUrls::SANDBOX_BASE,
-    };
-    let url = |var: &'static str, default: &str| -> Result<String, ConfigError> {
-        match get(var) {
-            None => Ok(default.to_owned()),
-            Some(v) if v.starts_with("https://") || v.starts_with("http://") => {
-                Ok(v.trim_end_matches('/').to_owned())
-            }
-            Some(v) => Err(ConfigError::new(
-                var,
-                format!("'{v}' is not an http(s) URL"),
-            )),
-        }
-    };
-    let urls = DhanUrls {
-        base: url("DHAN_BASE_URL", default_base)?,
-        auth: url("DHAN_AUTH_URL", DhanUrls::AUTH)?,
-    };
-    let pin = get("DHAN_PIN");
-    if let Some(p) = &pin
-        && (p.len() != 6 || !p.chars().all(|c| c.is_ascii_digit()))
-    {
-        // The value is a secret: not echoed.
-        return Err(ConfigError::new(
-            "DHAN_PIN",
-            "must be your 6-digit Dhan PIN",
-        ));
-    }
-    let totp_secret = get("DHAN_TOTP_SECRET");
-    if let Some(t) = &totp_secret
-        && let Err(e) = crate::totp::Totp::from_base32(t)
-    {
-        return Err(ConfigError::new(
-            "DHAN_TOTP_SECRET",
-            e.to_string().replace("DHAN_TOTP_SECRET is ", "is "),
-        ));
-    }
-    let premarket_refresh = match get("TOKEN_PREMARKET_REFRESH")
-        .map(|v| v.to_ascii_lowercase())
-        .as_deref()
-    {
-        None => Some(TokenSettings::DEFAULT_PREMARKET_REFRESH),
-        Some("off" | "none" | "false") => None,
-        Some(v) => Some(NaiveTime::parse_from_str(v, "%H:%M").map_err(|_| {
-            ConfigError::new(
-                "TOKEN_PREMARKET_REFRESH",
-                format!("'{v}' is not accepted; use an IST time like 08:30, or off"),
-            )
-        })?),
-    };
-    let unused_login_vars = ["DHAN_USER_ID", "DHAN_PASSWORD"]
-        .into_iter()
-        .filter(|v| get(v).is_some())
-        .collect();
-    Ok(DhanSettings {
-        env,
-        urls,
-        client_id: get("DHAN_CLIENT_ID"),
-        pin: pin.map(SecretString::from),
-        totp_secret: totp_secret.map(SecretString::from),
-        access_token: get("DHAN_ACCESS_TOKEN").map(|t| SecretString::from(unwrap_stored_token(&t))),
-        api_key: get("DHAN_API_KEY"),
-        api_secret: get("DHAN_API_SECRET").map(SecretString::from),
-        token_key: get("TOKEN_KEY").map(SecretString::from),
-        unused_login_vars,
-        token: TokenSettings {
-            refresh_margin: Duration::from_secs(parse_u64(
-                get,
-                "TOKEN_REFRESH_MARGIN",
-                TokenSettings::DEFAULT_REFRESH_MARGIN.as_secs(),
-                300,
-                12 * 3600,
-            )?),
-            // Never below Dhan's own ~120 s throttle.
-            mint_cooldown: Duration::from_secs(parse_u64(
-                get,
-                "TOKEN_MINT_COOLDOWN",
-                TokenSettings::DEFAULT_MINT_COOLDOWN.as_secs(),
-                120,
-                3600,
-            )?),
-            max_failures: u32::try_from(parse_u64(
-                get,
-                "TOKEN_MAX_FAILURES",
-                TokenSettings::DEFAULT_MAX_FAILURES.into(),
-                1,
-                10,
-            )?)
-            .unwrap_or(TokenSettings::DEFAULT_MAX_FAILURES),
-            premarket_refresh,
-            fallback_ttl: TokenSettings::DEFAULT_FALLBACK_TTL,
-            health_check: auto_health_check.then_some(health_check_interval),
-        },
-    })
-}
-
-/// Default `QUEUE_MAX_AGE`: 96 hours, so a signal from Friday evening still runs at Tuesday's
-/// open after a Monday holiday, while anything older is expired instead of placed days late.
-pub const DEFAULT_QUEUE_MAX_AGE_SECS: u64 = 96 * 3600;
-
-fn routing_settings(get: &impl Fn(&str) -> Option<String>) -> Result<RoutingSettings, ConfigError> {
-    let when_closed = match get("WHEN_CLOSED") {
-        None => WhenClosed::Amo,
-        Some(v) => WhenClosed::parse(&v).ok_or_else(|| {
-            ConfigError::new(
-                "WHEN_CLOSED",
-                format!("'{v}' is not accepted; use amo, queue or reject"),
-            )
-        })?,
-    };
-    let amo_time = match get("AMO_TIME") {
-        None => AmoTime::Open,
-        Some(v) => AmoTime::parse(&v.to_ascii_uppercase()).ok_or_else(|| {
-            ConfigError::new(
-                "AMO_TIME",
-                format!("'{v}' is not accepted; use {}", AmoTime::ACCEPTED),
-            )
-        })?,
-    };
-    let time = |var: &'static str, default: NaiveTime| -> Result<NaiveTime, ConfigError> {
-        match get(var) {
-            None => Ok(default),
-            Some(v) => NaiveTime::parse_from_str(&v, "%H:%M").map_err(|_| {
-                ConfigError::new(
-                    var,
-                    format!("'{v}' is not accepted; use an IST time like 16:00"),
-                )
-            }),
-        }
-    };
-    let defaults = AmoWindow::default();
-    let amo_window = AmoWindow {
-        opens: time("AMO_WINDOW_OPENS", defaults.opens)?,
-        closes: time("AMO_WINDOW_CLOSES", defaults.closes)?,
-    };
-    let max_age = parse_u64(
-        get,
-        "QUEUE_MAX_AGE",
-        DEFAULT_QUEUE_MAX_AGE_SECS,
-        60,
-        30 * 86_400,
-    )?;
-    let order_rate_limits = match get("ORDER_RATE_LIMITS") {
-        None => crate::ratelimit::dhan_default(),
-        Some(v) => crate::ratelimit::parse_windows(&v).map_err(|why| {
-            ConfigError::new(
-                "ORDER_RATE_LIMITS",
-                format!("{why}; use e.g. 10/s,250/m,1000/h,7000/d"),
-            )
-        })?,
-    };
-    // Above 2900 the answer can come after TradingView has given up (3 s); allowed for tests and
-    // for senders with longer timeouts.
-    let ack_deadline = Duration::from_millis(parse_u64(get, "ACK_DEADLINE_MS", 2000, 100, 60_000)?);
-    let resend_unknown = parse_bool(get, "RESEND_UNKNOWN", true)?;
-    let unknown_settle = Duration::from_secs(parse_u64(get, "UNKNOWN_SETTLE_SECS", 30, 5, 3600)?);
-    let max_alert_age = match parse_u64(get, "MAX_ALERT_AGE", 600, 0, 7 * 86_400)? {
-        0 => None,
-        secs => Some(Duration::from_secs(secs)),
-    };
-    Ok(RoutingSettings {
-        when_closed,
-        amo_time,
-        amo_window,
-        holidays_path: get("HOLIDAYS_PATH").map(PathBuf::from),
-        queue_max_age: Duration::from_secs(max_age),
-        order_rate_limits,
-        ack_deadline,
-        resend_unknown,
-        unknown_settle,
-        max_alert_age,
-    })
-}
-
-fn instrument_settings(
-    get: &impl Fn(&str) -> Option<String>,
-) -> Result<InstrumentSettings, ConfigError> {
-    let url = match get("INSTRUMENTS_URL") {
-        None => Some(crate::instruments::source::DEFAULT_URL.to_owned()),
-        Some(v) if v.eq_ignore_ascii_case("off") => None,
-        Some(v) if v.starts_with("https://") || v.starts_with("http://") => Some(v),
-        Some(v) => {
-            return Err(ConfigError::new(
-                "INSTRUMENTS_URL",
-                format!("'{v}' is not accepted; use an http(s) URL, or off"),
-            ));
-        }
-    };
-    let refresh_at = match get("INSTRUMENTS_REFRESH_TIME") {
-        None => NaiveTime::from_hms_opt(8, 0, 0).unwrap_or_default(),
-        Some(v) => NaiveTime::parse_from_str(&v, "%H:%M").map_err(|_| {
-            ConfigError::new(
-                "INSTRUMENTS_REFRESH_TIME",
-                format!("'{v}' is not accepted; use an IST time like 08:00"),
-            )
-        })?,
-    };
-    let quantity_unit = match get("FNO_QUANTITY")
-        .map(|v| v.to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("units") => QuantityUnit::Units,
-        Some("lots") => QuantityUnit::Lots,
-        Some(other) => {
-            return Err(ConfigError::new(
-                "FNO_QUANTITY",
-                format!("'{other}' is not accepted; use units or lots"),
-            ));
-        }
-    };
-    let eq_product_cnc = match get("EQ_PRODUCT").map(|v| v.to_ascii_lowercase()).as_deref() {
-        None | Some("as_sent") => false,
-        Some("cnc") => true,
-        Some(other) => {
-            return Err(ConfigError::new(
-                "EQ_PRODUCT",
-                format!("'{other}' is not accepted; use as_sent or cnc"),
-            ));
-        }
-    };
-    Ok(InstrumentSettings {
-        path: get("INSTRUMENTS_PATH").map(PathBuf::from),
-        url,
-        refresh_at,
-        quantity_unit,
-        eq_product_cnc,
-    })
 }
 
 /// The upstream stored tokens in Secret Manager as `{"access_token": "..."}` and some users
