@@ -2,20 +2,34 @@
 //!
 //! The service is one binary (`src/main.rs` is only the CLI entry point); everything lives in this
 //! library so the integration tests can build and drive the real application.
+//! `docs/ARCHITECTURE.md` draws the same map with the states and where each lives.
 //!
-//! # Layout
-//! - [`config`]: typed settings read from the environment (plus an optional `.env`).
-//! - [`telemetry`]: the tracing subscriber, pretty or JSON.
-//! - [`clock`]: the one source of "now", so tests can move time.
-//! - [`alert`]: the two accepted alert formats, parsed into one validated [`alert::Signal`].
-//! - [`store`]: the durable journal ([`store::Journal`]) and its SQLite implementation.
-//! - [`broker`]: where orders go ([`broker::Broker`]); for now the paper broker.
-//! - [`engine`]: the pipeline of one alert: dedupe, journal, place, record.
-//! - [`csvlog`]: the upstream-compatible CSV order log.
-//! - [`secrets`]: constant-time secret comparison and the generated webhook secret.
-//! - [`http`]: the axum routes (`/webhook` and the operator endpoints).
-//! - [`startup`]: builds and runs the application (used by `serve` and by the tests).
-//! - [`cli`]: the command-line interface; [`checkup`]: `dhanhook check`.
+//! # The path of one alert
+//! 1. `http/server.rs` accepts the connection; [`http`]'s `/webhook` handler
+//!    (`http/webhook.rs`) checks the source address ([`source_ip`]) and the secret
+//!    ([`secrets`]), then parses the body into a [`alert::Signal`] ([`alert`]).
+//! 2. [`pipeline`] takes it: [`pipeline::Admitter`] resolves each leg in the scrip master
+//!    ([`instruments`]), routes it by the market's hours ([`market`]) and journals it with its
+//!    dedupe key ([`store`]); a repeat stops here.
+//! 3. [`pipeline::LegPlacer`] marks each leg SUBMITTING, calls the [`broker`] (paper, or live:
+//!    [`broker::live`] → [`dhan`] with a token from [`token`], paced by [`ratelimit`]), journals
+//!    the answer and writes the CSV row ([`csvlog`]).
+//! 4. The handler answers with the legs as journaled (`http/answer.rs`).
+//!
+//! # Modules
+//! Bottom layer (import nothing of the crate): [`domain`] (order enums, mode, closed-market
+//! policy) and [`clock`] (the one source of "now").
+//! - Alert in: [`alert`] (both alert formats → [`alert::Signal`]), [`source_ip`], [`secrets`].
+//! - Deciding: [`instruments`] (scrip master), [`market`] (calendar and routing).
+//! - Recording: [`store`] (the journal: SQLite or PostgreSQL), [`csvlog`], [`vault`] (the
+//!   token sealed at rest).
+//! - Acting: [`pipeline`] (admission and placement), [`broker`], [`dhan`] (Dhan API v2 client),
+//!   [`token`] (keeping the Dhan token alive), [`totp`], [`ratelimit`].
+//! - Running on their own: [`workers`] (queue, reconciler, token refresh, scrip-master refresh).
+//! - Around it: [`config`] (settings from the environment), [`telemetry`] (logging),
+//!   [`http`] (routes, answers, errors, connection serving), [`startup`] (the one place that
+//!   wires settings into components, builds and runs the application), [`cli`] (the commands),
+//!   [`checkup`] (`dhanhook check`), [`crash`] (crash points for fault tests).
 
 pub mod alert;
 pub mod broker;

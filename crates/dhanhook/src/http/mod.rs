@@ -1,4 +1,7 @@
-//! The HTTP surface: `POST /webhook` ([`webhook`]) and the operator endpoints ([`ops`]).
+//! The HTTP surface: `POST /webhook` (`webhook.rs`), the operator endpoints (`ops.rs`,
+//! `market.rs`, `token.rs`), the admin check (`auth.rs`) and the per-address throttle of wrong
+//! secrets (`guard.rs`). A webhook answer's body is `answer.rs`; every error body is one
+//! [`ApiError`] (`error.rs`); `server.rs` serves the connections.
 //!
 //! Layers, outermost first: security headers on every response (`nosniff`, a CSP that loads
 //! nothing, no framing), a request id (`x-request-id`, generated when absent and echoed
