@@ -21,13 +21,16 @@ use crate::{
     },
     instruments::source::{InstrumentSource, SourceConfig},
     market::Calendar,
-    pipeline::{Admitter, LegPlacer, Pipeline},
+    pipeline::{AdmissionRules, Admitter, LegPlacer, Pipeline},
     secrets,
     store::{Journal, sqlite::SqliteJournal},
     token::{Credentials, TokenKeeper},
     totp::Totp,
     workers::{
-        Workers, queue::QueueRunner, reconciler::Reconciler, scrip_master::ScripMasterRefresher,
+        Workers,
+        queue::{QueueRules, QueueRunner},
+        reconciler::{ReconcileRules, Reconciler},
+        scrip_master::ScripMasterRefresher,
         token_refresh::TokenRefresher,
     },
 };
@@ -180,7 +183,12 @@ impl Application {
                 quantity_unit: settings.instruments.quantity_unit,
                 eq_product_cnc: settings.instruments.eq_product_cnc,
                 calendar: Arc::clone(&calendar),
-                routing: settings.routing.clone(),
+                rules: AdmissionRules {
+                    when_closed: settings.routing.when_closed,
+                    amo_time: settings.routing.amo_time,
+                    amo_window: settings.routing.amo_window,
+                    max_alert_age: settings.routing.max_alert_age,
+                },
                 queue_wake: Arc::clone(&queue_wake),
             },
             placer.clone(),
@@ -190,7 +198,11 @@ impl Application {
             placer.clone(),
             Arc::clone(&clock),
             Arc::clone(&calendar),
-            settings.routing.clone(),
+            QueueRules {
+                max_age: settings.routing.queue_max_age,
+                amo_window: settings.routing.amo_window,
+                amo_time: settings.routing.amo_time,
+            },
             queue_wake,
         );
         let workers = Workers {
@@ -200,7 +212,11 @@ impl Application {
                 Arc::clone(&broker),
                 placer,
                 Arc::clone(&clock),
-                settings.routing.clone(),
+                ReconcileRules {
+                    max_age: settings.routing.queue_max_age,
+                    resend_unknown: settings.routing.resend_unknown,
+                    unknown_settle: settings.routing.unknown_settle,
+                },
                 reconciled_tx,
             ),
             scrip_master: ScripMasterRefresher::new(instruments.clone(), Arc::clone(&clock)),

@@ -15,15 +15,28 @@ use super::{Intake, PipelineError, keys};
 use crate::{
     alert::{AlertFormat, FieldProblem, Instrument, Product, Signal},
     clock::{Clock, ist},
-    config::RoutingSettings,
-    domain::{Mode, QuantityUnit},
+    domain::{AmoTime, Mode, QuantityUnit, WhenClosed},
     instruments::source::InstrumentSource,
-    market::{self, Calendar, Route, Venue},
+    market::{self, AmoWindow, Calendar, Route, Venue},
     store::{Admission, Journal, LegStatus, NewAlert, NewLeg, ResolvedLeg},
 };
 
 /// How far in the future an alert's `timenow` may be (clock skew) before it is refused.
 const MAX_CLOCK_AHEAD: chrono::Duration = chrono::Duration::seconds(60);
+
+/// The settings admission applies (from `WHEN_CLOSED`, `AMO_TIME`, `AMO_WINDOW`,
+/// `MAX_ALERT_AGE`).
+#[derive(Debug, Clone)]
+pub struct AdmissionRules {
+    /// What to do when a market is closed, unless the alert says.
+    pub when_closed: WhenClosed,
+    /// When an AMO is released, unless the alert says.
+    pub amo_time: AmoTime,
+    /// When Dhan takes after-market orders.
+    pub amo_window: AmoWindow,
+    /// Alerts fired longer ago than this are refused (`None`: no limit).
+    pub max_alert_age: Option<Duration>,
+}
 
 /// What admission needs. Built once by `startup`.
 #[derive(Debug)]
@@ -37,7 +50,7 @@ pub struct Admitter {
     /// `EQ_PRODUCT=cnc`: see [`crate::config::InstrumentSettings::eq_product_cnc`].
     pub eq_product_cnc: bool,
     pub calendar: Arc<Calendar>,
-    pub routing: RoutingSettings,
+    pub rules: AdmissionRules,
     /// Wakes the queue runner when an alert is queued.
     pub queue_wake: Arc<Notify>,
 }
@@ -107,18 +120,18 @@ impl Admitter {
             .iter()
             .filter_map(|r| Venue::from_segment(&r.exchange_segment))
             .collect();
-        let policy = signal.when_closed.unwrap_or(self.routing.when_closed);
+        let policy = signal.when_closed.unwrap_or(self.rules.when_closed);
         // The alert's own amoTime (first leg naming one) wins over AMO_TIME.
         let amo_time = signal
             .legs
             .iter()
             .find_map(|l| l.amo_time)
-            .unwrap_or(self.routing.amo_time);
+            .unwrap_or(self.rules.amo_time);
         market::route(
             now,
             &venues,
             policy,
-            self.routing.amo_window,
+            self.rules.amo_window,
             amo_time,
             &self.calendar,
         )
@@ -235,7 +248,7 @@ impl Admitter {
     /// (the fire time) against `MAX_ALERT_AGE`; never by `time`, the bar's open, which on a
     /// daily chart is hours old. `None` when it may be placed, or carries no `timenow`.
     fn stale(&self, signal: &Signal, now: DateTime<Utc>) -> Option<FieldProblem> {
-        let max_age = self.routing.max_alert_age?;
+        let max_age = self.rules.max_alert_age?;
         let text = signal.timenow.as_deref()?;
         let field = match signal.format {
             AlertFormat::Flat => "timenow",

@@ -27,8 +27,8 @@ use crate::{
     store::{AlertRecord, AlertStatus, Journal, JournalError, LegStatus, NewAlert, OrderRow},
 };
 
-pub use admission::Admitter;
 use admission::Entry;
+pub use admission::{AdmissionRules, Admitter};
 pub use placer::LegPlacer;
 pub(crate) use placer::leg_from_row;
 

@@ -19,8 +19,8 @@ use tokio::sync::Notify;
 
 use crate::{
     clock::{Clock, ist},
-    config::RoutingSettings,
-    market::{self, Calendar, Route, Venue, WhenClosed},
+    domain::AmoTime,
+    market::{self, AmoWindow, Calendar, Route, Venue, WhenClosed},
     pipeline::{LegPlacer, leg_from_row},
     store::{AlertStatus, Journal, JournalError, LegStatus, LegUpdate, OrderRow},
 };
@@ -91,6 +91,15 @@ pub struct QueueResult {
     pub message: Option<String>,
 }
 
+/// The settings the queue applies (`QUEUE_MAX_AGE`, `AMO_WINDOW`, `AMO_TIME`).
+#[derive(Debug, Clone)]
+pub struct QueueRules {
+    /// Alerts older than this when their turn comes are expired, never placed days late.
+    pub max_age: std::time::Duration,
+    pub amo_window: AmoWindow,
+    pub amo_time: AmoTime,
+}
+
 /// The queue worker. Cheap to clone (shared handles).
 #[derive(Debug, Clone)]
 pub struct QueueRunner {
@@ -98,7 +107,7 @@ pub struct QueueRunner {
     placer: LegPlacer,
     clock: Arc<dyn Clock>,
     calendar: Arc<Calendar>,
-    routing: RoutingSettings,
+    rules: QueueRules,
     /// Woken by admission when an alert is queued.
     wake: Arc<Notify>,
 }
@@ -109,7 +118,7 @@ impl QueueRunner {
         placer: LegPlacer,
         clock: Arc<dyn Clock>,
         calendar: Arc<Calendar>,
-        routing: RoutingSettings,
+        rules: QueueRules,
         wake: Arc<Notify>,
     ) -> Self {
         Self {
@@ -117,7 +126,7 @@ impl QueueRunner {
             placer,
             clock,
             calendar,
-            routing,
+            rules,
             wake,
         }
     }
@@ -214,7 +223,7 @@ impl QueueRunner {
             .collect();
         let age = now - record.received_at;
         let max_age =
-            chrono::Duration::from_std(self.routing.queue_max_age).unwrap_or(chrono::Duration::MAX);
+            chrono::Duration::from_std(self.rules.max_age).unwrap_or(chrono::Duration::MAX);
         if age > max_age {
             let why = format!(
                 "expired in the queue: received {} IST, older than QUEUE_MAX_AGE; not placed",
@@ -235,8 +244,8 @@ impl QueueRunner {
             now,
             &venues,
             WhenClosed::Queue,
-            self.routing.amo_window,
-            self.routing.amo_time,
+            self.rules.amo_window,
+            self.rules.amo_time,
             &self.calendar,
         );
         match route {

@@ -29,7 +29,6 @@ use tokio::sync::watch;
 use crate::{
     broker::{Broker, Lookup, Placement},
     clock::Clock,
-    config::RoutingSettings,
     pipeline::{LegPlacer, leg_from_row},
     store::{AlertStatus, Journal, JournalError, LegStatus, LegUpdate, OrderRow},
 };
@@ -56,6 +55,18 @@ pub struct Reconciled {
     pub note: String,
 }
 
+/// The settings the reconciler applies (`QUEUE_MAX_AGE`, `RESEND_UNKNOWN`,
+/// `UNKNOWN_SETTLE_SECS`).
+#[derive(Debug, Clone)]
+pub struct ReconcileRules {
+    /// An interrupted leg older than this is refused, not placed.
+    pub max_age: std::time::Duration,
+    /// Re-send once an order the broker does not have (after `unknown_settle`).
+    pub resend_unknown: bool,
+    /// How long an UNKNOWN leg may look absent before it counts as absent.
+    pub unknown_settle: std::time::Duration,
+}
+
 /// The reconciler worker.
 #[derive(Debug)]
 pub struct Reconciler {
@@ -63,7 +74,7 @@ pub struct Reconciler {
     broker: Arc<dyn Broker>,
     placer: LegPlacer,
     clock: Arc<dyn Clock>,
-    routing: RoutingSettings,
+    rules: ReconcileRules,
     /// This process's name as a lease holder.
     instance: String,
     /// Set once the start-up pass has run: new orders wait for it (see [`LegPlacer`]).
@@ -76,7 +87,7 @@ impl Reconciler {
         broker: Arc<dyn Broker>,
         placer: LegPlacer,
         clock: Arc<dyn Clock>,
-        routing: RoutingSettings,
+        rules: ReconcileRules,
         reconciled: watch::Sender<bool>,
     ) -> Self {
         Self {
@@ -84,7 +95,7 @@ impl Reconciler {
             broker,
             placer,
             clock,
-            routing,
+            rules,
             instance: uuid::Uuid::now_v7().to_string(),
             reconciled,
         }
@@ -142,7 +153,7 @@ impl Reconciler {
     /// nothing was sent. It is placed now, unless it has grown older than `QUEUE_MAX_AGE`.
     async fn resume(&self, row: &OrderRow) -> Result<Reconciled, JournalError> {
         let max_age =
-            chrono::Duration::from_std(self.routing.queue_max_age).unwrap_or(chrono::Duration::MAX);
+            chrono::Duration::from_std(self.rules.max_age).unwrap_or(chrono::Duration::MAX);
         if self.clock.now() - row.received_at > max_age {
             let note =
                 "interrupted before it was sent, and now older than QUEUE_MAX_AGE: not placed"
@@ -210,12 +221,12 @@ impl Reconciler {
                 .await
                 .map(Some);
         }
-        let settle = chrono::Duration::from_std(self.routing.unknown_settle)
+        let settle = chrono::Duration::from_std(self.rules.unknown_settle)
             .unwrap_or(chrono::Duration::seconds(30));
         if age < settle {
             return Ok(None);
         }
-        if !self.routing.resend_unknown {
+        if !self.rules.resend_unknown {
             let note = "not found at the broker; not re-sent (RESEND_UNKNOWN=false): check the broker's order book".to_owned();
             return self
                 .record(row, LegStatus::NeedsAttention, None, None, &note)
