@@ -2,10 +2,10 @@
 //! and run once at their market's next open, oldest first, through the same placement path as
 //! any alert (token, broker, journal, CSV).
 //!
-//! Exactly once: an alert is *claimed* by moving it from `queued` to `processing` in a single
-//! statement, and each leg is marked SUBMITTING (committed) before its broker call. After a
-//! crash, claimed alerts whose legs are still QUEUED go back to the queue; a leg that reached
-//! SUBMITTING is never placed again by the queue (its fate is looked up, not guessed).
+//! Exactly once: an alert is *claimed* (the journal records this instance as its holder, in a
+//! single statement), and each leg is marked SUBMITTING (committed) before its broker call.
+//! After a crash, claimed alerts whose legs are still QUEUED go back to the queue; a leg that
+//! reached SUBMITTING is never placed again by the queue (its fate is looked up, not guessed).
 //! Alerts older than `QUEUE_MAX_AGE` when their turn comes are expired and reported, never
 //! placed days later. When a claimed alert's market turns out to be closed after all (a
 //! restart late in the day), it is put back until the next open.
@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    alert::{Exchange, LegOrder, OrderType, Product, Side, Validity},
+    alert::LegOrder,
     clock::ist,
     engine::Engine,
     market::{self, Route, Venue, WhenClosed},
@@ -44,7 +44,11 @@ impl Engine {
     /// The journal failed; alerts already handled stay handled.
     pub async fn process_due(&self) -> Result<Vec<QueueResult>, JournalError> {
         let mut results = Vec::new();
-        while let Some(alert_id) = self.journal.claim_due(self.clock.now()).await? {
+        while let Some(alert_id) = self
+            .journal
+            .claim_due(&self.instance, self.clock.now())
+            .await?
+        {
             results.push(self.run_claimed(&alert_id).await?);
         }
         Ok(results)
@@ -218,7 +222,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Records the alert's status from its legs as journaled now.
+    /// Records the alert's status from its legs as journaled now, and ends the run's claim.
     async fn finish(&self, alert_id: &str) -> Result<AlertStatus, JournalError> {
         let legs = self
             .journal
@@ -230,6 +234,7 @@ impl Engine {
         self.journal
             .set_alert_status(alert_id, status, self.clock.now())
             .await?;
+        self.journal.release_claim(alert_id, &self.instance).await?;
         Ok(status)
     }
 }
@@ -265,12 +270,12 @@ pub(crate) fn new_leg(row: &OrderRow, keep_amo: bool) -> Result<NewLeg, String> 
     };
     let order = LegOrder {
         symbol: row.symbol.clone(),
-        exchange: Exchange::parse(&row.exchange).ok_or_else(|| bad("exchange"))?,
-        side: Side::parse(&row.side).ok_or_else(|| bad("side"))?,
+        exchange: row.exchange,
+        side: row.side,
         quantity: u32::try_from(row.quantity).map_err(|_| bad("quantity"))?,
-        order_type: OrderType::parse(&row.order_type).ok_or_else(|| bad("order type"))?,
-        product: Product::parse(&row.product).ok_or_else(|| bad("product"))?,
-        validity: Validity::parse(&row.validity).ok_or_else(|| bad("validity"))?,
+        order_type: row.order_type,
+        product: row.product,
+        validity: row.validity,
         price: row.price,
         trigger_price: row.trigger_price,
         instrument: None,
@@ -279,10 +284,7 @@ pub(crate) fn new_leg(row: &OrderRow, keep_amo: bool) -> Result<NewLeg, String> 
         symbol_field: String::new(),
         quantity_field: String::new(),
         amo: keep_amo && row.amo,
-        amo_time: row
-            .amo_time
-            .as_deref()
-            .and_then(crate::alert::AmoTime::parse),
+        amo_time: row.amo_time,
     };
     Ok(NewLeg {
         leg_no: row.leg,

@@ -239,12 +239,6 @@ impl Engine {
                     .append(&record.alert_type, row, self.clock.now())
                     .await;
             }
-            // While legs of the alert still wait in the queue, its status is the queue's
-            // (`queued` / `processing` mark whether it is claimed); the queue runner sets the
-            // final status when it has run them.
-            if record.legs.iter().any(|l| l.status == LegStatus::Queued) {
-                return Ok(());
-            }
             let status = AlertStatus::from_legs(record.legs.iter().map(|l| l.status));
             self.journal
                 .set_alert_status(alert_id, status, self.clock.now())
