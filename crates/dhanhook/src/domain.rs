@@ -199,7 +199,6 @@ impl Mode {
     }
 }
 
-
 /// How derivative quantities in alerts are counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum QuantityUnit {

@@ -20,9 +20,9 @@ mod route;
 #[cfg(test)]
 mod tests;
 
+pub use crate::domain::WhenClosed;
 pub use calendar::Calendar;
 pub use data::CalendarError;
-pub use crate::domain::WhenClosed;
 pub use route::{AmoWindow, Route, route};
 
 /// Which trading venue a leg trades on, from Dhan's `exchangeSegment`.

@@ -5,8 +5,8 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
 use super::*;
 use crate::{
-    domain::AmoTime,
     clock::{ist, ist_offset},
+    domain::AmoTime,
 };
 
 /// The UTC instant of an IST wall-clock time.
