@@ -162,19 +162,3 @@ impl<T> Journal for T where
         + ?Sized
 {
 }
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-
-    // Trait upcasting (Rust 1.86+): a part of the journal is made from the whole.
-    #[test]
-    fn a_part_of_the_journal_is_made_from_the_whole() {
-        fn parts(journal: &Arc<dyn Journal>) -> (Arc<dyn QueueJournal>, Arc<dyn TokenStore>) {
-            (journal.clone(), journal.clone())
-        }
-        let _ = parts;
-    }
-}

@@ -20,6 +20,8 @@ pub mod postgres;
 mod rows;
 mod shared;
 pub mod sqlite;
+#[cfg(test)]
+mod tests;
 
 pub use journal::{
     AlertJournal, Journal, JournalLifecycle, Leases, QueueJournal, ReconcileJournal, TokenStore,
