@@ -9,12 +9,14 @@
 //! [`ReconcileJournal`], [`TokenStore`], [`Leases`], [`JournalLifecycle`]); [`Journal`] is all
 //! of them, for the places that hand the journal around. Two backends implement them: SQLite
 //! ([`sqlite`], the embedded default) and PostgreSQL ([`postgres`]). Their SQL is written once
-//! (`shared.rs`, rows read by `rows.rs`); each backend file holds only what really differs.
+//! (`shared.rs`, `admission.rs`; rows are read by `rows.rs`); each backend file holds only
+//! what really differs.
 //!
 //! Values read back are typed (order enums, [`Mode`], [`AlertStatus`], [`LegStatus`]): a value
 //! the code does not know is reported as [`JournalError::Corrupt`] where it is read, not
 //! passed on as a string.
 
+mod admission;
 mod journal;
 pub mod postgres;
 mod rows;
