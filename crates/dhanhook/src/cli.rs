@@ -386,12 +386,12 @@ pub fn orders_table(rows: &[crate::store::OrderRow]) -> String {
         .map(|r| {
             [
                 ist(r.received_at).format("%Y-%m-%d %H:%M:%S").to_string(),
-                r.mode.clone(),
-                r.side.clone(),
+                r.mode.as_str().to_owned(),
+                r.side.as_str().to_owned(),
                 r.symbol.clone(),
-                r.exchange.clone(),
+                r.exchange.as_str().to_owned(),
                 r.units.unwrap_or(r.quantity).to_string(),
-                r.order_type.clone(),
+                r.order_type.as_str().to_owned(),
                 r.status.as_str().to_owned(),
                 r.order_id.clone().unwrap_or_else(|| "-".to_owned()),
                 r.message.clone().unwrap_or_default(),

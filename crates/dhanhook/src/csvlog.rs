@@ -140,7 +140,7 @@ impl CsvLog {
             _ => None,
         };
         let execution_mode = if row.amo {
-            format!("AMO ({})", row.amo_time.as_deref().unwrap_or("default"))
+            format!("AMO ({})", row.amo_time.map_or("default", |t| t.as_str()))
         } else {
             "IMMEDIATE".to_owned()
         };
@@ -151,12 +151,12 @@ impl CsvLog {
             alert_type,
             leg_number: row.leg,
             symbol: &row.symbol,
-            exchange: &row.exchange,
-            transaction_type: &row.side,
+            exchange: row.exchange.as_str(),
+            transaction_type: row.side.as_str(),
             // Units, as sent to Dhan (the upstream logged the quantity it sent).
             quantity: row.units.unwrap_or(row.quantity),
-            order_type: &row.order_type,
-            product_type: &row.product,
+            order_type: row.order_type.as_str(),
+            product_type: row.product.as_str(),
             alert_price: row.price,
             execution_price: row.fill_price,
             price_diff,
@@ -169,7 +169,7 @@ impl CsvLog {
             source_ip: row.client_ip.as_deref().unwrap_or(""),
             alert_id: &row.alert_id,
             correlation_id: &row.correlation_id,
-            mode: &row.mode,
+            mode: row.mode.as_str(),
         };
         // Serialise here (cheap), write on a blocking thread (file I/O).
         let mut line = csv::WriterBuilder::new()

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::{
     alert::FieldProblem,
+    domain::{Exchange, Mode, OrderType, Product, Side},
     store::{AlertRecord, AlertStatus, LegStatus, OrderRow},
 };
 
@@ -15,7 +16,7 @@ pub struct Outcome {
     pub status: AlertStatus,
     pub alert_id: String,
     pub duplicate: bool,
-    pub mode: String,
+    pub mode: Mode,
     /// How the alert was routed: `{"route":"now"}`, `{"route":"amo","amo_time":…}`,
     /// `{"route":"queue","until":…}` or `{"route":"reject","reason":…}`.
     pub route: serde_json::Value,
@@ -33,7 +34,7 @@ impl Outcome {
             status: AlertStatus::from_legs(record.legs.iter().map(|l| l.status)),
             alert_id: record.id.clone(),
             duplicate,
-            mode: record.mode.clone(),
+            mode: record.mode,
             route: record
                 .route
                 .as_deref()
@@ -50,8 +51,8 @@ impl Outcome {
 pub struct LegView {
     pub leg: u32,
     pub symbol: String,
-    pub exchange: String,
-    pub side: String,
+    pub exchange: Exchange,
+    pub side: Side,
     /// Units, as sent to the broker (for futures and options, lots × lot size).
     pub quantity: i64,
     /// `quantity` in lots of the instrument (equities: lot size 1).
@@ -59,8 +60,8 @@ pub struct LegView {
     /// What the leg trades at Dhan (`NIFTY-Dec2026-FUT`, `RELIANCE`) and its security id.
     pub trading_symbol: Option<String>,
     pub security_id: Option<String>,
-    pub order_type: String,
-    pub product: String,
+    pub order_type: OrderType,
+    pub product: Product,
     pub status: LegStatus,
     pub order_id: Option<String>,
     pub correlation_id: String,
@@ -73,14 +74,14 @@ impl From<&OrderRow> for LegView {
         LegView {
             leg: row.leg,
             symbol: row.symbol.clone(),
-            exchange: row.exchange.clone(),
-            side: row.side.clone(),
+            exchange: row.exchange,
+            side: row.side,
             quantity: units,
             lots: units / row.lot_size.filter(|l| *l > 0).unwrap_or(1),
             trading_symbol: row.trading_symbol.clone(),
             security_id: row.security_id.clone(),
-            order_type: row.order_type.clone(),
-            product: row.product.clone(),
+            order_type: row.order_type,
+            product: row.product,
             status: row.status,
             order_id: row.order_id.clone(),
             correlation_id: row.correlation_id.clone(),

@@ -239,8 +239,8 @@ impl Pipeline {
             alert_type: alert.alert_type.clone(),
             route: Some(alert.route.clone()),
             queued_until: alert.queued_until,
-            mode: alert.mode.to_string(),
-            status: status.as_str().to_owned(),
+            mode: alert.mode,
+            status,
             duplicates: 0,
             legs: rows,
         }

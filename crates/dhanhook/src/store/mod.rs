@@ -5,105 +5,40 @@
 //! after a restart. Leg statuses only move along the transitions [`LegStatus::can_become`]
 //! allows; the SQL enforces the same rule so a stale writer cannot move a leg backwards.
 //!
-//! [`Journal`] is a trait so the PostgreSQL backend can join the SQLite one ([`sqlite`]) without
-//! touching the engine.
+//! The operations are split by who uses them ([`AlertJournal`], [`QueueJournal`],
+//! [`ReconcileJournal`], [`TokenStore`], [`Leases`], [`JournalLifecycle`]); [`Journal`] is all
+//! of them, for the places that hand the journal around. Two backends implement them: SQLite
+//! ([`sqlite`], the embedded default) and PostgreSQL ([`postgres`]). Their SQL is written once
+//! (`shared.rs`, `admission.rs`; rows are read by `rows.rs`); each backend file holds only
+//! what really differs.
+//!
+//! Values read back are typed (order enums, [`Mode`], [`AlertStatus`], [`LegStatus`]): a value
+//! the code does not know is reported as [`JournalError::Corrupt`] where it is read, not
+//! passed on as a string.
 
+mod admission;
+mod journal;
 pub mod postgres;
+mod rows;
+mod shared;
 pub mod sqlite;
+#[cfg(test)]
+mod tests;
 
-/// The query both backends use to read [`OrderRow`]s: order legs `l` joined with their
-/// alert `a` (add `WHERE` / `ORDER BY` after it).
-pub(crate) const ORDER_ROW_SELECT: &str =
-    "SELECT l.alert_id, a.received_at, a.strategy, a.client_ip, a.duplicates,
-        l.leg_no, l.correlation_id, l.symbol, l.exchange, l.side, l.quantity, l.order_type,
-        l.product, l.validity, l.price, l.trigger_price, l.amo, l.amo_time, l.mode, l.status,
-        l.security_id, l.exchange_segment, l.trading_symbol, l.units, l.lot_size,
-        l.broker_order_id, l.fill_price, l.message, l.updated_at
-    FROM order_legs l JOIN alerts a ON a.id = l.alert_id";
-
-/// Reads an [`AlertRecord`] from a row of either backend (columns `id, received_at, mode,
-/// status, duplicates, alert_type, route, queued_until` of `alerts`) and its legs.
-pub(crate) fn alert_record<'r, R>(
-    row: &'r R,
-    legs: Vec<OrderRow>,
-) -> Result<AlertRecord, JournalError>
-where
-    R: sqlx::Row,
-    &'static str: sqlx::ColumnIndex<R>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    use crate::clock::from_millis;
-    Ok(AlertRecord {
-        id: row.try_get("id")?,
-        received_at: from_millis(row.try_get("received_at")?),
-        alert_type: row.try_get("alert_type")?,
-        route: row.try_get("route")?,
-        queued_until: row
-            .try_get::<Option<i64>, _>("queued_until")?
-            .map(from_millis),
-        mode: row.try_get("mode")?,
-        status: row.try_get("status")?,
-        duplicates: row.try_get("duplicates")?,
-        legs,
-    })
-}
-
-/// Reads an [`OrderRow`] from a row of either backend (selected with [`ORDER_ROW_SELECT`]).
-pub(crate) fn order_row<'r, R>(row: &'r R) -> Result<OrderRow, JournalError>
-where
-    R: sqlx::Row,
-    &'static str: sqlx::ColumnIndex<R>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    use crate::clock::from_millis;
-    let status: String = row.try_get("status")?;
-    let leg: i64 = row.try_get("leg_no")?;
-    Ok(OrderRow {
-        alert_id: row.try_get("alert_id")?,
-        received_at: from_millis(row.try_get("received_at")?),
-        strategy: row.try_get("strategy")?,
-        client_ip: row.try_get("client_ip")?,
-        duplicates: row.try_get("duplicates")?,
-        leg: u32::try_from(leg).map_err(|_| JournalError::Corrupt(format!("leg number {leg}")))?,
-        correlation_id: row.try_get("correlation_id")?,
-        symbol: row.try_get("symbol")?,
-        exchange: row.try_get("exchange")?,
-        side: row.try_get("side")?,
-        quantity: row.try_get("quantity")?,
-        order_type: row.try_get("order_type")?,
-        product: row.try_get("product")?,
-        validity: row.try_get("validity")?,
-        price: row.try_get("price")?,
-        trigger_price: row.try_get("trigger_price")?,
-        amo: row.try_get("amo")?,
-        amo_time: row.try_get("amo_time")?,
-        security_id: row.try_get("security_id")?,
-        exchange_segment: row.try_get("exchange_segment")?,
-        trading_symbol: row.try_get("trading_symbol")?,
-        units: row.try_get("units")?,
-        lot_size: row.try_get("lot_size")?,
-        mode: row.try_get("mode")?,
-        status: LegStatus::parse(&status)
-            .ok_or_else(|| JournalError::Corrupt(format!("leg status {status}")))?,
-        order_id: row.try_get("broker_order_id")?,
-        fill_price: row.try_get("fill_price")?,
-        message: row.try_get("message")?,
-        updated_at: from_millis(row.try_get("updated_at")?),
-    })
-}
-
+pub use journal::{
+    AlertJournal, Journal, JournalLifecycle, Leases, QueueJournal, ReconcileJournal, TokenJournal,
+    TokenStore,
+};
 use std::fmt;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::Serialize;
 
-use crate::{alert::LegOrder, domain::Mode};
+use crate::{
+    alert::LegOrder,
+    domain::{AmoTime, Exchange, Mode, OrderType, Product, Side, Validity},
+};
 
 /// Where an order leg stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -213,7 +148,10 @@ impl fmt::Display for LegStatus {
 }
 
 /// The overall state of an alert, derived from its legs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+///
+/// Ordered by its spelling (see the `Ord` impl), so maps keyed by it list their entries as
+/// maps keyed by the string did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertStatus {
     /// Held in the durable queue until its market opens.
@@ -229,6 +167,14 @@ pub enum AlertStatus {
 }
 
 impl AlertStatus {
+    pub const ALL: [AlertStatus; 5] = [
+        AlertStatus::Queued,
+        AlertStatus::Processing,
+        AlertStatus::Placed,
+        AlertStatus::Partial,
+        AlertStatus::Rejected,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AlertStatus::Queued => "queued",
@@ -237,6 +183,11 @@ impl AlertStatus {
             AlertStatus::Partial => "partial",
             AlertStatus::Rejected => "rejected",
         }
+    }
+
+    /// The stored spelling back (`queued`, `processing`, ...).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
     pub fn from_legs(legs: impl IntoIterator<Item = LegStatus>) -> Self {
@@ -264,6 +215,26 @@ impl AlertStatus {
             (0, _, 0) => AlertStatus::Rejected,
             _ => AlertStatus::Partial,
         }
+    }
+}
+
+// By spelling, not declaration order: `/queue-stats` serialises a map keyed by status, and its
+// keys must keep the order they had as strings.
+impl Ord for AlertStatus {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for AlertStatus {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for AlertStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
     }
 }
 
@@ -350,23 +321,23 @@ pub struct OrderRow {
     pub leg: u32,
     pub correlation_id: String,
     pub symbol: String,
-    pub exchange: String,
-    pub side: String,
+    pub exchange: Exchange,
+    pub side: Side,
     pub quantity: i64,
-    pub order_type: String,
-    pub product: String,
-    pub validity: String,
+    pub order_type: OrderType,
+    pub product: Product,
+    pub validity: Validity,
     pub price: Option<f64>,
     pub trigger_price: Option<f64>,
     pub amo: bool,
-    pub amo_time: Option<String>,
+    pub amo_time: Option<AmoTime>,
     pub security_id: Option<String>,
     pub exchange_segment: Option<String>,
     pub trading_symbol: Option<String>,
     /// Quantity sent to the broker, in units.
     pub units: Option<i64>,
     pub lot_size: Option<i64>,
-    pub mode: String,
+    pub mode: Mode,
     pub status: LegStatus,
     pub order_id: Option<String>,
     pub fill_price: Option<f64>,
@@ -382,8 +353,10 @@ pub struct AlertRecord {
     pub alert_type: String,
     pub route: Option<String>,
     pub queued_until: Option<DateTime<Utc>>,
-    pub mode: String,
-    pub status: String,
+    pub mode: Mode,
+    /// As reported: `queued` while the alert waits in the queue, `processing` while a queue
+    /// run holds it (and none of its legs has moved yet), otherwise as derived from its legs.
+    pub status: AlertStatus,
     pub duplicates: i64,
     pub legs: Vec<OrderRow>,
 }
@@ -392,7 +365,7 @@ pub struct AlertRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct QueueSummary {
     /// Alert counts by status among alerts that were ever queued.
-    pub by_status: std::collections::BTreeMap<String, i64>,
+    pub by_status: std::collections::BTreeMap<AlertStatus, i64>,
     pub next_due: Option<DateTime<Utc>>,
     pub pending: Vec<QueuedAlert>,
 }
@@ -402,7 +375,7 @@ pub struct QueuedAlert {
     pub alert_id: String,
     pub received_at: DateTime<Utc>,
     pub queued_until: Option<DateTime<Utc>>,
-    pub status: String,
+    pub status: AlertStatus,
     pub strategy: Option<String>,
 }
 
@@ -448,100 +421,4 @@ impl From<sqlx::migrate::MigrateError> for JournalError {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
         JournalError::Migration(e)
     }
-}
-
-/// The journal's operations. Implementations must make [`Journal::admit`] atomic: either the
-/// alert, its legs and its dedupe key are all written, or nothing is.
-#[async_trait]
-pub trait Journal: Send + Sync + fmt::Debug {
-    /// Applies pending schema migrations.
-    async fn migrate(&self) -> Result<(), JournalError>;
-
-    /// Journals a new alert, or recognises a redelivery of one whose dedupe key is still live.
-    async fn admit(&self, alert: &NewAlert) -> Result<Admission, JournalError>;
-
-    /// Moves one leg to a new status (only along a legal transition).
-    async fn update_leg(
-        &self,
-        alert_id: &str,
-        leg_no: u32,
-        update: &LegUpdate,
-        now: DateTime<Utc>,
-    ) -> Result<(), JournalError>;
-
-    /// Records the alert's overall status (derived from its legs by the engine).
-    async fn set_alert_status(
-        &self,
-        alert_id: &str,
-        status: AlertStatus,
-        now: DateTime<Utc>,
-    ) -> Result<(), JournalError>;
-
-    /// An alert with its legs, if it exists.
-    async fn alert(&self, alert_id: &str) -> Result<Option<AlertRecord>, JournalError>;
-
-    /// The newest order legs first, at most `limit`.
-    async fn recent_orders(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError>;
-
-    /// Legs the reconciler looks at, oldest first: SUBMITTING or UNKNOWN (their outcome must
-    /// be found at the broker), and RECEIVED (placement may have been interrupted).
-    async fn legs_to_reconcile(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError>;
-
-    /// Claims the one permitted re-send of a leg (`resends` 0 → 1). `true` for the single
-    /// caller that may re-send; every other caller, now or after a restart, gets `false`.
-    async fn claim_resend(&self, alert_id: &str, leg_no: u32) -> Result<bool, JournalError>;
-
-    /// When the earliest queued alert becomes due, if any is queued.
-    async fn next_queued_at(&self) -> Result<Option<DateTime<Utc>>, JournalError>;
-
-    /// Claims the oldest queued alert that is due at `now` (status `queued` → `processing`, in
-    /// one statement, so two runners never claim the same alert).
-    async fn claim_due(&self, now: DateTime<Utc>) -> Result<Option<String>, JournalError>;
-
-    /// Puts a claimed alert back in the queue until `until`.
-    async fn requeue(
-        &self,
-        alert_id: &str,
-        until: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<(), JournalError>;
-
-    /// Alerts claimed before `claimed_before` by a run that never finished (its process died)
-    /// go back to the queue when legs of theirs are still QUEUED (never sent). Legs already
-    /// SUBMITTING or later are not touched. The cut-off leaves claims a live instance is
-    /// working on alone.
-    async fn recover_claims(
-        &self,
-        claimed_before: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<u64, JournalError>;
-
-    /// Queued and in-flight alerts, oldest first, at most `limit` (for `/queue-stats`).
-    async fn queue_summary(&self, limit: u32) -> Result<QueueSummary, JournalError>;
-
-    /// Proves the journal accepts a durable write right now (for `/ready`).
-    async fn check_writable(&self, now: DateTime<Utc>) -> Result<(), JournalError>;
-
-    /// The stored Dhan token for `client_id`, if any (valid or not: the caller decides).
-    async fn load_token(&self, client_id: &str) -> Result<Option<StoredToken>, JournalError>;
-
-    /// Stores the token in use for its client id, replacing the previous one.
-    async fn save_token(&self, token: &StoredToken) -> Result<(), JournalError>;
-
-    /// Takes or renews the lease `name` for `holder` until `until`: granted when the lease is
-    /// free, expired (at `now`) or already held by `holder`. Exactly one holder at a time
-    /// across every instance sharing the journal.
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        until: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<bool, JournalError>;
-
-    /// Gives the lease up early (only if `holder` holds it).
-    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), JournalError>;
-
-    /// Closes connections; called once at shutdown after in-flight work finished.
-    async fn close(&self);
 }

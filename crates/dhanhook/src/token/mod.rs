@@ -49,7 +49,7 @@ use crate::{
     clock::Clock,
     dhan::{DhanClient, DhanError, jwt},
     market::Calendar,
-    store::Journal,
+    store::TokenJournal,
     totp::Totp,
 };
 
@@ -260,7 +260,8 @@ struct Inner {
     client: DhanClient,
     creds: Credentials,
     settings: TokenSettings,
-    journal: Arc<dyn Journal>,
+    /// The stored token and the mint lease.
+    journal: Arc<dyn TokenJournal>,
     clock: Arc<dyn Clock>,
     /// Which days have a session, for the pre-market check.
     calendar: Arc<Calendar>,
@@ -285,7 +286,7 @@ impl TokenKeeper {
         client: DhanClient,
         creds: Credentials,
         settings: TokenSettings,
-        journal: Arc<dyn Journal>,
+        journal: Arc<dyn TokenJournal>,
         clock: Arc<dyn Clock>,
         calendar: Arc<Calendar>,
     ) -> Self {

@@ -19,8 +19,8 @@ use crate::{
     clock::OffsetClock,
     dhan::DhanUrls,
     store::{
-        Admission, AlertRecord, AlertStatus, JournalError, LegUpdate, NewAlert, OrderRow,
-        QueueSummary, StoredToken, sqlite::SqliteJournal,
+        JournalError, JournalLifecycle, Leases, StoredToken, TokenJournal, TokenStore,
+        sqlite::SqliteJournal,
     },
 };
 
@@ -33,75 +33,17 @@ struct LeaseFails {
 }
 
 #[async_trait]
-impl Journal for LeaseFails {
-    async fn migrate(&self) -> Result<(), JournalError> {
-        self.inner.migrate().await
-    }
-    async fn admit(&self, alert: &NewAlert) -> Result<Admission, JournalError> {
-        self.inner.admit(alert).await
-    }
-    async fn update_leg(
-        &self,
-        alert_id: &str,
-        leg_no: u32,
-        update: &LegUpdate,
-        now: DateTime<Utc>,
-    ) -> Result<(), JournalError> {
-        self.inner.update_leg(alert_id, leg_no, update, now).await
-    }
-    async fn set_alert_status(
-        &self,
-        alert_id: &str,
-        status: AlertStatus,
-        now: DateTime<Utc>,
-    ) -> Result<(), JournalError> {
-        self.inner.set_alert_status(alert_id, status, now).await
-    }
-    async fn alert(&self, alert_id: &str) -> Result<Option<AlertRecord>, JournalError> {
-        self.inner.alert(alert_id).await
-    }
-    async fn recent_orders(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError> {
-        self.inner.recent_orders(limit).await
-    }
-    async fn legs_to_reconcile(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError> {
-        self.inner.legs_to_reconcile(limit).await
-    }
-    async fn claim_resend(&self, alert_id: &str, leg_no: u32) -> Result<bool, JournalError> {
-        self.inner.claim_resend(alert_id, leg_no).await
-    }
-    async fn next_queued_at(&self) -> Result<Option<DateTime<Utc>>, JournalError> {
-        self.inner.next_queued_at().await
-    }
-    async fn claim_due(&self, now: DateTime<Utc>) -> Result<Option<String>, JournalError> {
-        self.inner.claim_due(now).await
-    }
-    async fn requeue(
-        &self,
-        alert_id: &str,
-        until: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<(), JournalError> {
-        self.inner.requeue(alert_id, until, now).await
-    }
-    async fn recover_claims(
-        &self,
-        claimed_before: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<u64, JournalError> {
-        self.inner.recover_claims(claimed_before, now).await
-    }
-    async fn queue_summary(&self, limit: u32) -> Result<QueueSummary, JournalError> {
-        self.inner.queue_summary(limit).await
-    }
-    async fn check_writable(&self, now: DateTime<Utc>) -> Result<(), JournalError> {
-        self.inner.check_writable(now).await
-    }
+impl TokenStore for LeaseFails {
     async fn load_token(&self, client_id: &str) -> Result<Option<StoredToken>, JournalError> {
         self.inner.load_token(client_id).await
     }
     async fn save_token(&self, token: &StoredToken) -> Result<(), JournalError> {
         self.inner.save_token(token).await
     }
+}
+
+#[async_trait]
+impl Leases for LeaseFails {
     async fn try_lease(
         &self,
         name: &str,
@@ -117,13 +59,9 @@ impl Journal for LeaseFails {
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), JournalError> {
         self.inner.release_lease(name, holder).await
     }
-    async fn close(&self) {
-        self.inner.close().await;
-    }
 }
 
-/// A keeper with PIN + TOTP for the simulator's account, over `journal`.
-fn keeper(sim: &SimHandle, journal: Arc<dyn Journal>) -> TokenKeeper {
+fn keeper(sim: &SimHandle, journal: Arc<dyn TokenJournal>) -> TokenKeeper {
     let config = SimConfig::default();
     let client = DhanClient::new(
         DhanUrls {

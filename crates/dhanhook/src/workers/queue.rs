@@ -2,10 +2,10 @@
 //! and run once at their market's next open, oldest first, through the same placement path as
 //! any alert (token, broker, journal, CSV).
 //!
-//! Exactly once: an alert is *claimed* by moving it from `queued` to `processing` in a single
-//! statement, and each leg is marked SUBMITTING (committed) before its broker call. After a
-//! crash, claimed alerts whose legs are still QUEUED go back to the queue; a leg that reached
-//! SUBMITTING is never placed again by the queue (its fate is looked up, not guessed).
+//! Exactly once: an alert is *claimed* (the journal records this instance as its holder, in a
+//! single statement), and each leg is marked SUBMITTING (committed) before its broker call.
+//! After a crash, claimed alerts whose legs are still QUEUED go back to the queue; a leg that
+//! reached SUBMITTING is never placed again by the queue (its fate is looked up, not guessed).
 //! Alerts older than `QUEUE_MAX_AGE` when their turn comes are expired and reported, never
 //! placed days later. When a claimed alert's market turns out to be closed after all (a
 //! restart late in the day), it is put back until the next open.
@@ -110,6 +110,8 @@ pub struct QueueRunner {
     rules: QueueRules,
     /// Woken by admission when an alert is queued.
     wake: Arc<Notify>,
+    /// This process's name as the holder of a queue claim.
+    instance: Arc<str>,
 }
 
 impl QueueRunner {
@@ -128,6 +130,7 @@ impl QueueRunner {
             calendar,
             rules,
             wake,
+            instance: uuid::Uuid::now_v7().to_string().into(),
         }
     }
 
@@ -137,7 +140,11 @@ impl QueueRunner {
     /// The journal failed; alerts already handled stay handled.
     pub async fn process_due(&self) -> Result<Vec<QueueResult>, JournalError> {
         let mut results = Vec::new();
-        while let Some(alert_id) = self.journal.claim_due(self.clock.now()).await? {
+        while let Some(alert_id) = self
+            .journal
+            .claim_due(&self.instance, self.clock.now())
+            .await?
+        {
             results.push(self.run_claimed(&alert_id).await?);
         }
         Ok(results)
@@ -309,7 +316,7 @@ impl QueueRunner {
         Ok(())
     }
 
-    /// Records the alert's status from its legs as journaled now.
+    /// Records the alert's status from its legs as journaled now, and ends the run's claim.
     async fn finish(&self, alert_id: &str) -> Result<AlertStatus, JournalError> {
         let legs = self
             .journal
@@ -321,6 +328,7 @@ impl QueueRunner {
         self.journal
             .set_alert_status(alert_id, status, self.clock.now())
             .await?;
+        self.journal.release_claim(alert_id, &self.instance).await?;
         Ok(status)
     }
 }

@@ -298,12 +298,6 @@ impl Reconciler {
             if row.status.is_settled() || row.status == LegStatus::NeedsAttention {
                 self.placer.log_csv(&record.alert_type, row).await;
             }
-            // While legs of the alert still wait in the queue, its status is the queue's
-            // (`queued` / `processing` mark whether it is claimed); the queue runner sets the
-            // final status when it has run them.
-            if record.legs.iter().any(|l| l.status == LegStatus::Queued) {
-                return Ok(());
-            }
             let status = AlertStatus::from_legs(record.legs.iter().map(|l| l.status));
             self.journal
                 .set_alert_status(alert_id, status, self.clock.now())

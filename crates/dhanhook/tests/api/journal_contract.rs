@@ -24,8 +24,9 @@ use dhanhook::{
     alert::{AmoTime, LegOrder, OrderType, Side, Validity, parse_signal},
     config::Mode,
     store::{
-        Admission, AlertStatus, DedupeKey, Journal, JournalError, LegStatus, LegUpdate, NewAlert,
-        NewLeg, OrderRow, ResolvedLeg, StoredToken, postgres::PgJournal, sqlite::SqliteJournal,
+        Admission, AlertStatus, DedupeKey, Journal, JournalError, JournalLifecycle, LegStatus,
+        LegUpdate, NewAlert, NewLeg, OrderRow, QueueSummary, ResolvedLeg, StoredToken,
+        postgres::PgJournal, sqlite::SqliteJournal,
     },
 };
 use futures::FutureExt;
@@ -37,9 +38,18 @@ use sqlx::{
 };
 use tokio::task::JoinSet;
 
+mod claims;
+use claims::{
+    a_claim_is_exclusive_until_its_holder_releases_it,
+    a_stale_claim_is_recovered_for_another_runner, the_end_of_a_run_and_a_requeue_end_the_claim,
+};
+
 // ---------------------------------------------------------------------------------------------
 // Running a case on each backend
 // ---------------------------------------------------------------------------------------------
+
+/// The holder the single-runner queue cases claim as.
+const RUNNER: &str = "runner-1";
 
 pub(crate) const PG_URL_VAR: &str = "DHANHOOK_TEST_POSTGRES_URL";
 
@@ -91,6 +101,9 @@ contract!(
     twenty_runners_claim_each_due_alert_exactly_once,
     recover_claims_requeues_only_alerts_with_queued_legs,
     queue_summary_counts_and_lists_the_queue,
+    a_claim_is_exclusive_until_its_holder_releases_it,
+    the_end_of_a_run_and_a_requeue_end_the_claim,
+    a_stale_claim_is_recovered_for_another_runner,
 );
 
 async fn on_sqlite<F, Fut>(case: F)
@@ -403,6 +416,15 @@ async fn leg_status(journal: &Arc<dyn Journal>, id: &str, leg: u32) -> LegStatus
         .find(|l| l.leg == leg)
         .unwrap_or_else(|| panic!("{id} has leg {leg}"))
         .status
+}
+
+/// The queue's counts by status, keyed by the status's spelling (as `/queue-stats` shows them).
+fn counts(summary: &QueueSummary) -> BTreeMap<String, i64> {
+    summary
+        .by_status
+        .iter()
+        .map(|(status, n)| (status.as_str().to_owned(), *n))
+        .collect()
 }
 
 fn keys(rows: &[OrderRow]) -> Vec<(String, u32)> {
@@ -728,22 +750,22 @@ fn expected_row(alert: &NewAlert, leg: &NewLeg) -> OrderRow {
         leg: leg.leg_no,
         correlation_id: leg.correlation_id.clone(),
         symbol: o.symbol.clone(),
-        exchange: o.exchange.as_str().to_owned(),
-        side: o.side.as_str().to_owned(),
+        exchange: o.exchange,
+        side: o.side,
         quantity: i64::from(o.quantity),
-        order_type: o.order_type.as_str().to_owned(),
-        product: o.product.as_str().to_owned(),
-        validity: o.validity.as_str().to_owned(),
+        order_type: o.order_type,
+        product: o.product,
+        validity: o.validity,
         price: o.price,
         trigger_price: o.trigger_price,
         amo: o.amo,
-        amo_time: o.amo_time.map(|t| t.as_str().to_owned()),
+        amo_time: o.amo_time,
         security_id: Some(leg.resolved.security_id.clone()),
         exchange_segment: Some(leg.resolved.exchange_segment.clone()),
         trading_symbol: Some(leg.resolved.trading_symbol.clone()),
         units: Some(i64::from(leg.resolved.units)),
         lot_size: Some(i64::from(leg.resolved.lot_size)),
-        mode: alert.mode.as_str().to_owned(),
+        mode: alert.mode,
         status: alert.initial_status,
         order_id: None,
         fill_price: None,
@@ -869,8 +891,8 @@ async fn every_field_of_a_leg_round_trips(journal: Arc<dyn Journal>) {
     assert_eq!(rec.alert_type, "flat");
     assert_eq!(rec.route.as_deref(), Some(r#"{"route":"now"}"#));
     assert_eq!(rec.queued_until, None);
-    assert_eq!(rec.mode, "live");
-    assert_eq!(rec.status, "partial");
+    assert_eq!(rec.mode.as_str(), "live");
+    assert_eq!(rec.status.as_str(), "partial");
     assert_eq!(rec.duplicates, 1);
     assert_rows_eq(&rec.legs, &expected);
 
@@ -885,7 +907,7 @@ async fn every_field_of_a_leg_round_trips(journal: Arc<dyn Journal>) {
     admitted(&journal, &q).await;
     let rec = record(&journal, "alert-queued").await;
     assert_eq!(rec.queued_until, Some(until));
-    assert_eq!(rec.status, "queued");
+    assert_eq!(rec.status.as_str(), "queued");
     assert_eq!(rec.route.as_deref(), Some(q.route.as_str()));
     assert_eq!(rec.legs[0].status, LegStatus::Queued);
     assert_eq!(
@@ -1073,7 +1095,7 @@ async fn the_journal_is_writable(journal: Arc<dyn Journal>) {
 
 async fn queued_alerts_are_claimed_when_due_oldest_first(journal: Arc<dyn Journal>) {
     assert_eq!(journal.next_queued_at().await.unwrap(), None);
-    assert_eq!(journal.claim_due(t0()).await.unwrap(), None);
+    assert_eq!(journal.claim_due(RUNNER, t0()).await.unwrap(), None);
 
     admitted(&journal, &queued("q-late", t0(), t0() + hours(2), 1)).await;
     admitted(
@@ -1104,16 +1126,22 @@ async fn queued_alerts_are_claimed_when_due_oldest_first(journal: Arc<dyn Journa
         Some(t0() + hours(1))
     );
     assert_eq!(
-        journal.claim_due(t0() + hours(1) - secs(1)).await.unwrap(),
+        journal
+            .claim_due(RUNNER, t0() + hours(1) - secs(1))
+            .await
+            .unwrap(),
         None,
         "nothing is due yet"
     );
     let mut claimed = Vec::new();
-    while let Some(id) = journal.claim_due(t0() + hours(1)).await.unwrap() {
+    while let Some(id) = journal.claim_due(RUNNER, t0() + hours(1)).await.unwrap() {
         claimed.push(id);
     }
     assert_eq!(claimed, vec!["q-old", "q-new", "tie-B", "tie-a"]);
-    assert_eq!(record(&journal, "q-old").await.status, "processing");
+    assert_eq!(
+        record(&journal, "q-old").await.status.as_str(),
+        "processing"
+    );
     assert_eq!(
         record(&journal, "q-old").await.legs[0].status,
         LegStatus::Queued,
@@ -1130,24 +1158,38 @@ async fn queued_alerts_are_claimed_when_due_oldest_first(journal: Arc<dyn Journa
         .await
         .unwrap();
     let rec = record(&journal, "q-old").await;
-    assert_eq!(rec.status, "queued");
+    assert_eq!(rec.status.as_str(), "queued");
     assert_eq!(rec.queued_until, Some(t0() + hours(5)));
 
     assert_eq!(
-        journal.claim_due(t0() + hours(3)).await.unwrap().as_deref(),
+        journal
+            .claim_due(RUNNER, t0() + hours(3))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("q-late")
     );
     assert_eq!(
         journal.next_queued_at().await.unwrap(),
         Some(t0() + hours(5))
     );
-    assert_eq!(journal.claim_due(t0() + hours(4)).await.unwrap(), None);
     assert_eq!(
-        journal.claim_due(t0() + hours(5)).await.unwrap().as_deref(),
+        journal.claim_due(RUNNER, t0() + hours(4)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        journal
+            .claim_due(RUNNER, t0() + hours(5))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("q-old")
     );
     assert_eq!(journal.next_queued_at().await.unwrap(), None);
-    assert_eq!(journal.claim_due(t0() + hours(9)).await.unwrap(), None);
+    assert_eq!(
+        journal.claim_due(RUNNER, t0() + hours(9)).await.unwrap(),
+        None
+    );
 }
 
 async fn twenty_runners_claim_each_due_alert_exactly_once(journal: Arc<dyn Journal>) {
@@ -1162,11 +1204,12 @@ async fn twenty_runners_claim_each_due_alert_exactly_once(journal: Arc<dyn Journ
     admitted(&journal, &queued("later", t0(), due + secs(1), 1)).await;
 
     let mut runners = JoinSet::new();
-    for _ in 0..20 {
+    for r in 0..20 {
         let journal = Arc::clone(&journal);
+        let runner = format!("runner-{r}");
         runners.spawn(async move {
             let mut mine = Vec::new();
-            while let Some(id) = journal.claim_due(due).await.expect("claim_due") {
+            while let Some(id) = journal.claim_due(&runner, due).await.expect("claim_due") {
                 mine.push(id);
             }
             mine
@@ -1181,7 +1224,7 @@ async fn twenty_runners_claim_each_due_alert_exactly_once(journal: Arc<dyn Journ
     assert_eq!(journal.next_queued_at().await.unwrap(), Some(due + secs(1)));
     let summary = journal.queue_summary(100).await.unwrap();
     assert_eq!(
-        summary.by_status,
+        counts(&summary),
         BTreeMap::from([("processing".to_owned(), 60), ("queued".to_owned(), 1)])
     );
 }
@@ -1204,7 +1247,7 @@ async fn recover_claims_requeues_only_alerts_with_queued_legs(journal: Arc<dyn J
     admitted(&journal, &alert("placed-now", t0())).await;
 
     for _ in 0..3 {
-        assert!(journal.claim_due(due).await.unwrap().is_some());
+        assert!(journal.claim_due(RUNNER, due).await.unwrap().is_some());
     }
     move_leg(&journal, "half-sent", 1, LegStatus::Submitting).await;
     move_leg(&journal, "sent", 1, LegStatus::Submitting).await;
@@ -1225,7 +1268,7 @@ async fn recover_claims_requeues_only_alerts_with_queued_legs(journal: Arc<dyn J
     assert_eq!(journal.recover_claims(later, later).await.unwrap(), 2);
     let status = |id: &'static str| {
         let journal = Arc::clone(&journal);
-        async move { record(&journal, id).await.status }
+        async move { record(&journal, id).await.status.as_str() }
     };
     assert_eq!(status("untouched-legs").await, "queued");
     assert_eq!(status("half-sent").await, "queued");
@@ -1244,7 +1287,7 @@ async fn recover_claims_requeues_only_alerts_with_queued_legs(journal: Arc<dyn J
     );
     // Recovered alerts are claimable again, oldest first.
     assert_eq!(
-        journal.claim_due(later).await.unwrap().as_deref(),
+        journal.claim_due(RUNNER, later).await.unwrap().as_deref(),
         Some("untouched-legs")
     );
 }
@@ -1266,11 +1309,11 @@ async fn queue_summary_counts_and_lists_the_queue(journal: Arc<dyn Journal>) {
 
     // q-1 and q-2 claimed; q-1 then placed; q-2 stays in flight.
     assert_eq!(
-        journal.claim_due(due).await.unwrap().as_deref(),
+        journal.claim_due(RUNNER, due).await.unwrap().as_deref(),
         Some("q-1")
     );
     assert_eq!(
-        journal.claim_due(due).await.unwrap().as_deref(),
+        journal.claim_due(RUNNER, due).await.unwrap().as_deref(),
         Some("q-2")
     );
     journal
@@ -1280,7 +1323,7 @@ async fn queue_summary_counts_and_lists_the_queue(journal: Arc<dyn Journal>) {
 
     let summary = journal.queue_summary(10).await.unwrap();
     assert_eq!(
-        summary.by_status,
+        counts(&summary),
         BTreeMap::from([
             ("placed".to_owned(), 1),
             ("processing".to_owned(), 1),

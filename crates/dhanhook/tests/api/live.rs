@@ -187,7 +187,7 @@ async fn an_alert_becomes_an_order_at_dhan_carrying_the_legs_correlation_id() {
     assert_eq!(t.sim.mint_count(), 1, "one token for the session");
     let rows = t.app.journal_orders().await;
     assert_eq!(rows[0].status.as_str(), "ACCEPTED");
-    assert_eq!(rows[0].mode, "live");
+    assert_eq!(rows[0].mode.as_str(), "live");
 }
 
 #[tokio::test]

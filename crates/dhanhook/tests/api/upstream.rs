@@ -462,7 +462,7 @@ async fn eq_product_cnc_places_equity_legs_as_delivery_with_a_warning() {
     let answer: Value = resp.json().await.unwrap();
     assert_eq!(answer["legs"][0]["product"], "CNC");
     assert_eq!(answer["warnings"][0]["field"], "order_legs[0].productType");
-    assert_eq!(app.journal_orders().await[0].product, "CNC");
+    assert_eq!(app.journal_orders().await[0].product.as_str(), "CNC");
     app.stop().await;
 }
 

@@ -36,7 +36,7 @@ async fn flat_alert_is_placed_with_the_paper_broker_and_journaled() {
     assert_eq!(row.alert_id, body["alert_id"].as_str().unwrap());
     assert_eq!(row.status.as_str(), "FILLED");
     assert_eq!(row.fill_price, Some(2500.5));
-    assert_eq!(row.mode, "paper");
+    assert_eq!(row.mode.as_str(), "paper");
     assert_eq!(row.client_ip.as_deref(), Some("127.0.0.1"));
     let cid = &row.correlation_id;
     assert!(

@@ -1,0 +1,175 @@
+//! The journal's operations, one trait per responsibility, so a component can be given only
+//! what it uses (an `Arc<dyn QueueJournal>` converts from an `Arc<dyn Journal>` by upcasting).
+//! [`Journal`] is all of them together, implemented by every type that implements each part.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{
+    Admission, AlertRecord, AlertStatus, JournalError, LegUpdate, NewAlert, OrderRow, QueueSummary,
+    StoredToken,
+};
+
+/// Alerts and their legs: admission, leg transitions, the alert's derived status, and reading
+/// them back (the engine, `/logs`, `orders`). [`AlertJournal::admit`] is atomic: either the
+/// alert, its legs and its dedupe key are all written, or nothing is.
+#[async_trait]
+pub trait AlertJournal: Send + Sync + fmt::Debug {
+    /// Journals a new alert, or recognises a redelivery of one whose dedupe key is still live.
+    async fn admit(&self, alert: &NewAlert) -> Result<Admission, JournalError>;
+
+    /// Moves one leg to a new status (only along a legal transition).
+    async fn update_leg(
+        &self,
+        alert_id: &str,
+        leg_no: u32,
+        update: &LegUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError>;
+
+    /// Records the alert's overall status, as derived from its legs by the caller.
+    async fn set_alert_status(
+        &self,
+        alert_id: &str,
+        status: AlertStatus,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError>;
+
+    /// An alert with its legs, if it exists.
+    async fn alert(&self, alert_id: &str) -> Result<Option<AlertRecord>, JournalError>;
+
+    /// The newest order legs first, at most `limit`.
+    async fn recent_orders(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError>;
+}
+
+/// The durable queue: alerts waiting for their market to open, and the claims queue runs hold
+/// on them while they place their legs.
+///
+/// An alert *waits* while it was queued, holds legs that are still QUEUED and nobody holds a
+/// claim on it. A claim (holder and instant) is taken in one statement, so two runners never
+/// claim the same alert; it ends with [`QueueJournal::requeue`], [`QueueJournal::release_claim`]
+/// or, for a run that died, [`QueueJournal::recover_claims`]. The claim never touches the
+/// alert's stored status, which stays what its legs say.
+#[async_trait]
+pub trait QueueJournal: Send + Sync + fmt::Debug {
+    /// When the earliest waiting alert becomes due, if any alert waits.
+    async fn next_queued_at(&self) -> Result<Option<DateTime<Utc>>, JournalError>;
+
+    /// Claims for `holder` the oldest waiting alert that is due at `now`.
+    async fn claim_due(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, JournalError>;
+
+    /// Puts a claimed alert back in the queue until `until` (its claim ends).
+    async fn requeue(
+        &self,
+        alert_id: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError>;
+
+    /// Ends `holder`'s claim on an alert whose run is over.
+    async fn release_claim(&self, alert_id: &str, holder: &str) -> Result<(), JournalError>;
+
+    /// Claims taken before `claimed_before` by a run that never finished (its process died)
+    /// end, so the alert waits again, when legs of theirs are still QUEUED (never sent). Legs
+    /// already SUBMITTING or later are not touched. The cut-off leaves claims a live instance
+    /// is working on alone.
+    async fn recover_claims(
+        &self,
+        claimed_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, JournalError>;
+
+    /// Alerts that were ever queued, counted by status, and the waiting and claimed ones,
+    /// oldest first, at most `limit` (for `/queue-stats`).
+    async fn queue_summary(&self, limit: u32) -> Result<QueueSummary, JournalError>;
+}
+
+/// What the reconciler needs beyond [`AlertJournal`]: the legs whose outcome is open, and the
+/// single permitted re-send.
+#[async_trait]
+pub trait ReconcileJournal: Send + Sync + fmt::Debug {
+    /// Legs the reconciler looks at, oldest first: SUBMITTING or UNKNOWN (their outcome must
+    /// be found at the broker), and RECEIVED (placement may have been interrupted).
+    async fn legs_to_reconcile(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError>;
+
+    /// Claims the one permitted re-send of a leg (`resends` 0 → 1). `true` for the single
+    /// caller that may re-send; every other caller, now or after a restart, gets `false`.
+    async fn claim_resend(&self, alert_id: &str, leg_no: u32) -> Result<bool, JournalError>;
+}
+
+/// The Dhan access token kept across restarts (the token keeper).
+#[async_trait]
+pub trait TokenStore: Send + Sync + fmt::Debug {
+    /// The stored Dhan token for `client_id`, if any (valid or not: the caller decides).
+    async fn load_token(&self, client_id: &str) -> Result<Option<StoredToken>, JournalError>;
+
+    /// Stores the token in use for its client id, replacing the previous one.
+    async fn save_token(&self, token: &StoredToken) -> Result<(), JournalError>;
+}
+
+/// Named leases: a job held by one instance at a time across every instance sharing the
+/// journal (minting the token, the reconciler's pass).
+#[async_trait]
+pub trait Leases: Send + Sync + fmt::Debug {
+    /// Takes or renews the lease `name` for `holder` until `until`: granted when the lease is
+    /// free, expired (at `now`) or already held by `holder`.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, JournalError>;
+
+    /// Gives the lease up early (only if `holder` holds it).
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), JournalError>;
+}
+
+/// The journal's own life: schema, health, shutdown (start-up, `/ready`, `check`).
+#[async_trait]
+pub trait JournalLifecycle: Send + Sync + fmt::Debug {
+    /// Applies pending schema migrations.
+    async fn migrate(&self) -> Result<(), JournalError>;
+
+    /// Proves the journal accepts a durable write right now (for `/ready`).
+    async fn check_writable(&self, now: DateTime<Utc>) -> Result<(), JournalError>;
+
+    /// Closes connections; called once at shutdown after in-flight work finished.
+    async fn close(&self);
+}
+
+/// What the token keeper uses: the stored token and the mint lease.
+pub trait TokenJournal: TokenStore + Leases {}
+
+impl<T> TokenJournal for T where T: TokenStore + Leases + ?Sized {}
+
+/// The whole journal, for the places that hand it around (`Arc<dyn Journal>`). Implemented
+/// for every type that implements each part; a component that needs only one part can be
+/// given `Arc<dyn QueueJournal>` (or another part) made from the `Arc<dyn Journal>`.
+pub trait Journal:
+    AlertJournal
+    + QueueJournal
+    + ReconcileJournal
+    + TokenStore
+    + Leases
+    + TokenJournal
+    + JournalLifecycle
+{
+}
+
+impl<T> Journal for T where
+    T: AlertJournal
+        + QueueJournal
+        + ReconcileJournal
+        + TokenStore
+        + Leases
+        + JournalLifecycle
+        + ?Sized
+{
+}

@@ -1,0 +1,121 @@
+//! Contract cases for the queue's claim columns (`claim_holder`, `claimed_at`): a claim is
+//! exclusive, the end of a run or a requeue ends it, a stale one is recovered, and none of it
+//! touches the alert's own status. Run on both backends by `contract!` in the parent module.
+//!
+//! The cases work through `Arc<dyn QueueJournal>` made from the `Arc<dyn Journal>` by trait
+//! upcasting, the way a component that only runs the queue would be given the journal.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use chrono::Duration;
+use dhanhook::store::{AlertStatus, Journal, LegStatus, QueueJournal};
+
+use super::{admitted, counts, move_leg, queued, record, secs, t0};
+
+const A: &str = "runner-a";
+const B: &str = "runner-b";
+
+pub(super) async fn a_claim_is_exclusive_until_its_holder_releases_it(journal: Arc<dyn Journal>) {
+    let queue: Arc<dyn QueueJournal> = journal.clone();
+    let due = t0() + Duration::hours(1);
+    admitted(&journal, &queued("q", t0(), due, 2)).await;
+
+    assert_eq!(queue.claim_due(A, due).await.unwrap().as_deref(), Some("q"));
+    assert_eq!(queue.claim_due(B, due).await.unwrap(), None, "claimed by A");
+    assert_eq!(queue.next_queued_at().await.unwrap(), None, "nothing waits");
+    assert_eq!(record(&journal, "q").await.status.as_str(), "processing");
+
+    // Only the holder ends its claim.
+    queue.release_claim("q", B).await.unwrap();
+    assert_eq!(queue.claim_due(B, due).await.unwrap(), None, "still A's");
+
+    // A run that ends with legs still QUEUED (nothing could be sent) leaves the alert waiting.
+    queue.release_claim("q", A).await.unwrap();
+    assert_eq!(record(&journal, "q").await.status.as_str(), "queued");
+    assert_eq!(queue.next_queued_at().await.unwrap(), Some(due));
+    assert_eq!(queue.claim_due(B, due).await.unwrap().as_deref(), Some("q"));
+}
+
+pub(super) async fn the_end_of_a_run_and_a_requeue_end_the_claim(journal: Arc<dyn Journal>) {
+    let queue: Arc<dyn QueueJournal> = journal.clone();
+    let due = t0() + Duration::hours(1);
+    admitted(&journal, &queued("run", t0(), due, 1)).await;
+    admitted(&journal, &queued("closed", t0() + secs(1), due, 1)).await;
+
+    // `run` is run to the end: its leg placed, its status recorded, its claim released.
+    assert_eq!(
+        queue.claim_due(A, due).await.unwrap().as_deref(),
+        Some("run")
+    );
+    move_leg(&journal, "run", 1, LegStatus::Submitting).await;
+    move_leg(&journal, "run", 1, LegStatus::Accepted).await;
+    journal
+        .set_alert_status("run", AlertStatus::Placed, due)
+        .await
+        .unwrap();
+    queue.release_claim("run", A).await.unwrap();
+    assert_eq!(record(&journal, "run").await.status.as_str(), "placed");
+
+    // `closed` finds its market closed: back in the queue, unclaimed, until its new instant.
+    assert_eq!(
+        queue.claim_due(A, due).await.unwrap().as_deref(),
+        Some("closed")
+    );
+    let later = due + Duration::hours(20);
+    queue.requeue("closed", later, due).await.unwrap();
+    assert_eq!(record(&journal, "closed").await.status.as_str(), "queued");
+    assert_eq!(queue.next_queued_at().await.unwrap(), Some(later));
+    assert_eq!(queue.claim_due(B, later - secs(1)).await.unwrap(), None);
+
+    // Neither is left for recovery, and the finished one is never claimed again.
+    assert_eq!(queue.recover_claims(later, later).await.unwrap(), 0);
+    assert_eq!(
+        queue.claim_due(B, later).await.unwrap().as_deref(),
+        Some("closed")
+    );
+    assert_eq!(queue.claim_due(B, later).await.unwrap(), None);
+    assert_eq!(
+        counts(&queue.queue_summary(10).await.unwrap()),
+        BTreeMap::from([("placed".to_owned(), 1), ("processing".to_owned(), 1)])
+    );
+}
+
+pub(super) async fn a_stale_claim_is_recovered_for_another_runner(journal: Arc<dyn Journal>) {
+    let queue: Arc<dyn QueueJournal> = journal.clone();
+    let due = t0() + Duration::hours(1);
+    admitted(&journal, &queued("crashed", t0(), due, 2)).await;
+
+    // A claims, sends the first leg, and dies.
+    assert_eq!(
+        queue.claim_due(A, due).await.unwrap().as_deref(),
+        Some("crashed")
+    );
+    move_leg(&journal, "crashed", 1, LegStatus::Submitting).await;
+
+    let later = due + secs(30);
+    assert_eq!(queue.recover_claims(due, later).await.unwrap(), 0, "fresh");
+    assert_eq!(queue.claim_due(B, later).await.unwrap(), None, "still A's");
+    assert_eq!(queue.recover_claims(later, later).await.unwrap(), 1);
+    assert_eq!(record(&journal, "crashed").await.status.as_str(), "queued");
+
+    // The reconciler settles the sent leg and records what the legs say; the alert still
+    // waits for its QUEUED leg, and B takes it over.
+    move_leg(&journal, "crashed", 1, LegStatus::Filled).await;
+    journal
+        .set_alert_status("crashed", AlertStatus::Processing, later)
+        .await
+        .unwrap();
+    assert_eq!(record(&journal, "crashed").await.status.as_str(), "queued");
+    assert_eq!(
+        queue.claim_due(B, later).await.unwrap().as_deref(),
+        Some("crashed")
+    );
+    assert_eq!(
+        record(&journal, "crashed").await.status.as_str(),
+        "processing"
+    );
+    // B's claim is its own: A's late release does not end it.
+    queue.release_claim("crashed", A).await.unwrap();
+    assert_eq!(queue.recover_claims(later, later).await.unwrap(), 0);
+    assert_eq!(queue.next_queued_at().await.unwrap(), None);
+}
