@@ -29,7 +29,7 @@ use crate::{
     workers::{
         Workers,
         queue::{QueueRules, QueueRunner},
-        reconciler::{ReconcileRules, Reconciler},
+        reconciler::{ReconcileRules, Reconciler, ReconcilerJournal},
         scrip_master::ScripMasterRefresher,
         token_refresh::TokenRefresher,
     },
@@ -165,7 +165,7 @@ impl Application {
         // The start-up reconciliation opens the gate for new orders (see LegPlacer).
         let (reconciled_tx, reconciled_rx) = tokio::sync::watch::channel(false);
         let placer = LegPlacer::new(
-            Arc::clone(&journal),
+            journal.clone(),
             Arc::clone(&broker),
             csv,
             Arc::clone(&clock),
@@ -175,7 +175,7 @@ impl Application {
         let queue_wake = Arc::new(tokio::sync::Notify::new());
         let pipeline = Pipeline::new(
             Admitter {
-                journal: Arc::clone(&journal),
+                journal: journal.clone(),
                 clock: Arc::clone(&clock),
                 mode: settings.mode,
                 dedup_window: settings.dedup_window,
@@ -194,7 +194,8 @@ impl Application {
             placer.clone(),
         );
         let queue = QueueRunner::new(
-            Arc::clone(&journal),
+            journal.clone(),
+            journal.clone(),
             placer.clone(),
             Arc::clone(&clock),
             Arc::clone(&calendar),
@@ -208,7 +209,7 @@ impl Application {
         let workers = Workers {
             queue: queue.clone(),
             reconciler: Reconciler::new(
-                Arc::clone(&journal),
+                ReconcilerJournal::of(&journal),
                 Arc::clone(&broker),
                 placer,
                 Arc::clone(&clock),

@@ -18,7 +18,7 @@ use crate::{
     domain::{AmoTime, Mode, QuantityUnit, WhenClosed},
     instruments::source::InstrumentSource,
     market::{self, AmoWindow, Calendar, Route, Venue},
-    store::{Admission, Journal, LegStatus, NewAlert, NewLeg, ResolvedLeg},
+    store::{Admission, AlertJournal, LegStatus, NewAlert, NewLeg, ResolvedLeg},
 };
 
 /// How far in the future an alert's `timenow` may be (clock skew) before it is refused.
@@ -41,7 +41,7 @@ pub struct AdmissionRules {
 /// What admission needs. Built once by `startup`.
 #[derive(Debug)]
 pub struct Admitter {
-    pub journal: Arc<dyn Journal>,
+    pub journal: Arc<dyn AlertJournal>,
     pub clock: Arc<dyn Clock>,
     pub mode: Mode,
     pub dedup_window: Duration,

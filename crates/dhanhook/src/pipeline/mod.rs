@@ -24,7 +24,7 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use crate::{
     alert::{FieldProblem, Signal},
-    store::{AlertRecord, AlertStatus, Journal, JournalError, LegStatus, NewAlert, OrderRow},
+    store::{AlertJournal, AlertRecord, AlertStatus, JournalError, LegStatus, NewAlert, OrderRow},
 };
 
 use admission::Entry;
@@ -99,7 +99,7 @@ pub enum PipelineError {
 pub struct Pipeline {
     admitter: Arc<Admitter>,
     placer: LegPlacer,
-    journal: Arc<dyn Journal>,
+    journal: Arc<dyn AlertJournal>,
 }
 
 impl Pipeline {

@@ -17,7 +17,7 @@ use crate::{
     clock::Clock,
     csvlog::CsvLog,
     domain::AmoTime,
-    store::{Journal, LegStatus, LegUpdate, NewAlert, NewLeg, OrderRow, ResolvedLeg},
+    store::{AlertJournal, LegStatus, LegUpdate, NewAlert, NewLeg, OrderRow, ResolvedLeg},
 };
 
 /// Longest a new order waits for the start-up reconciliation.
@@ -26,7 +26,7 @@ const WAIT_FOR_RECONCILIATION: Duration = Duration::from_secs(10);
 /// Places legs and records what the broker said. Cheap to clone (shared handles).
 #[derive(Debug, Clone)]
 pub struct LegPlacer {
-    journal: Arc<dyn Journal>,
+    journal: Arc<dyn AlertJournal>,
     broker: Arc<dyn Broker>,
     csv: CsvLog,
     clock: Arc<dyn Clock>,
@@ -41,7 +41,7 @@ pub struct LegPlacer {
 
 impl LegPlacer {
     pub fn new(
-        journal: Arc<dyn Journal>,
+        journal: Arc<dyn AlertJournal>,
         broker: Arc<dyn Broker>,
         csv: CsvLog,
         clock: Arc<dyn Clock>,

@@ -22,7 +22,9 @@ use crate::{
     domain::AmoTime,
     market::{self, AmoWindow, Calendar, Route, Venue, WhenClosed},
     pipeline::{LegPlacer, leg_from_row},
-    store::{AlertStatus, Journal, JournalError, LegStatus, LegUpdate, OrderRow},
+    store::{
+        AlertJournal, AlertStatus, JournalError, LegStatus, LegUpdate, OrderRow, QueueJournal,
+    },
 };
 
 /// A claim older than this belongs to a run that died (a live run places an alert's legs in
@@ -103,7 +105,10 @@ pub struct QueueRules {
 /// The queue worker. Cheap to clone (shared handles).
 #[derive(Debug, Clone)]
 pub struct QueueRunner {
-    journal: Arc<dyn Journal>,
+    /// Claims, requeues and the queue's view.
+    queue: Arc<dyn QueueJournal>,
+    /// Reading the claimed alert and moving its legs.
+    alerts: Arc<dyn AlertJournal>,
     placer: LegPlacer,
     clock: Arc<dyn Clock>,
     calendar: Arc<Calendar>,
@@ -116,7 +121,8 @@ pub struct QueueRunner {
 
 impl QueueRunner {
     pub fn new(
-        journal: Arc<dyn Journal>,
+        queue: Arc<dyn QueueJournal>,
+        alerts: Arc<dyn AlertJournal>,
         placer: LegPlacer,
         clock: Arc<dyn Clock>,
         calendar: Arc<Calendar>,
@@ -124,7 +130,8 @@ impl QueueRunner {
         wake: Arc<Notify>,
     ) -> Self {
         Self {
-            journal,
+            queue,
+            alerts,
             placer,
             clock,
             calendar,
@@ -141,7 +148,7 @@ impl QueueRunner {
     pub async fn process_due(&self) -> Result<Vec<QueueResult>, JournalError> {
         let mut results = Vec::new();
         while let Some(alert_id) = self
-            .journal
+            .queue
             .claim_due(&self.instance, self.clock.now())
             .await?
         {
@@ -157,7 +164,7 @@ impl QueueRunner {
     /// The journal failed.
     pub async fn recover_queue(&self) -> Result<u64, JournalError> {
         let now = self.clock.now();
-        let n = self.journal.recover_claims(now - STALE_CLAIM, now).await?;
+        let n = self.queue.recover_claims(now - STALE_CLAIM, now).await?;
         if n > 0 {
             tracing::warn!(
                 alerts = n,
@@ -190,7 +197,7 @@ impl QueueRunner {
                     failed = true;
                 }
             }
-            let next = match self.journal.next_queued_at().await {
+            let next = match self.queue.next_queued_at().await {
                 Ok(next) => next,
                 Err(e) => {
                     tracing::error!(error = %e, "reading the queue failed; retrying shortly");
@@ -220,7 +227,7 @@ impl QueueRunner {
 
     async fn run_claimed(&self, alert_id: &str) -> Result<QueueResult, JournalError> {
         let now = self.clock.now();
-        let Some(record) = self.journal.alert(alert_id).await? else {
+        let Some(record) = self.alerts.alert(alert_id).await? else {
             return Ok(result(alert_id, QueueVerdict::Missing, None));
         };
         let queued: Vec<&OrderRow> = record
@@ -258,7 +265,7 @@ impl QueueRunner {
         match route {
             Route::Now | Route::Amo { .. } => {}
             Route::Queue { until } => {
-                self.journal.requeue(alert_id, until, now).await?;
+                self.queue.requeue(alert_id, until, now).await?;
                 let msg = format!(
                     "market closed; back in the queue until {} IST",
                     ist(until).format("%Y-%m-%d %H:%M")
@@ -305,7 +312,7 @@ impl QueueRunner {
                 fill_price: None,
                 message: Some(why.to_owned()),
             };
-            self.journal
+            self.alerts
                 .update_leg(alert_id, row.leg, &update, self.clock.now())
                 .await?;
             let mut row = (*row).clone();
@@ -319,16 +326,16 @@ impl QueueRunner {
     /// Records the alert's status from its legs as journaled now, and ends the run's claim.
     async fn finish(&self, alert_id: &str) -> Result<AlertStatus, JournalError> {
         let legs = self
-            .journal
+            .alerts
             .alert(alert_id)
             .await?
             .map(|r| r.legs)
             .unwrap_or_default();
         let status = AlertStatus::from_legs(legs.iter().map(|l| l.status));
-        self.journal
+        self.alerts
             .set_alert_status(alert_id, status, self.clock.now())
             .await?;
-        self.journal.release_claim(alert_id, &self.instance).await?;
+        self.queue.release_claim(alert_id, &self.instance).await?;
         Ok(status)
     }
 }

@@ -30,7 +30,10 @@ use crate::{
     broker::{Broker, Lookup, Placement},
     clock::Clock,
     pipeline::{LegPlacer, leg_from_row},
-    store::{AlertStatus, Journal, JournalError, LegStatus, LegUpdate, OrderRow},
+    store::{
+        AlertJournal, AlertStatus, Journal, JournalError, Leases, LegStatus, LegUpdate, OrderRow,
+        ReconcileJournal,
+    },
 };
 
 /// How often the reconciler looks (on the service's clock).
@@ -67,10 +70,31 @@ pub struct ReconcileRules {
     pub unknown_settle: std::time::Duration,
 }
 
+/// The parts of the journal the reconciler uses.
+#[derive(Debug, Clone)]
+pub struct ReconcilerJournal {
+    /// The legs whose outcome is open, and the one re-send.
+    pub legs: Arc<dyn ReconcileJournal>,
+    /// Reading alerts and moving legs.
+    pub alerts: Arc<dyn AlertJournal>,
+    /// One reconciler at a time across instances.
+    pub leases: Arc<dyn Leases>,
+}
+
+impl ReconcilerJournal {
+    pub fn of(journal: &Arc<dyn Journal>) -> Self {
+        Self {
+            legs: journal.clone(),
+            alerts: journal.clone(),
+            leases: journal.clone(),
+        }
+    }
+}
+
 /// The reconciler worker.
 #[derive(Debug)]
 pub struct Reconciler {
-    journal: Arc<dyn Journal>,
+    journal: ReconcilerJournal,
     broker: Arc<dyn Broker>,
     placer: LegPlacer,
     clock: Arc<dyn Clock>,
@@ -83,7 +107,7 @@ pub struct Reconciler {
 
 impl Reconciler {
     pub fn new(
-        journal: Arc<dyn Journal>,
+        journal: ReconcilerJournal,
         broker: Arc<dyn Broker>,
         placer: LegPlacer,
         clock: Arc<dyn Clock>,
@@ -116,7 +140,7 @@ impl Reconciler {
         mut lease_until: DateTime<Utc>,
     ) -> Result<Vec<Reconciled>, JournalError> {
         let mut done = Vec::new();
-        for row in self.journal.legs_to_reconcile(BATCH).await? {
+        for row in self.journal.legs.legs_to_reconcile(BATCH).await? {
             if !self.keep_lease(&mut lease_until).await? {
                 tracing::warn!(
                     "the reconciler lease passed to another instance during a pass; it carries on"
@@ -233,7 +257,12 @@ impl Reconciler {
                 .await
                 .map(Some);
         }
-        if !self.journal.claim_resend(&row.alert_id, row.leg).await? {
+        if !self
+            .journal
+            .legs
+            .claim_resend(&row.alert_id, row.leg)
+            .await?
+        {
             let note = "still not found at the broker after its one re-send: check the broker's order book".to_owned();
             return self
                 .record(row, LegStatus::NeedsAttention, None, None, &note)
@@ -275,6 +304,7 @@ impl Reconciler {
             message: Some(note.to_owned()),
         };
         self.journal
+            .alerts
             .update_leg(&row.alert_id, row.leg, &update, self.clock.now())
             .await?;
         tracing::info!(alert_id = %row.alert_id, leg = row.leg, status = %status, "reconciled: {note}");
@@ -294,12 +324,13 @@ impl Reconciler {
 
     /// A settled leg gets its CSV row, and its alert its new status.
     async fn after_change(&self, alert_id: &str, row: &OrderRow) -> Result<(), JournalError> {
-        if let Some(record) = self.journal.alert(alert_id).await? {
+        if let Some(record) = self.journal.alerts.alert(alert_id).await? {
             if row.status.is_settled() || row.status == LegStatus::NeedsAttention {
                 self.placer.log_csv(&record.alert_type, row).await;
             }
             let status = AlertStatus::from_legs(record.legs.iter().map(|l| l.status));
             self.journal
+                .alerts
                 .set_alert_status(alert_id, status, self.clock.now())
                 .await?;
         }
@@ -316,6 +347,7 @@ impl Reconciler {
         let until = now + RECONCILER_LEASE;
         let renewed = self
             .journal
+            .leases
             .try_lease(LEASE, &self.instance, until, now)
             .await?;
         if renewed {
@@ -334,13 +366,19 @@ impl Reconciler {
             let lease_until = now + RECONCILER_LEASE;
             let passed = match self
                 .journal
+                .leases
                 .try_lease(LEASE, &self.instance, lease_until, now)
                 .await
             {
                 Ok(true) => {
                     let pass = self.reconcile_once(booted_at, lease_until).await;
                     // Held only during a pass: a restart must not wait for its own old lease.
-                    if let Err(e) = self.journal.release_lease(LEASE, &self.instance).await {
+                    if let Err(e) = self
+                        .journal
+                        .leases
+                        .release_lease(LEASE, &self.instance)
+                        .await
+                    {
                         tracing::warn!(error = %e, "could not release the reconciler lease; it lapses by itself");
                     }
                     match pass {
