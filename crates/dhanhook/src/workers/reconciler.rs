@@ -125,6 +125,11 @@ impl Reconciler {
         }
     }
 
+    /// This process's name as the holder of the reconciler lease.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// One pass over the legs to reconcile, holding the reconciler lease until `lease_until`
     /// and renewing it as the pass goes (a pass of slow broker lookups can outlast the lease,
     /// and another instance must not start a second pass over the same legs meanwhile). With

@@ -303,7 +303,7 @@ async fn open_journal_opens_and_migrates_a_postgres_journal() {
 // ---------------------------------------------------------------------------------------------
 
 /// Tuesday 2026-12-01 10:00 IST.
-fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 1, 4, 30, 0).unwrap()
 }
 
@@ -361,7 +361,7 @@ fn alert_with(id: &str, key: &str, at: DateTime<Utc>, legs: u32) -> NewAlert {
 }
 
 /// A one-leg alert with its own dedupe key (its id).
-fn alert(id: &str, at: DateTime<Utc>) -> NewAlert {
+pub(crate) fn alert(id: &str, at: DateTime<Utc>) -> NewAlert {
     alert_with(id, &format!("key-{id}"), at, 1)
 }
 
@@ -376,7 +376,7 @@ fn queued(id: &str, at: DateTime<Utc>, until: DateTime<Utc>, legs: u32) -> NewAl
     }
 }
 
-async fn admitted(journal: &Arc<dyn Journal>, alert: &NewAlert) {
+pub(crate) async fn admitted(journal: &Arc<dyn Journal>, alert: &NewAlert) {
     assert_eq!(
         journal.admit(alert).await.expect("admit"),
         Admission::Admitted,
@@ -394,7 +394,7 @@ fn to(status: LegStatus) -> LegUpdate {
     }
 }
 
-async fn move_leg(journal: &Arc<dyn Journal>, id: &str, leg: u32, status: LegStatus) {
+pub(crate) async fn move_leg(journal: &Arc<dyn Journal>, id: &str, leg: u32, status: LegStatus) {
     journal
         .update_leg(id, leg, &to(status), t0())
         .await

@@ -19,3 +19,4 @@ mod restart;
 mod routing;
 mod upstream;
 mod webhook;
+mod workers;
