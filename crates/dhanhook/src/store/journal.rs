@@ -13,7 +13,7 @@ use super::{
 };
 
 /// Alerts and their legs: admission, leg transitions, the alert's derived status, and reading
-/// them back (the engine, `/logs`, `orders`). [`AlertJournal::admit`] is atomic: either the
+/// them back (the pipeline, `/logs`, `orders`). [`AlertJournal::admit`] is atomic: either the
 /// alert, its legs and its dedupe key are all written, or nothing is.
 #[async_trait]
 pub trait AlertJournal: Send + Sync + fmt::Debug {

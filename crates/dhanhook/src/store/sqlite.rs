@@ -47,7 +47,8 @@ impl SqliteJournal {
             .busy_timeout(BUSY_TIMEOUT);
         let file = options.get_filename().to_owned();
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
+            tokio::fs::create_dir_all(dir)
+                .await
                 .map_err(|e| JournalError::Open(format!("cannot create {}: {e}", dir.display())))?;
         }
         let pool = SqlitePoolOptions::new()
@@ -56,9 +57,10 @@ impl SqliteJournal {
             .await?;
         // The journal holds the Dhan access token and order history: owner-only. SQLite gives
         // its -wal and -shm files the database file's mode.
-        if file.exists() {
+        if tokio::fs::try_exists(&file).await.unwrap_or(false) {
             use std::os::unix::fs::PermissionsExt;
-            if let Err(e) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+            if let Err(e) =
+                tokio::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).await
             {
                 tracing::warn!(path = %file.display(), error = %e, "could not make the journal owner-only");
             }

@@ -443,7 +443,7 @@ async fn admits_once_and_answers_redeliveries_as_duplicates(journal: Arc<dyn Jou
     let first = alert_with("alert-1", "k", t0(), 2);
     admitted(&journal, &first).await;
 
-    // A redelivery gets a new id from the engine; the key is what makes it the same alert.
+    // A redelivery gets a new id from the pipeline; the key is what makes it the same alert.
     let again = alert_with("alert-2", "k", t0() + secs(10), 2);
     assert_eq!(
         journal.admit(&again).await.unwrap(),
