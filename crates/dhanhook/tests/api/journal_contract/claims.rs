@@ -119,3 +119,71 @@ pub(super) async fn a_stale_claim_is_recovered_for_another_runner(journal: Arc<d
     assert_eq!(queue.recover_claims(later, later).await.unwrap(), 0);
     assert_eq!(queue.next_queued_at().await.unwrap(), None);
 }
+
+/// A SQLite journal written before the claim columns existed (migrations up to 0007) upgrades
+/// with its queue intact: a waiting alert is claimed as before, and an alert a run had claimed
+/// the old way (status `processing`) stays claimed until that claim is stale, then is
+/// recovered and run. Nothing waiting in a user's queue is lost or run twice by the upgrade.
+#[tokio::test]
+async fn a_journal_from_before_the_claim_columns_upgrades_with_its_queue_intact() {
+    use dhanhook::store::{JournalLifecycle, sqlite::SqliteJournal};
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("journal.db").display());
+    let options: SqliteConnectOptions = url
+        .parse::<SqliteConnectOptions>()
+        .unwrap()
+        .create_if_missing(true);
+    let pool = SqlitePoolOptions::new()
+        .connect_with(options)
+        .await
+        .unwrap();
+    sqlx::migrate!("./migrations/sqlite")
+        .run_to(7, &pool)
+        .await
+        .unwrap();
+
+    // Written the old way: admission has not changed, and the old claim was a status.
+    let old = SqliteJournal::open(&url).await.unwrap();
+    let old: Arc<dyn Journal> = Arc::new(old);
+    let due = t0() + Duration::hours(1);
+    admitted(&old, &queued("waiting", t0(), due, 1)).await;
+    admitted(&old, &queued("claimed", t0(), due, 1)).await;
+    sqlx::query("UPDATE alerts SET status = 'processing', claimed_at = $1 WHERE id = 'claimed'")
+        .bind(dhanhook::clock::to_millis(t0()))
+        .execute(&pool)
+        .await
+        .unwrap();
+    old.close().await;
+    pool.close().await;
+
+    let journal = SqliteJournal::open(&url).await.unwrap();
+    journal.migrate().await.unwrap();
+    let journal: Arc<dyn Journal> = Arc::new(journal);
+    let queue: Arc<dyn QueueJournal> = journal.clone();
+    assert_eq!(
+        record(&journal, "claimed").await.status,
+        AlertStatus::Processing
+    );
+    assert_eq!(
+        queue.claim_due(A, due).await.unwrap().as_deref(),
+        Some("waiting"),
+        "the waiting alert is claimed as before"
+    );
+    assert_eq!(
+        queue.claim_due(A, due).await.unwrap(),
+        None,
+        "the old claim holds"
+    );
+    // The old claim (taken at t0) is left alone while it may be live, and recovered once
+    // stale; A's fresh claim is not touched.
+    assert_eq!(queue.recover_claims(t0() - secs(1), due).await.unwrap(), 0);
+    assert_eq!(queue.recover_claims(due - secs(1), due).await.unwrap(), 1);
+    assert_eq!(
+        queue.claim_due(B, due).await.unwrap().as_deref(),
+        Some("claimed"),
+        "the recovered alert runs once more (its legs were never sent)"
+    );
+    journal.close().await;
+}
