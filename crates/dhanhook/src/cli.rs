@@ -50,6 +50,8 @@ pub enum Command {
     },
     /// Print the current TOTP code for DHAN_TOTP_SECRET (compare it with your authenticator app).
     Totp,
+    /// Send one test message on every configured notification channel (Telegram, webhook).
+    NotifyTest,
     /// Dhan's scrip master: download it now, or show what a ticker trades.
     Instruments {
         #[command(subcommand)]
@@ -106,6 +108,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token { refresh } => token_command(&settings, refresh).await,
+        Command::NotifyTest => notify_test(&settings).await,
         Command::Totp => {
             let secret = settings
                 .dhan
@@ -457,6 +460,39 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+/// `dhanhook notify-test`: one test message on each configured channel, sent at once (not
+/// through the outbox), with what each channel answered.
+async fn notify_test(settings: &Settings) -> anyhow::Result<()> {
+    use crate::notify::{Channels, Event};
+    let n = &settings.notify;
+    let channels = Channels::new(
+        n.telegram(),
+        n.telegram_api_url.clone(),
+        n.webhook_url.clone(),
+    )?;
+    let configured = channels.configured();
+    if configured.is_empty() {
+        anyhow::bail!(
+            "no notification channel is configured: set TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID, or NOTIFY_WEBHOOK_URL"
+        );
+    }
+    let (title, body) = Event::Test.text(settings.mode);
+    let mut failed = 0;
+    for channel in configured {
+        match channels.send(channel, &title, &body).await {
+            Ok(()) => println!("✓ {}: test message sent", channel.as_str()),
+            Err(e) => {
+                failed += 1;
+                println!("✗ {}: {e}", channel.as_str());
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} channel(s) did not take the test message");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Domain types: the closed sets of values an order is made of (side, order type, product,
 //! validity, exchange, instrument kind, option kind, AMO time), what to do when a market is
-//! closed, and the trading mode.
+//! closed, the trading mode, and what a notification is about and where it goes.
 //!
 //! They sit below every other module: the alert parser, the market router, the journal, the
 //! broker and the settings all use them, and this module uses none of those. That keeps the
@@ -208,4 +208,69 @@ pub enum QuantityUnit {
     Units,
     /// Contracts (lots), as TradingView strategies count them: units = lots × lot size.
     Lots,
+}
+
+/// The kinds of events a trader is told about (see `notify`), as `NOTIFY_EVENTS` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A leg the broker filled.
+    Filled,
+    /// A leg the broker (or dhanhook, before sending) refused.
+    Rejected,
+    /// A leg whose fate a person must check at the broker.
+    NeedsAttention,
+    /// A queued alert that was too old when its market opened.
+    QueueExpired,
+    /// `dhanhook notify-test`.
+    Test,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Filled,
+        EventKind::Rejected,
+        EventKind::NeedsAttention,
+        EventKind::QueueExpired,
+        EventKind::Test,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Filled => "filled",
+            EventKind::Rejected => "rejected",
+            EventKind::NeedsAttention => "needs_attention",
+            EventKind::QueueExpired => "queue_expired",
+            EventKind::Test => "test",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Where a notification goes (stored with each outbox row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Telegram,
+    Webhook,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Telegram => "telegram",
+            Channel::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "telegram" => Some(Channel::Telegram),
+            "webhook" => Some(Channel::Webhook),
+            _ => None,
+        }
+    }
 }

@@ -44,6 +44,7 @@ pub mod domain;
 pub mod http;
 pub mod instruments;
 pub mod market;
+pub mod notify;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod secrets;

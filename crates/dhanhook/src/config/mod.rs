@@ -16,13 +16,16 @@ use std::{
 use secrecy::SecretString;
 
 mod dhan;
+mod notify;
 mod trading;
 
 use dhan::dhan_settings;
+use notify::notify_settings;
 use trading::{instrument_settings, routing_settings};
 
 pub use crate::domain::Mode;
 pub use dhan::{DhanEnv, DhanSettings};
+pub use notify::{DEFAULT_TELEGRAM_API_URL, NotifySettings};
 pub use trading::{DEFAULT_QUEUE_MAX_AGE_SECS, InstrumentSettings, RoutingSettings};
 
 /// How log lines are written.
@@ -89,6 +92,7 @@ pub struct Settings {
     pub dhan: DhanSettings,
     pub instruments: InstrumentSettings,
     pub routing: RoutingSettings,
+    pub notify: NotifySettings,
     /// `DHANHOOK_CLOCK_START`: run the service's clock from this instant (simulation, tests).
     pub clock_start: Option<chrono::DateTime<chrono::Utc>>,
     /// `SHUTDOWN_TIMEOUT`: after SIGTERM or ctrl-c the process ends within this, whatever is
@@ -263,6 +267,7 @@ impl Settings {
             dhan,
             instruments,
             routing,
+            notify: notify_settings(&get)?,
             clock_start,
             shutdown_timeout,
             allowed_ips,

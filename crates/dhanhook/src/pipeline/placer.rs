@@ -17,6 +17,7 @@ use crate::{
     clock::Clock,
     csvlog::CsvLog,
     domain::AmoTime,
+    notify::Notifier,
     store::{AlertJournal, LegStatus, LegUpdate, NewAlert, NewLeg, OrderRow, ResolvedLeg},
 };
 
@@ -37,6 +38,8 @@ pub struct LegPlacer {
     /// Woken each time a leg gets the broker's answer: duplicate deliveries waiting for the
     /// first delivery's outcome re-read the journal then, instead of polling it.
     answered: Arc<Notify>,
+    /// Tells the trader about fills, rejections and legs to check (through the outbox).
+    notifier: Notifier,
 }
 
 impl LegPlacer {
@@ -47,6 +50,7 @@ impl LegPlacer {
         clock: Arc<dyn Clock>,
         amo_time: AmoTime,
         reconciled: watch::Receiver<bool>,
+        notifier: Notifier,
     ) -> Self {
         Self {
             journal,
@@ -56,7 +60,13 @@ impl LegPlacer {
             amo_time,
             reconciled,
             answered: Arc::new(Notify::new()),
+            notifier,
         }
+    }
+
+    /// Tells the trader about legs (the queue and the reconciler use it too).
+    pub(crate) fn notifier(&self) -> &Notifier {
+        &self.notifier
     }
 
     /// Woken whenever a leg gets the broker's answer.
@@ -148,6 +158,7 @@ impl LegPlacer {
             tracing::error!(alert_id = %alert_id, leg = leg.leg_no, %error, "could not journal the broker's answer");
         }
         self.answered.notify_waiters();
+        self.notifier.leg_changed(row).await;
     }
 }
 

@@ -24,6 +24,7 @@ use crate::{
     },
     instruments::source::{InstrumentSource, SourceConfig},
     market::Calendar,
+    notify::{Channels, Notifier},
     pipeline::{AdmissionRules, Admitter, LegPlacer, Pipeline},
     secrets,
     store::{Journal, sqlite::SqliteJournal},
@@ -31,6 +32,7 @@ use crate::{
     totp::Totp,
     workers::{
         Workers,
+        notifier::NotifierWorker,
         queue::{QueueRules, QueueRunner},
         reconciler::{ReconcileRules, Reconciler, ReconcilerJournal},
         scrip_master::ScripMasterRefresher,
@@ -165,6 +167,7 @@ impl Application {
                 )
             }
         };
+        let (notifier, notifier_worker) = notifications(&settings, &journal, &clock)?;
         // The start-up reconciliation opens the gate for new orders (see LegPlacer).
         let (reconciled_tx, reconciled_rx) = tokio::sync::watch::channel(false);
         let placer = LegPlacer::new(
@@ -174,6 +177,7 @@ impl Application {
             Arc::clone(&clock),
             settings.routing.amo_time,
             reconciled_rx,
+            notifier,
         );
         let queue_wake = Arc::new(tokio::sync::Notify::new());
         let pipeline = Pipeline::new(
@@ -225,6 +229,7 @@ impl Application {
             ),
             scrip_master: ScripMasterRefresher::new(instruments.clone(), Arc::clone(&clock)),
             token: keeper.clone().map(TokenRefresher::new),
+            notifier: notifier_worker,
         };
 
         let listener = TcpListener::bind((settings.host, settings.port))
@@ -492,4 +497,43 @@ pub fn market_calendar(settings: &Settings) -> anyhow::Result<Arc<Calendar>> {
         Some(dir) => Calendar::with_overrides(dir).context("HOLIDAYS_PATH")?,
         None => Calendar::builtin(),
     }))
+}
+
+/// The notifier (what puts events in the outbox) and, when a channel is configured, the
+/// worker that delivers them.
+///
+/// # Errors
+/// The HTTP client for the channels cannot be built.
+pub fn notifications(
+    settings: &Settings,
+    journal: &Arc<dyn Journal>,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<(Notifier, Option<NotifierWorker>)> {
+    let n = &settings.notify;
+    if n.telegram_bot_token.is_some() != n.telegram_chat_id.is_some() {
+        tracing::warn!(
+            "Telegram is off: set both TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID to receive messages"
+        );
+    }
+    let channels = Channels::new(
+        n.telegram(),
+        n.telegram_api_url.clone(),
+        n.webhook_url.clone(),
+    )
+    .context("building the notification client")?;
+    let configured = channels.configured();
+    if configured.is_empty() {
+        return Ok((Notifier::off(Arc::clone(clock)), None));
+    }
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let notifier = Notifier::new(
+        journal.clone(),
+        configured,
+        n.events.clone(),
+        settings.mode,
+        Arc::clone(clock),
+        Arc::clone(&wake),
+    );
+    let worker = NotifierWorker::new(journal.clone(), channels, Arc::clone(clock), wake);
+    Ok((notifier, Some(worker)))
 }

@@ -159,6 +159,7 @@ pub trait Journal:
     + TokenStore
     + Leases
     + TokenJournal
+    + super::OutboxJournal
     + JournalLifecycle
 {
 }
@@ -169,6 +170,7 @@ impl<T> Journal for T where
         + ReconcileJournal
         + TokenStore
         + Leases
+        + super::OutboxJournal
         + JournalLifecycle
         + ?Sized
 {

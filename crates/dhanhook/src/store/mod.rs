@@ -18,6 +18,7 @@
 
 mod admission;
 mod journal;
+mod outbox;
 pub mod postgres;
 mod rows;
 mod shared;
@@ -29,6 +30,7 @@ pub use journal::{
     AlertJournal, Journal, JournalLifecycle, Leases, QueueJournal, ReconcileJournal, TokenJournal,
     TokenStore,
 };
+pub use outbox::{NewNotification, OutboxJournal, PendingNotification};
 use std::fmt;
 
 use chrono::{DateTime, Utc};

@@ -6,11 +6,13 @@
 //!   pass runs before new orders are sent.
 //! - [`token_refresh`]: keeps the Dhan token alive (live mode only).
 //! - [`scrip_master`]: keeps the scrip master fresh.
+//! - [`notifier`]: delivers the notification outbox (when a channel is configured).
 //!
 //! `startup` builds them ([`Workers`]); they start when the application runs, not when it is
 //! built, and each stops at the shutdown signal (their loops select on the stop token, so a
 //! sleep, a cooldown or a retry pause never holds up shutdown; the caller bounds the wait).
 
+pub mod notifier;
 pub mod queue;
 pub mod reconciler;
 pub mod scrip_master;
@@ -19,8 +21,8 @@ pub mod token_refresh;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::{
-    queue::QueueRunner, reconciler::Reconciler, scrip_master::ScripMasterRefresher,
-    token_refresh::TokenRefresher,
+    notifier::NotifierWorker, queue::QueueRunner, reconciler::Reconciler,
+    scrip_master::ScripMasterRefresher, token_refresh::TokenRefresher,
 };
 
 /// The workers of one application, ready to start.
@@ -31,6 +33,8 @@ pub struct Workers {
     pub scrip_master: ScripMasterRefresher,
     /// Live mode only.
     pub token: Option<TokenRefresher>,
+    /// Only when a notification channel is configured.
+    pub notifier: Option<NotifierWorker>,
 }
 
 impl Workers {
@@ -42,5 +46,8 @@ impl Workers {
         tasks.spawn(self.scrip_master.run_until_stopped(stop.clone()));
         tasks.spawn(self.queue.run_until_stopped(stop.clone()));
         tasks.spawn(self.reconciler.run_until_stopped(stop.clone()));
+        if let Some(notifier) = self.notifier {
+            tasks.spawn(notifier.run_until_stopped(stop.clone()));
+        }
     }
 }

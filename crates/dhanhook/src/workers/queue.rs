@@ -21,6 +21,7 @@ use crate::{
     clock::{Clock, ist},
     domain::AmoTime,
     market::{self, AmoWindow, Calendar, Route, Venue, WhenClosed},
+    notify::Event,
     pipeline::{LegPlacer, leg_from_row},
     store::{
         AlertJournal, AlertStatus, JournalError, LegStatus, LegUpdate, OrderRow, QueueJournal,
@@ -247,6 +248,13 @@ impl QueueRunner {
             self.reject_legs(alert_id, &record.alert_type, &queued, &why)
                 .await?;
             self.finish(alert_id).await?;
+            self.placer
+                .notifier()
+                .send(Event::QueueExpired {
+                    alert_id: alert_id.to_owned(),
+                    detail: why.clone(),
+                })
+                .await;
             return Ok(result(alert_id, QueueVerdict::Expired, Some(why)));
         }
 

@@ -318,6 +318,7 @@ impl Reconciler {
         out.order_id = order_id.or(out.order_id);
         out.fill_price = fill_price.or(out.fill_price);
         out.message = Some(note.to_owned());
+        self.placer.notifier().leg_changed(&out).await;
         self.after_change(&row.alert_id, &out).await?;
         Ok(Reconciled {
             alert_id: row.alert_id.clone(),

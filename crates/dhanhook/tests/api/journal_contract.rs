@@ -39,9 +39,14 @@ use sqlx::{
 use tokio::task::JoinSet;
 
 mod claims;
+mod outbox;
 use claims::{
     a_claim_is_exclusive_until_its_holder_releases_it,
     a_stale_claim_is_recovered_for_another_runner, the_end_of_a_run_and_a_requeue_end_the_claim,
+};
+use outbox::{
+    a_failed_message_is_retried_at_its_time_or_given_up,
+    an_alerts_messages_are_claimed_in_order_by_one_holder,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -104,6 +109,8 @@ contract!(
     a_claim_is_exclusive_until_its_holder_releases_it,
     the_end_of_a_run_and_a_requeue_end_the_claim,
     a_stale_claim_is_recovered_for_another_runner,
+    an_alerts_messages_are_claimed_in_order_by_one_holder,
+    a_failed_message_is_retried_at_its_time_or_given_up,
 );
 
 async fn on_sqlite<F, Fut>(case: F)

@@ -14,6 +14,7 @@ mod instruments;
 mod journal_contract;
 mod live;
 mod multi;
+mod notify;
 mod ops;
 mod restart;
 mod routing;

@@ -84,6 +84,7 @@ fn placer(
     dir: &tempfile::TempDir,
 ) -> LegPlacer {
     let (_tx, rx) = tokio::sync::watch::channel(true);
+    let clock_for_notifier = Arc::clone(&clock);
     LegPlacer::new(
         journal.clone(),
         broker,
@@ -91,6 +92,7 @@ fn placer(
         clock,
         AmoTime::Open,
         rx,
+        dhanhook::notify::Notifier::off(clock_for_notifier),
     )
 }
 

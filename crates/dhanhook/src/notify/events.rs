@@ -1,0 +1,199 @@
+//! The events a trader is told about, and their text. Each message is a title and a body of
+//! plain text (the channels escape it), built only from journaled facts.
+
+pub use crate::domain::EventKind;
+use crate::domain::{Mode, Side};
+
+/// One leg, as a message names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegFacts {
+    pub alert_id: String,
+    pub leg: u32,
+    /// What the leg trades (`NIFTY-Dec2026-FUT`, `RELIANCE`).
+    pub symbol: String,
+    pub side: Side,
+    /// Units.
+    pub quantity: i64,
+}
+
+/// Something the trader is told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Filled {
+        leg: LegFacts,
+        average_price: Option<f64>,
+        order_id: Option<String>,
+    },
+    Rejected {
+        leg: LegFacts,
+        reason: String,
+    },
+    NeedsAttention {
+        leg: LegFacts,
+        note: String,
+    },
+    QueueExpired {
+        alert_id: String,
+        detail: String,
+    },
+    Test,
+}
+
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Filled { .. } => EventKind::Filled,
+            Event::Rejected { .. } => EventKind::Rejected,
+            Event::NeedsAttention { .. } => EventKind::NeedsAttention,
+            Event::QueueExpired { .. } => EventKind::QueueExpired,
+            Event::Test => EventKind::Test,
+        }
+    }
+
+    /// The alert this event belongs to: its messages are delivered in order.
+    pub fn alert_id(&self) -> Option<&str> {
+        match self {
+            Event::Filled { leg, .. }
+            | Event::Rejected { leg, .. }
+            | Event::NeedsAttention { leg, .. } => Some(&leg.alert_id),
+            Event::QueueExpired { alert_id, .. } => Some(alert_id),
+            Event::Test => None,
+        }
+    }
+
+    /// Title and body, plain text; `mode` marks paper trades as such.
+    pub fn text(&self, mode: Mode) -> (String, String) {
+        let paper = |_: &LegFacts| match mode {
+            Mode::Paper => " (paper)",
+            Mode::Live => "",
+        };
+        let side = |leg: &LegFacts| match leg.side {
+            Side::Buy => "BUY",
+            Side::Sell => "SELL",
+        };
+        match self {
+            Event::Filled {
+                leg,
+                average_price,
+                order_id,
+            } => (
+                format!(
+                    "✅ Filled{}: {} {} {}",
+                    paper(leg),
+                    side(leg),
+                    leg.quantity,
+                    leg.symbol
+                ),
+                format!(
+                    "{}Alert {} leg {}{}",
+                    average_price
+                        .map(|p| format!("Average price {p:.2}\n"))
+                        .unwrap_or_default(),
+                    leg.alert_id,
+                    leg.leg,
+                    order_id
+                        .as_deref()
+                        .map(|o| format!(", order {o}"))
+                        .unwrap_or_default()
+                ),
+            ),
+            Event::Rejected { leg, reason } => (
+                format!(
+                    "❌ Rejected{}: {} {} {}",
+                    paper(leg),
+                    side(leg),
+                    leg.quantity,
+                    leg.symbol
+                ),
+                format!("{reason}\nAlert {} leg {}", leg.alert_id, leg.leg),
+            ),
+            Event::NeedsAttention { leg, note } => (
+                format!(
+                    "⚠️ Check at Dhan{}: {} {} {}",
+                    paper(leg),
+                    side(leg),
+                    leg.quantity,
+                    leg.symbol
+                ),
+                format!(
+                    "dhanhook cannot tell whether this order exists: {note}\nAlert {} leg {}",
+                    leg.alert_id, leg.leg
+                ),
+            ),
+            Event::QueueExpired { alert_id, detail } => (
+                "⌛ Queued alert expired, not placed".to_owned(),
+                format!("{detail}\nAlert {alert_id}"),
+            ),
+            Event::Test => (
+                "dhanhook test message".to_owned(),
+                "Notifications reach this chat. Nothing was traded.".to_owned(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leg() -> LegFacts {
+        LegFacts {
+            alert_id: "a1".to_owned(),
+            leg: 1,
+            symbol: "RELIANCE".to_owned(),
+            side: Side::Buy,
+            quantity: 10,
+        }
+    }
+
+    #[test]
+    fn only_a_fill_says_filled() {
+        let filled = Event::Filled {
+            leg: leg(),
+            average_price: Some(1234.5),
+            order_id: Some("112111182198".to_owned()),
+        };
+        let (title, body) = filled.text(Mode::Live);
+        assert_eq!(title, "✅ Filled: BUY 10 RELIANCE");
+        assert!(body.contains("Average price 1234.50"), "{body}");
+        for other in [
+            Event::Rejected {
+                leg: leg(),
+                reason: "RMS:Margin Exceeds".to_owned(),
+            },
+            Event::NeedsAttention {
+                leg: leg(),
+                note: "not found".to_owned(),
+            },
+        ] {
+            let (title, body) = other.text(Mode::Live);
+            assert!(
+                !title.to_lowercase().contains("fill") && !title.contains('✅'),
+                "{title}"
+            );
+            assert!(!body.to_lowercase().contains("filled"), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_rejection_carries_the_brokers_reason_and_paper_says_so() {
+        let (title, body) = Event::Rejected {
+            leg: leg(),
+            reason: "RMS:Margin Exceeds,Cash Available:0.00".to_owned(),
+        }
+        .text(Mode::Paper);
+        assert_eq!(title, "❌ Rejected (paper): BUY 10 RELIANCE");
+        assert!(
+            body.starts_with("RMS:Margin Exceeds,Cash Available:0.00"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn kinds_round_trip_their_names() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(EventKind::parse("everything"), None);
+    }
+}
