@@ -40,6 +40,11 @@ pub(super) fn public_config(
             SecretSource::File { path, .. } => format!("generated, in {path}"),
         },
         "admin_endpoints": if settings.admin_token.is_some() { "enabled" } else { "disabled (set ADMIN_TOKEN)" },
+        "notifications": {
+            "telegram": settings.notify.telegram().is_some(),
+            "webhook": settings.notify.webhook_url.is_some(),
+            "events": settings.notify.events.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        },
         "auto_health_check": settings.auto_health_check,
         // Seconds, under the upstream's name (its guide checks `.config.health_check_interval`).
         "health_check_interval": settings.health_check_interval.as_secs(),
