@@ -2,7 +2,8 @@
 //! dhan-sim over real HTTP with recognisable secret values and logs at `trace`, in both log
 //! formats; then every output is scanned for every secret, and none may appear:
 //!
-//! - every line the service and the CLI commands (`token`, `orders`, `check`) print;
+//! - every line the service and the CLI commands (`token`, `orders`, `check`, `notify-test`)
+//!   print;
 //! - every HTTP response's status line, headers and body;
 //! - every file in the service's folder, as raw bytes, while it runs (the SQLite journal's
 //!   `dhanhook.db`, `-wal`, `-shm`, the CSV order log) and again after it and the CLI stopped.
@@ -38,6 +39,10 @@ const API_KEY: &str = "canary-api-key-4c1e8a";
 const API_SECRET: &str = "canary-api-secret-d93b17f2a6";
 const WEBHOOK_SECRET: &str = "canary-webhook-secret-0e5f27c9b4a3d816";
 const ADMIN_TOKEN: &str = "canary-admin-token-8a61f3d09c2e7b45";
+/// Telegram's bot token and a webhook URL's secret path: notifications go to a closed port, so
+/// every delivery fails and is logged (with retries) without either ever showing.
+const TELEGRAM_BOT_TOKEN: &str = "424242:canary-telegram-bot-token-7d3e";
+const NOTIFY_WEBHOOK_SECRET: &str = "canary-notify-webhook-path-5b8c1f";
 /// The 32 raw bytes behind `TOKEN_KEY`.
 const TOKEN_KEY_BYTES: &[u8; 32] = b"canary-token-key-32-bytes-abcdef";
 
@@ -231,6 +236,13 @@ async fn flows(log_format: &str, pasted: bool) -> (Outputs, Vec<String>) {
         ("DHAN_API_SECRET", API_SECRET.into()),
         ("WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
         ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
+        ("TELEGRAM_BOT_TOKEN", TELEGRAM_BOT_TOKEN.into()),
+        ("TELEGRAM_CHAT_ID", "-100777".into()),
+        ("TELEGRAM_API_URL", "http://127.0.0.1:9".into()),
+        (
+            "NOTIFY_WEBHOOK_URL",
+            format!("http://127.0.0.1:9/hooks/{NOTIFY_WEBHOOK_SECRET}"),
+        ),
         (
             "TOKEN_KEY",
             base64::engine::general_purpose::STANDARD.encode(TOKEN_KEY_BYTES),
@@ -376,7 +388,7 @@ async fn flows(log_format: &str, pasted: bool) -> (Outputs, Vec<String>) {
     outputs.add(format!("the service's output ({log_format})"), out);
 
     // The CLI in the same folder, same environment.
-    for args in [&["token"][..], &["orders"], &["check"]] {
+    for args in [&["token"][..], &["orders"], &["check"], &["notify-test"]] {
         let (dir, env) = (dir.path().to_owned(), env.clone());
         let (code, out, err) = tokio::task::spawn_blocking(move || run(&dir, args, &env))
             .await
@@ -384,6 +396,13 @@ async fn flows(log_format: &str, pasted: bool) -> (Outputs, Vec<String>) {
         match args[0] {
             "token" => assert!(code == 0 && out.contains(" characters)"), "{out}{err}"),
             "orders" => assert!(code == 0 && out.contains("RELIANCE"), "{out}{err}"),
+            // Both channels point at a closed port: each failure is printed, at trace level too.
+            "notify-test" => assert!(
+                code != 0
+                    && out.contains("✗ telegram: telegram unreachable")
+                    && out.contains("✗ webhook"),
+                "{out}{err}"
+            ),
             _ => {} // `check` may find something to fix; its output is what matters here
         }
         outputs.add(format!("`dhanhook {}` stdout", args.join(" ")), out);
@@ -440,6 +459,11 @@ async fn no_secret_reaches_any_output_log_response_csv_or_journal_byte() {
             ("the API secret".into(), API_SECRET.into()),
             ("the webhook secret".into(), WEBHOOK_SECRET.into()),
             ("the admin token".into(), ADMIN_TOKEN.into()),
+            ("the Telegram bot token".into(), TELEGRAM_BOT_TOKEN.into()),
+            (
+                "the notify webhook's path".into(),
+                NOTIFY_WEBHOOK_SECRET.into(),
+            ),
             ("TOKEN_KEY (base64)".into(), token_key_b64.clone().into()),
             ("TOKEN_KEY (raw bytes)".into(), TOKEN_KEY_BYTES.to_vec()),
         ];
