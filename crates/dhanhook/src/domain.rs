@@ -222,16 +222,19 @@ pub enum EventKind {
     NeedsAttention,
     /// A queued alert that was too old when its market opened.
     QueueExpired,
+    /// No usable Dhan token and none can be had without a person; and its recovery.
+    Token,
     /// `dhanhook notify-test`.
     Test,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 6] = [
         EventKind::Filled,
         EventKind::Rejected,
         EventKind::NeedsAttention,
         EventKind::QueueExpired,
+        EventKind::Token,
         EventKind::Test,
     ];
 
@@ -241,6 +244,7 @@ impl EventKind {
             EventKind::Rejected => "rejected",
             EventKind::NeedsAttention => "needs_attention",
             EventKind::QueueExpired => "queue_expired",
+            EventKind::Token => "token",
             EventKind::Test => "test",
         }
     }

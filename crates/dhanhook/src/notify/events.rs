@@ -36,6 +36,15 @@ pub enum Event {
         alert_id: String,
         detail: String,
     },
+    /// No usable Dhan token, and none without a person (`state`: refused, expired, none).
+    TokenTrouble {
+        state: String,
+        problem: String,
+    },
+    /// A usable token is back.
+    TokenRecovered {
+        hours_left: f64,
+    },
     Test,
 }
 
@@ -46,6 +55,7 @@ impl Event {
             Event::Rejected { .. } => EventKind::Rejected,
             Event::NeedsAttention { .. } => EventKind::NeedsAttention,
             Event::QueueExpired { .. } => EventKind::QueueExpired,
+            Event::TokenTrouble { .. } | Event::TokenRecovered { .. } => EventKind::Token,
             Event::Test => EventKind::Test,
         }
     }
@@ -57,7 +67,7 @@ impl Event {
             | Event::Rejected { leg, .. }
             | Event::NeedsAttention { leg, .. } => Some(&leg.alert_id),
             Event::QueueExpired { alert_id, .. } => Some(alert_id),
-            Event::Test => None,
+            Event::TokenTrouble { .. } | Event::TokenRecovered { .. } | Event::Test => None,
         }
     }
 
@@ -123,6 +133,14 @@ impl Event {
             Event::QueueExpired { alert_id, detail } => (
                 "⌛ Queued alert expired, not placed".to_owned(),
                 format!("{detail}\nAlert {alert_id}"),
+            ),
+            Event::TokenTrouble { state, problem } => (
+                format!("🔴 No usable Dhan token ({state})"),
+                format!("{problem}\nOrders are refused until a token is back."),
+            ),
+            Event::TokenRecovered { hours_left } => (
+                "🟢 Dhan token usable again".to_owned(),
+                format!("Valid for {hours_left:.1} more hours. Orders go through again."),
             ),
             Event::Test => (
                 "dhanhook test message".to_owned(),

@@ -168,6 +168,9 @@ impl Application {
             }
         };
         let (notifier, notifier_worker) = notifications(&settings, &journal, &clock)?;
+        if let Some(keeper) = &keeper {
+            keeper.notify_with(notifier.clone());
+        }
         // The start-up reconciliation opens the gate for new orders (see LegPlacer).
         let (reconciled_tx, reconciled_rx) = tokio::sync::watch::channel(false);
         let placer = LegPlacer::new(

@@ -61,6 +61,7 @@ mod status;
 mod stored;
 #[cfg(test)]
 mod tests;
+mod trouble;
 
 pub use status::{TokenState, TokenStatus};
 
@@ -279,6 +280,11 @@ struct Inner {
     replan: Notify,
     /// This process's name as a lease holder.
     instance: String,
+    /// Tells the trader when no usable token can be had, and when one is again (set once by
+    /// `startup`; the CLI's keepers tell nobody).
+    notifier: std::sync::OnceLock<crate::notify::Notifier>,
+    /// Whether the trader was told of trouble not yet resolved.
+    trouble_told: AtomicBool,
 }
 
 impl TokenKeeper {
@@ -305,6 +311,8 @@ impl TokenKeeper {
                 consent: Mutex::new(ConsentState::default()),
                 replan: Notify::new(),
                 instance: uuid::Uuid::now_v7().to_string(),
+                notifier: std::sync::OnceLock::new(),
+                trouble_told: AtomicBool::new(false),
             }),
         }
     }

@@ -25,6 +25,7 @@ impl TokenKeeper {
         self.announce();
         let mut next_health = self.next_health_check();
         loop {
+            self.tell_trouble().await;
             let now = self.now();
             let refresh_at = plan_refresh(
                 now,
@@ -68,6 +69,7 @@ impl TokenKeeper {
                 };
                 if let Err(e) = refreshed {
                     tracing::error!("scheduled token refresh failed: {e}");
+                    self.tell_trouble().await;
                     // Backoff and halts are enforced in refresh(); re-plan after the cooldown.
                     let retry = self.now() + to_chrono(self.inner.settings.mint_cooldown);
                     tokio::select! {

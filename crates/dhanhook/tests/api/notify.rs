@@ -266,3 +266,94 @@ async fn notify_test_sends_one_message_or_says_what_is_missing() {
         "{stderr}"
     );
 }
+
+/// A token Dhan refuses, with no PIN + TOTP to replace it, stops every order: the trader is
+/// told once, with what to do; and told again when a token is back (here through the API-key
+/// consent flow).
+#[tokio::test]
+async fn a_token_that_cannot_be_renewed_is_told_and_so_is_its_recovery() {
+    use crate::helpers::market_time;
+    use crate::live::{sim_at, start_at};
+
+    let (url, fake) = fake_telegram().await;
+    let sim = sim_at(dhan_sim::SimConfig::default(), market_time()).await;
+    let c = dhan_sim::SimConfig::default();
+    let pasted = sim.issue_app_token();
+    let mut vars = telegram_vars(&url);
+    vars.extend([
+        ("DHAN_PIN", String::new()),
+        ("DHAN_TOTP_SECRET", String::new()),
+        ("DHAN_ACCESS_TOKEN", pasted),
+        ("DHAN_API_KEY", c.api_key.clone()),
+        ("DHAN_API_SECRET", c.api_secret.clone()),
+    ]);
+    let t = start_at(
+        sim,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &borrowed(&vars),
+        market_time(),
+    )
+    .await;
+    let (_, body) = t.order("with-the-pasted-token").await;
+    assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
+
+    // Dhan refuses the token (another login, the daily logout…).
+    t.sim.inject(dhan_sim::Fault::AuthFailure, 1);
+    let (_, body) = t.order("refused").await;
+    assert_eq!(body["legs"][0]["status"], "REJECTED", "{body}");
+    let texts = || -> Vec<String> {
+        fake.taken()
+            .iter()
+            .map(|r| r.body["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let token_news = || -> Vec<String> {
+        texts()
+            .into_iter()
+            .filter(|t| t.starts_with("<b>🔴") || t.starts_with("<b>🟢"))
+            .collect()
+    };
+    until("the trouble message", || !token_news().is_empty()).await;
+    let trouble = token_news()[0].clone();
+    assert!(
+        trouble.starts_with("<b>🔴 No usable Dhan token (refused)</b>"),
+        "{trouble}"
+    );
+    assert!(trouble.contains("DHAN_PIN"), "says what to add: {trouble}");
+    assert!(
+        texts()
+            .iter()
+            .any(|t| t.starts_with("<b>❌ Rejected: BUY 1 RELIANCE</b>")),
+        "the refused order is told too: {:?}",
+        texts()
+    );
+
+    // A person completes the consent flow: a token is back.
+    let started: Value = t
+        .app
+        .post_admin("/auth/consent")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let login_url = started["login_url"].as_str().unwrap().to_owned();
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = no_redirects.get(&login_url).send().await.unwrap();
+    let location = login.headers()["location"].to_str().unwrap().to_owned();
+    let token_id = location.split("tokenId=").nth(1).unwrap().to_owned();
+    let done = t
+        .app
+        .get(&format!("/auth/callback?tokenId={token_id}"))
+        .await;
+    assert_eq!(done.status(), 200);
+    until("the recovery message", || token_news().len() >= 2).await;
+    let news = token_news();
+    assert_eq!(news.len(), 2, "trouble once, recovery once: {news:?}");
+    assert!(
+        news[1].starts_with("<b>🟢 Dhan token usable again</b>"),
+        "{news:?}"
+    );
+}
