@@ -44,15 +44,16 @@ async fn market_orders_trade_at_the_sim_price() {
     let http = http();
     let token = mint(&sim, &http).await;
     sim.set_price("2885", 1401.5);
-    let id = place_id(
-        &sim,
-        &http,
-        &token,
-        &with(market_order(), "quantity", json!(3)),
-    )
-    .await;
+    let body = with(market_order(), "quantity", json!(3));
+    let body = with(body, "correlationId", json!("tv-px-1"));
+    let id = place_id(&sim, &http, &token, &body).await;
     wait_for_status(&sim, &id, "TRADED").await;
     let o = order(&sim, &http, &token, &id).await;
+    let (status, by_tag) = get(&sim, &http, "/orders/external/tv-px-1", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(by_tag, o);
+    let (_, book) = get(&sim, &http, "/orders", &token).await;
+    assert_eq!(book[0], o);
     assert_eq!(o["filledQty"], 3);
     assert_eq!(o["remainingQuantity"], 0);
     assert_eq!(o["averageTradedPrice"], 1401.5);
