@@ -3,6 +3,10 @@
 //! fills), and the same controls over HTTP under `/sim/` so a person running
 //! `dhanhook sim` can drive fills with curl.
 //!
+//! Paths (all `POST`, JSON bodies, no token): `/sim/price`, `/sim/reject-next`,
+//! `/sim/market-open`, `/sim/part-fill`, `/sim/exchange-cancel`, `/sim/expire`; next to the
+//! older `GET /sim/orders`.
+//!
 //! The `/sim/` paths are not Dhan's: Dhan has no such paths, and nothing under `/v2` or
 //! the auth host's paths is ever answered here.
 
@@ -66,6 +70,8 @@ pub(crate) fn dispatch(shared: &Arc<Shared>, req: &Req, segs: &[&str]) -> Option
         ["reject-next"] => reject_next,
         ["market-open"] => market_open,
         ["expire"] => expire,
+        ["part-fill"] => part_fill,
+        ["exchange-cancel"] => exchange_cancel,
         _ => return None,
     };
     if req.method != Method::POST {
@@ -122,6 +128,39 @@ fn expire(shared: &Arc<Shared>, _body: &Value) -> Result<Value, ApiError> {
     let now = state.now();
     let expired = state.book.expire_open_orders(now);
     Ok(json!({"expired": expired}))
+}
+
+fn order_id(body: &Value) -> Result<&str, ApiError> {
+    body["orderId"]
+        .as_str()
+        .ok_or_else(|| ApiError::input("orderId (a string) is required"))
+}
+
+/// `POST /sim/part-fill {"orderId":"…","quantity":2}`
+fn part_fill(shared: &Arc<Shared>, body: &Value) -> Result<Value, ApiError> {
+    let id = order_id(body)?;
+    let qty = body["quantity"]
+        .as_u64()
+        .ok_or_else(|| ApiError::input("quantity (a positive integer) is required"))?;
+    let mut state = shared.lock();
+    let now = state.now();
+    state
+        .book
+        .part_fill(id, qty, now)
+        .map_err(ApiError::input)?;
+    Ok(json!({"orderId": id, "quantity": qty}))
+}
+
+/// `POST /sim/exchange-cancel {"orderId":"…"}`
+fn exchange_cancel(shared: &Arc<Shared>, body: &Value) -> Result<Value, ApiError> {
+    let id = order_id(body)?;
+    let mut state = shared.lock();
+    let now = state.now();
+    if state.book.cancel_by_exchange(id, now) {
+        Ok(json!({"orderId": id, "orderStatus": "CANCELLED"}))
+    } else {
+        Err(ApiError::input(format!("no working order {id}")))
+    }
 }
 
 /// What a forced rejection says when no reason is given: Dhan's RMS margin text.

@@ -171,7 +171,13 @@ pub(crate) fn alert_data(row: &Value, pascal: bool) -> Value {
     let (exchange, seg) = segment.split_once('_').unwrap_or((segment.as_str(), ""));
     let data = json!({
         "exchange": exchange,
-        "segment": if seg == "EQ" { "E" } else { "D" },
+        "segment": match seg {
+            "EQ" => "E",
+            "FNO" => "D",
+            "CURRENCY" => "C",
+            "COMM" => "M",
+            _ => "",
+        },
         "source": "P",
         "securityId": s("securityId"),
         "clientId": s("dhanClientId"),

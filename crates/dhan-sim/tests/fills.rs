@@ -248,9 +248,30 @@ async fn sim_control_endpoints_drive_fills_without_a_token() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 405);
 
+    control("market-open", json!({"open": true})).await;
+    let a = place_id(&sim, &http, &token, &limit("BUY", 10.0, 3)).await;
+    let b = place_id(&sim, &http, &token, &limit("BUY", 10.0, 3)).await;
+    wait_for_status(&sim, &a, "PENDING").await;
+    wait_for_status(&sim, &b, "PENDING").await;
+    let (status, _) = control("part-fill", json!({"orderId": a, "quantity": 1})).await;
+    assert_eq!(status, 200);
+    assert_eq!(order(&sim, &http, &token, &a).await["filledQty"], 1);
+    let (status, _) = control("part-fill", json!({"orderId": a, "quantity": 9})).await;
+    assert_eq!(status, 400);
+    let (status, _) = control("exchange-cancel", json!({"orderId": b})).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        order(&sim, &http, &token, &b).await["orderStatus"],
+        "CANCELLED"
+    );
+
     let (status, body) = control("expire", json!({})).await;
     assert_eq!(status, 200);
-    assert_eq!(body["expired"], 0);
+    assert_eq!(body["expired"], 1);
+    assert_eq!(
+        order(&sim, &http, &token, &a).await["orderStatus"],
+        "EXPIRED"
+    );
     let (status, _) = rest(&sim, &http, Method::GET, "/orders", &token, None).await;
     assert_eq!(status, 200);
 }
