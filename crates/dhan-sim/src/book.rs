@@ -3,12 +3,18 @@
 //!
 //! Everything here is plain data changed under the state lock; the timing of the
 //! transitions lives in the server, which calls [`Book::leave_transit`] and
-//! [`Book::fill`] after the configured real-time delays.
+//! [`Book::fill`] after the configured real-time delays. The price-driven part of the
+//! fill model (limit crossing, AMO at the open, partial fills, exchange cancels, expiry)
+//! is in `fills.rs`.
+//!
+//! Every status change leaves a snapshot in [`Book::changes`]; the state lock's guard
+//! publishes them to the order-update feed and the postback sender when it is released.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::clock::{NO_TIME, book_time};
 use crate::error::ApiError;
 use crate::orders::{OrderSpec, SimOrder, trading_symbol};
 
@@ -25,33 +31,37 @@ pub(crate) struct OrderRec {
     /// When the order reached the exchange (left TRANSIT).
     pub(crate) exchange_at: Option<DateTime<Utc>>,
     pub(crate) oms_error_code: Option<String>,
+    /// A rejection forced by `reject_next_order`, applied when the order leaves TRANSIT.
+    pub(crate) forced_reject: Option<String>,
+    /// An AMO placed while the market was closed: rests PENDING until the market opens.
+    pub(crate) awaiting_open: bool,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Trade {
-    order_id: String,
-    exchange_order_id: String,
-    trade_id: String,
-    spec: OrderSpec,
-    quantity: u64,
-    price: f64,
-    at: DateTime<Utc>,
+    pub(crate) order_id: String,
+    pub(crate) exchange_order_id: String,
+    pub(crate) trade_id: String,
+    pub(crate) spec: OrderSpec,
+    pub(crate) quantity: u64,
+    pub(crate) price: f64,
+    pub(crate) at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Position {
-    security_id: String,
-    exchange_segment: String,
-    product_type: String,
-    buy_qty: u64,
-    buy_value: f64,
-    sell_qty: u64,
-    sell_value: f64,
-    last_price: f64,
+    pub(crate) security_id: String,
+    pub(crate) exchange_segment: String,
+    pub(crate) product_type: String,
+    pub(crate) buy_qty: u64,
+    pub(crate) buy_value: f64,
+    pub(crate) sell_qty: u64,
+    pub(crate) sell_value: f64,
+    pub(crate) last_price: f64,
 }
 
 impl Position {
-    fn net(&self) -> i128 {
+    pub(crate) fn net(&self) -> i128 {
         i128::from(self.buy_qty) - i128::from(self.sell_qty)
     }
 }
@@ -69,10 +79,15 @@ pub(crate) enum AfterTransit {
 #[derive(Debug, Default)]
 pub(crate) struct Book {
     pub(crate) orders: Vec<OrderRec>,
-    trades: Vec<Trade>,
-    positions: Vec<Position>,
+    pub(crate) trades: Vec<Trade>,
+    pub(crate) positions: Vec<Position>,
     pub(crate) holdings: Vec<Value>,
     pub(crate) kill_switch: bool,
+    /// Per-security prices set by tests (`SimHandle::set_price`); the simulator has no
+    /// market data of its own.
+    pub(crate) prices: HashMap<String, f64>,
+    /// Snapshots of orders whose status changed, oldest first, not yet published.
+    pub(crate) changes: Vec<OrderRec>,
     next_order: u64,
     next_exchange: u64,
     next_trade: u64,
@@ -109,7 +124,7 @@ fn exchange_of(segment: &str) -> &str {
 }
 
 impl Book {
-    fn order_index(&self, order_id: &str) -> Option<usize> {
+    pub(crate) fn order_index(&self, order_id: &str) -> Option<usize> {
         self.orders.iter().position(|o| o.sim.order_id == order_id)
     }
 
@@ -127,6 +142,17 @@ impl Book {
 
     /// Records a newly accepted order in TRANSIT and returns its id.
     pub(crate) fn place(&mut self, spec: OrderSpec, body: Value, now: DateTime<Utc>) -> String {
+        self.place_with(spec, body, now, None)
+    }
+
+    /// Like [`Book::place`], with a rejection that will hit the order when it leaves TRANSIT.
+    pub(crate) fn place_with(
+        &mut self,
+        spec: OrderSpec,
+        body: Value,
+        now: DateTime<Utc>,
+        forced_reject: Option<String>,
+    ) -> String {
         self.next_order += 1;
         // Dhan's order ids are 12-digit numeric strings.
         let order_id = (112_600_000_000 + self.next_order).to_string();
@@ -151,7 +177,10 @@ impl Book {
             correlation,
             exchange_at: None,
             oms_error_code: None,
+            forced_reject,
+            awaiting_open: false,
         });
+        self.changed(self.orders.len() - 1);
         order_id
     }
 
@@ -163,12 +192,20 @@ impl Book {
             .fold(0u64, u64::saturating_add)
     }
 
+    /// Records a snapshot of the order at `idx` for the feed and the postback.
+    pub(crate) fn changed(&mut self, idx: usize) {
+        if let Some(order) = self.orders.get(idx) {
+            self.changes.push(order.clone());
+        }
+    }
+
     /// The RMS check and hand-off to the exchange that follows TRANSIT.
     pub(crate) fn leave_transit(
         &mut self,
         order_id: &str,
         now: DateTime<Utc>,
         rms_reject_security_ids: &[String],
+        market_open: bool,
     ) -> AfterTransit {
         let Some(idx) = self.order_index(order_id) else {
             return AfterTransit::Rest;
@@ -178,10 +215,12 @@ impl Book {
             return AfterTransit::Rest;
         }
         let spec = self.orders[idx].spec.clone();
-        let rejection = if rms_reject_security_ids.contains(&spec.security_id) {
+        let rejection = if let Some(reason) = self.orders[idx].forced_reject.take() {
+            Some(reason)
+        } else if rms_reject_security_ids.contains(&spec.security_id) {
             Some(format!(
                 "RMS:{order_id}:Margin Exceeds, Cash Available: 0.00, Cash Required: {:.2}: insufficient funds",
-                spec.quantity as f64 * fill_price(&spec)
+                spec.quantity as f64 * self.market_price(&spec)
             ))
         } else if spec.product_type == "CNC"
             && !spec.is_buy()
@@ -203,49 +242,78 @@ impl Book {
             order.sim.status = "REJECTED".into();
             order.sim.oms_error_description = Some(reason);
             order.oms_error_code = Some("RMS".into());
+            self.changed(idx);
             return AfterTransit::Rest;
         }
         order.sim.status = "PENDING".into();
         order.sim.exchange_order_id = Some(exchange_id);
         order.exchange_at = Some(now);
-        if spec.order_type == "MARKET" && !spec.after_market_order {
+        // An AMO placed during market hours is treated as a regular order.
+        order.awaiting_open = spec.after_market_order && !market_open;
+        let waits = order.awaiting_open;
+        self.changed(idx);
+        if !waits && self.fill_price_now(&spec).is_some() {
             AfterTransit::Fill
         } else {
             AfterTransit::Rest
         }
     }
 
-    /// Trades a PENDING order in full and books the trade.
+    /// Trades the rest of a working order if it can trade now (a MARKET order always, a
+    /// LIMIT order once the price has crossed it) and books the trade.
     pub(crate) fn fill(&mut self, order_id: &str, now: DateTime<Utc>) {
         let Some(idx) = self.order_index(order_id) else {
             return;
         };
-        if self.orders[idx].sim.status != "PENDING" {
-            // Cancelled in between: nothing trades.
+        let order = &self.orders[idx];
+        if !matches!(order.sim.status.as_str(), "PENDING" | "PART_TRADED") || order.awaiting_open {
+            // Cancelled in between, or waiting for the open: nothing trades.
+            return;
+        }
+        let Some(price) = self.fill_price_now(&order.spec) else {
+            return;
+        };
+        let rest = order.spec.quantity.saturating_sub(order.sim.filled_qty);
+        self.trade(idx, rest, price, now);
+    }
+
+    /// Books a trade of `quantity` at `price` for the order at `idx`: PART_TRADED until the
+    /// whole quantity has traded, then TRADED.
+    pub(crate) fn trade(&mut self, idx: usize, quantity: u64, price: f64, now: DateTime<Utc>) {
+        if quantity == 0 {
             return;
         }
         let spec = self.orders[idx].spec.clone();
-        let price = fill_price(&spec);
         let order = &mut self.orders[idx];
-        order.sim.status = "TRADED".into();
+        let before = order.sim.filled_qty;
+        let filled = before.saturating_add(quantity).min(spec.quantity);
+        order.sim.average_traded_price = (before as f64 * order.sim.average_traded_price
+            + quantity as f64 * price)
+            / filled as f64;
+        order.sim.filled_qty = filled;
+        order.sim.status = if filled >= spec.quantity {
+            "TRADED".into()
+        } else {
+            "PART_TRADED".into()
+        };
         order.sim.updated_at = now;
-        order.sim.filled_qty = spec.quantity;
-        order.sim.average_traded_price = price;
+        let order_id = order.sim.order_id.clone();
         let exchange_order_id = order.sim.exchange_order_id.clone().unwrap_or_default();
+        self.changed(idx);
         self.next_trade += 1;
         self.trades.push(Trade {
-            order_id: order_id.to_owned(),
+            order_id,
             exchange_order_id,
             trade_id: (50_000_000 + self.next_trade).to_string(),
             spec: spec.clone(),
-            quantity: spec.quantity,
+            quantity,
             price,
             at: now,
         });
         if spec.product_type == "CNC" {
-            self.book_delivery(&spec, price);
+            self.book_delivery(&spec, quantity, price);
         } else {
-            self.book_position(&spec, spec.quantity, price);
+            self.book_position(&spec, quantity, price);
         }
     }
 
@@ -283,12 +351,11 @@ impl Book {
     }
 
     /// CNC trades move shares in and out of holdings (a BUY adds, a SELL removes).
-    fn book_delivery(&mut self, spec: &OrderSpec, price: f64) {
+    fn book_delivery(&mut self, spec: &OrderSpec, qty: u64, price: f64) {
         let idx = self
             .holdings
             .iter()
             .position(|row| row_security_id(row).as_deref() == Some(spec.security_id.as_str()));
-        let qty = spec.quantity;
         if spec.is_buy() {
             match idx {
                 Some(i) => {
@@ -343,9 +410,11 @@ impl Book {
         };
         let order = &mut self.orders[idx];
         match order.sim.status.as_str() {
-            "PENDING" => {
+            // A partly traded order keeps its trades; the rest is cancelled.
+            "PENDING" | "PART_TRADED" => {
                 order.sim.status = "CANCELLED".into();
                 order.sim.updated_at = now;
+                self.changed(idx);
                 Ok(())
             }
             "TRANSIT" => Err(ApiError::order(400, "Order is in Transit state")),
@@ -362,16 +431,21 @@ impl Book {
             || self
                 .orders
                 .iter()
-                .any(|o| matches!(o.sim.status.as_str(), "TRANSIT" | "PENDING"))
+                .any(|o| matches!(o.sim.status.as_str(), "TRANSIT" | "PENDING" | "PART_TRADED"))
     }
 
     /// Exit all (`DELETE /v2/positions`): cancels working orders, then squares off every
     /// open position with a MARKET order that trades at once at the last traded price.
     pub(crate) fn exit_all(&mut self, now: DateTime<Utc>, client_id: &str) {
-        for order in &mut self.orders {
-            if matches!(order.sim.status.as_str(), "TRANSIT" | "PENDING") {
+        for idx in 0..self.orders.len() {
+            let order = &mut self.orders[idx];
+            if matches!(
+                order.sim.status.as_str(),
+                "TRANSIT" | "PENDING" | "PART_TRADED"
+            ) {
                 order.sim.status = "CANCELLED".into();
                 order.sim.updated_at = now;
+                self.changed(idx);
             }
         }
         let open: Vec<(Position, i128)> = self
@@ -411,140 +485,8 @@ impl Book {
                 bo_stop_loss_value: 0.0,
             };
             let id = self.place(spec, body, now);
-            self.leave_transit(&id, now, &[]);
+            self.leave_transit(&id, now, &[], true);
             self.fill(&id, now);
         }
-    }
-
-    pub(crate) fn order_json(&self, o: &OrderRec, client_id: &str) -> Value {
-        let s = &o.spec;
-        json!({
-            "dhanClientId": client_id,
-            "orderId": o.sim.order_id,
-            "exchangeOrderId": o.sim.exchange_order_id.clone().unwrap_or_else(|| "NA".into()),
-            "correlationId": o.correlation,
-            "orderStatus": o.sim.status,
-            "transactionType": s.transaction_type,
-            "exchangeSegment": s.exchange_segment,
-            "productType": s.product_type,
-            "orderType": s.order_type,
-            "validity": s.validity,
-            "tradingSymbol": trading_symbol(&s.security_id),
-            "securityId": s.security_id,
-            "quantity": s.quantity,
-            "disclosedQuantity": s.disclosed_quantity,
-            "price": s.price,
-            "triggerPrice": s.trigger_price,
-            "afterMarketOrder": s.after_market_order,
-            "boProfitValue": s.bo_profit_value,
-            "boStopLossValue": s.bo_stop_loss_value,
-            "legName": "NA",
-            "createTime": book_time(o.sim.created_at),
-            "updateTime": book_time(o.sim.updated_at),
-            "exchangeTime": o.exchange_at.map(book_time).unwrap_or_else(|| NO_TIME.into()),
-            "drvExpiryDate": NO_TIME,
-            "drvOptionType": "NA",
-            "drvStrikePrice": 0.0,
-            "omsErrorCode": o.oms_error_code.clone().unwrap_or_else(|| "0".into()),
-            "omsErrorDescription": o.sim.oms_error_description.clone().unwrap_or_else(|| "CONFIRMED".into()),
-            "algoId": "0",
-            "remainingQuantity": s.quantity.saturating_sub(o.sim.filled_qty),
-            "averageTradedPrice": o.sim.average_traded_price,
-            "filledQty": o.sim.filled_qty,
-        })
-    }
-
-    pub(crate) fn trades_json(&self, client_id: &str, order_id: Option<&str>) -> Vec<Value> {
-        self.trades
-            .iter()
-            .filter(|t| order_id.is_none_or(|id| t.order_id == id))
-            .map(|t| {
-                json!({
-                    "dhanClientId": client_id,
-                    "orderId": t.order_id,
-                    "exchangeOrderId": t.exchange_order_id,
-                    "exchangeTradeId": t.trade_id,
-                    "transactionType": t.spec.transaction_type,
-                    "exchangeSegment": t.spec.exchange_segment,
-                    "productType": t.spec.product_type,
-                    "orderType": t.spec.order_type,
-                    "tradingSymbol": trading_symbol(&t.spec.security_id),
-                    "securityId": t.spec.security_id,
-                    "tradedQuantity": t.quantity,
-                    "tradedPrice": t.price,
-                    "createTime": book_time(t.at),
-                    "updateTime": book_time(t.at),
-                    "exchangeTime": book_time(t.at),
-                    "drvExpiryDate": NO_TIME,
-                    "drvOptionType": "NA",
-                    "drvStrikePrice": 0.0,
-                })
-            })
-            .collect()
-    }
-
-    pub(crate) fn positions_json(&self, client_id: &str) -> Vec<Value> {
-        self.positions
-            .iter()
-            .map(|p| {
-                let net = p.net();
-                let buy_avg = if p.buy_qty > 0 {
-                    p.buy_value / p.buy_qty as f64
-                } else {
-                    0.0
-                };
-                let sell_avg = if p.sell_qty > 0 {
-                    p.sell_value / p.sell_qty as f64
-                } else {
-                    0.0
-                };
-                let matched = p.buy_qty.min(p.sell_qty) as f64;
-                let realized = matched * (sell_avg - buy_avg);
-                let (position_type, cost_price, unrealized) = match net {
-                    n if n > 0 => ("LONG", buy_avg, n as f64 * (p.last_price - buy_avg)),
-                    n if n < 0 => ("SHORT", sell_avg, (-n) as f64 * (sell_avg - p.last_price)),
-                    _ => ("CLOSED", 0.0, 0.0),
-                };
-                json!({
-                    "dhanClientId": client_id,
-                    "tradingSymbol": trading_symbol(&p.security_id),
-                    "securityId": p.security_id,
-                    "positionType": position_type,
-                    "exchangeSegment": p.exchange_segment,
-                    "productType": p.product_type,
-                    "buyAvg": buy_avg,
-                    "costPrice": cost_price,
-                    "buyQty": p.buy_qty,
-                    "sellAvg": sell_avg,
-                    "sellQty": p.sell_qty,
-                    "netQty": i64::try_from(net).unwrap_or(0),
-                    "realizedProfit": realized,
-                    "unrealizedProfit": unrealized,
-                    "rbiReferenceRate": 1.0,
-                    "multiplier": 1,
-                    "carryForwardBuyQty": 0,
-                    "carryForwardSellQty": 0,
-                    "carryForwardBuyValue": 0.0,
-                    "carryForwardSellValue": 0.0,
-                    "dayBuyQty": p.buy_qty,
-                    "daySellQty": p.sell_qty,
-                    "dayBuyValue": p.buy_value,
-                    "daySellValue": p.sell_value,
-                    "drvExpiryDate": NO_TIME,
-                    "drvOptionType": "NA",
-                    "drvStrikePrice": 0.0,
-                    "crossCurrency": false,
-                })
-            })
-            .collect()
-    }
-}
-
-/// The price a MARKET order trades at: its own price if it named one, else a fixed price.
-fn fill_price(spec: &OrderSpec) -> f64 {
-    if spec.price > 0.0 {
-        spec.price
-    } else {
-        DEFAULT_FILL_PRICE
     }
 }

@@ -43,6 +43,12 @@ pub struct SimConfig {
     pub lockout_after_failures: u32,
     /// The sim clock's initial value; it then runs at real speed.
     pub start_time: DateTime<Utc>,
+    /// Where every order status change is POSTed (dhan-api.md §8). Unlike Dhan, loopback
+    /// URLs are called: tests run on loopback. Only `http://` is supported.
+    pub postback_url: Option<String>,
+    /// The order-update feed sends the documented PascalCase fields instead of the
+    /// camelCase the live feed sends (dhan-api.md §9).
+    pub order_update_pascal_case: bool,
 }
 
 impl fmt::Debug for SimConfig {
@@ -63,6 +69,8 @@ impl fmt::Debug for SimConfig {
             .field("orders_per_second", &self.orders_per_second)
             .field("lockout_after_failures", &self.lockout_after_failures)
             .field("start_time", &self.start_time)
+            .field("postback_url", &self.postback_url)
+            .field("order_update_pascal_case", &self.order_update_pascal_case)
             .finish()
     }
 }
@@ -85,6 +93,8 @@ impl Default for SimConfig {
             orders_per_second: 10,
             lockout_after_failures: 5,
             start_time: Utc::now(),
+            postback_url: None,
+            order_update_pascal_case: false,
         }
     }
 }

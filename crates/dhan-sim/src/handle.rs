@@ -3,13 +3,15 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::control;
 use crate::fault::Fault;
 use crate::orders::SimOrder;
-use crate::state::{RecordedRequest, Shared};
+use crate::state::{PostbackAttempt, RecordedRequest, Shared};
 use crate::token::TokenKind;
 use crate::totp;
 
@@ -67,9 +69,87 @@ impl SimHandle {
         self.shared.lock().clock.advance(d);
     }
 
-    /// Opens or closes the market (closed: regular orders refused, AMO accepted).
+    /// Opens or closes the market (closed: regular orders refused, AMO accepted). Opening
+    /// releases the AMO orders placed while it was closed into the fill model: a MARKET one
+    /// trades after `fill_delay`, a LIMIT one when the price crosses it. The sim clock does
+    /// not open or close the market; only this does.
     pub fn set_market_open(&self, open: bool) {
-        self.shared.lock().market_open = open;
+        control::set_market_open(&self.shared, open);
+    }
+
+    /// The order-update WebSocket URL, standing in for `wss://api-order-update.dhan.co`.
+    pub fn order_update_url(&self) -> String {
+        format!("ws://{}{}", self.addr, crate::server::ORDER_UPDATE_PATH)
+    }
+
+    /// Sets the price of a security. MARKET orders trade at it; working LIMIT orders on it
+    /// that it crosses (buy: price ≤ limit, sell: price ≥ limit) trade now, at their limit.
+    /// Until a price is set, MARKET orders trade at the price they named or 100.0, and
+    /// LIMIT orders rest.
+    pub fn set_price(&self, security_id: &str, price: f64) {
+        control::set_price(&self.shared, security_id, price);
+    }
+
+    /// The next order placed is accepted, then REJECTED by RMS with this
+    /// `omsErrorDescription` when it leaves TRANSIT. Calls queue up, one per order.
+    pub fn reject_next_order(&self, reason: &str) {
+        self.shared.lock().reject_next.push_back(reason.to_owned());
+    }
+
+    /// The exchange cancels a working order (TRANSIT, PENDING or PART_TRADED); false if
+    /// there is no such working order.
+    pub fn cancel_by_exchange(&self, order_id: &str) -> bool {
+        let mut state = self.shared.lock();
+        let now = state.now();
+        state.book.cancel_by_exchange(order_id, now)
+    }
+
+    /// End of day: every working order becomes EXPIRED. Returns how many did.
+    pub fn expire_open_orders(&self) -> usize {
+        let mut state = self.shared.lock();
+        let now = state.now();
+        state.book.expire_open_orders(now)
+    }
+
+    /// Trades `qty` more of a working order (PART_TRADED until all has traded, then
+    /// TRADED), at its limit price, or the market price for a MARKET order.
+    pub fn part_fill(&self, order_id: &str, qty: u64) -> Result<(), String> {
+        let mut state = self.shared.lock();
+        let now = state.now();
+        state.book.part_fill(order_id, qty, now)
+    }
+
+    /// Sets or clears the postback URL (dhan-api.md §8); loopback URLs are called.
+    pub fn set_postback_url(&self, url: Option<&str>) {
+        self.shared.lock().postback_url = url.map(str::to_owned);
+    }
+
+    /// Every postback attempted so far (the latest 10 000), oldest first.
+    pub fn postbacks(&self) -> Vec<PostbackAttempt> {
+        self.shared.lock().postbacks.iter().cloned().collect()
+    }
+
+    /// Closes every order-update connection abruptly (a mid-day drop); clients must
+    /// reconnect and log in again.
+    pub fn drop_order_update_connections(&self) {
+        self.shared
+            .feed_drop
+            .send_modify(|generation| *generation += 1);
+    }
+
+    /// While true, new order-update connections are refused with 503 (connected ones stay).
+    pub fn refuse_order_update_connections(&self, refuse: bool) {
+        self.shared.lock().feed_refused = refuse;
+    }
+
+    /// Sends the feed's fields in the documented PascalCase instead of live camelCase.
+    pub fn set_order_update_pascal_case(&self, pascal: bool) {
+        self.shared.lock().feed_pascal_case = pascal;
+    }
+
+    /// Order-update connections that are logged in now.
+    pub fn order_update_clients(&self) -> usize {
+        self.shared.feed_clients.load(Ordering::SeqCst)
     }
 
     /// Whether order writes come from a whitelisted static IP.

@@ -9,6 +9,11 @@
 //! 404 for an order still in TRANSIT, 500 for empty holdings). Faults can be injected to
 //! test retries and idempotency.
 //!
+//! Beyond the REST host it simulates how order outcomes reach a client (§8, §9): the
+//! order-update WebSocket (`ws://…/order-update`, see `feed.rs`) and the postback sender
+//! (see `postback.rs`), fed by a fill model driven by per-security prices a test sets
+//! (`fills.rs`, `control.rs`; also reachable over HTTP under `/sim/`, which is not Dhan's).
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! let sim = dhan_sim::Sim::spawn(dhan_sim::SimConfig::default()).await?;
@@ -21,15 +26,20 @@ mod auth;
 mod book;
 mod clock;
 mod config;
+mod control;
 mod error;
 mod fault;
+mod feed;
+mod fills;
 mod handle;
 mod orders;
+mod postback;
 mod rest;
 mod server;
 mod state;
 mod token;
 pub mod totp;
+mod views;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -40,7 +50,7 @@ pub use config::SimConfig;
 pub use fault::Fault;
 pub use handle::SimHandle;
 pub use orders::SimOrder;
-pub use state::RecordedRequest;
+pub use state::{PostbackAttempt, RecordedRequest};
 
 use state::Shared;
 
@@ -60,6 +70,7 @@ impl Sim {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let shared = Arc::new(Shared::new(config));
+        tokio::spawn(postback::run(shared.clone(), shared.events.subscribe()));
         tokio::spawn(server::accept_loop(listener, shared.clone()));
         Ok(SimHandle::new(shared, local))
     }
@@ -72,10 +83,12 @@ pub async fn serve(addr: SocketAddr, config: SimConfig) -> std::io::Result<()> {
     tracing::info!(
         auth_url = %format!("http://{local}"),
         rest_url = %format!("http://{local}/v2"),
+        order_update_url = %format!("ws://{local}/order-update"),
         client_id = %config.client_id,
         "dhan-sim listening"
     );
     let shared = Arc::new(Shared::new(config));
+    tokio::spawn(postback::run(shared.clone(), shared.events.subscribe()));
     tokio::select! {
         () = server::accept_loop(listener, shared) => Ok(()),
         signal = tokio::signal::ctrl_c() => {

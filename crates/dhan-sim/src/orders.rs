@@ -35,7 +35,7 @@ pub struct SimOrder {
     pub order_id: String,
     /// The `correlationId` the client sent, if any.
     pub correlation_id: Option<String>,
-    /// TRANSIT, PENDING, TRADED, REJECTED or CANCELLED.
+    /// TRANSIT, PENDING, PART_TRADED, TRADED, REJECTED, CANCELLED or EXPIRED.
     pub status: String,
     /// The request body exactly as received.
     pub body: serde_json::Value,

@@ -391,7 +391,8 @@ async fn place_order(shared: &Arc<Shared>, req: &Req) -> Reply {
                 .into();
         }
         let now = state.now();
-        let order_id = state.book.place(spec, body, now);
+        let forced_reject = state.reject_next.pop_front();
+        let order_id = state.book.place_with(spec, body, now, forced_reject);
         (order_id, state.faults.take(FaultPoint::OrderAfterAccept))
     };
 
@@ -405,16 +406,21 @@ async fn place_order(shared: &Arc<Shared>, req: &Req) -> Reply {
 }
 
 /// Moves an accepted order along in real time: TRANSIT → PENDING (or REJECTED) after
-/// `fill_delay`, then a MARKET order → TRADED after another `fill_delay`.
+/// `fill_delay`, then an order that can trade (MARKET, or a LIMIT the price has crossed)
+/// → TRADED after another `fill_delay`.
 async fn order_lifecycle(shared: Arc<Shared>, order_id: String) {
     let delay = shared.config.fill_delay;
     tokio::time::sleep(delay).await;
     let next = {
         let mut state = shared.lock();
         let now = state.now();
-        state
-            .book
-            .leave_transit(&order_id, now, &shared.config.rms_reject_security_ids)
+        let market_open = state.market_open;
+        state.book.leave_transit(
+            &order_id,
+            now,
+            &shared.config.rms_reject_security_ids,
+            market_open,
+        )
     };
     if next == AfterTransit::Fill {
         tokio::time::sleep(delay).await;

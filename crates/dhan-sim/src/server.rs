@@ -1,5 +1,6 @@
 //! HTTP plumbing: the accept loop, turning a hyper request into a [`Req`], recording it
-//! (secrets masked), routing it to the auth or REST host, and writing the [`Reply`].
+//! (secrets masked), routing it to the auth or REST host, the order-update WebSocket or
+//! the `/sim/` controls, and writing the [`Reply`].
 //!
 //! hyper is driven directly (not through a framework) for one reason: the
 //! `OrderDropAfterAccept` fault must close the TCP connection *before* any response
@@ -21,7 +22,10 @@ use tokio::sync::Notify;
 
 use crate::error::ApiError;
 use crate::state::{RecordedRequest, Shared};
-use crate::{auth, rest};
+use crate::{auth, control, feed, rest};
+
+/// The order-update WebSocket's path (dhan-api.md §9 serves it on its own host).
+pub(crate) const ORDER_UPDATE_PATH: &str = "/order-update";
 
 /// Request bodies larger than this are refused (orders are a few hundred bytes).
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -136,7 +140,10 @@ async fn serve_connection(
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new());
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    // Upgrades: the order-update WebSocket is served on the same listener.
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::select! {
         result = conn => {
             if let Err(e) = result {
@@ -159,6 +166,19 @@ async fn handle(
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     let raw_query = parts.uri.query().unwrap_or("").to_owned();
+
+    if path == ORDER_UPDATE_PATH {
+        let method = parts.method.to_string();
+        let (status, response) = feed::upgrade(shared.clone(), parts).await;
+        shared.lock().record(RecordedRequest {
+            method,
+            path,
+            query: mask_query(&raw_query),
+            status,
+            at,
+        });
+        return response;
+    }
 
     let reply = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => {
@@ -233,6 +253,8 @@ async fn dispatch(shared: &Arc<Shared>, req: &Req) -> Reply {
         // Not a Dhan path: lets a person trying dhanhook look at the simulated order book
         // without a token (`curl http://127.0.0.1:9000/sim/orders`).
         ["sim", "orders"] => only(shared, req, &[Method::GET], sim_orders),
+        ["sim", rest @ ..] => control::dispatch(shared, req, rest)
+            .unwrap_or_else(|| gateway_error(shared, 404, "Not Found", &req.path)),
         _ => gateway_error(shared, 404, "Not Found", &req.path),
     }
 }

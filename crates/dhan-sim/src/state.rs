@@ -4,14 +4,22 @@
 //! One lock keeps every request atomic with respect to the others (a mint and an order
 //! never see half of each other), and the load is far too small for contention to matter.
 //! The lock is never held across an `.await`.
+//!
+//! The lock's guard also publishes: when it is released, the order snapshots the book
+//! collected ([`crate::book::Book::changes`]) go out on a broadcast channel to the
+//! order-update feed and the postback sender. Publishing on release means no code path
+//! that changes an order can forget to, and the events keep the order of the changes.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
+use tokio::sync::{broadcast, watch};
 
 use crate::book::Book;
 use crate::clock::{SimClock, expiry_time};
@@ -22,6 +30,24 @@ use crate::token::{ActiveToken, TokenKind, mint_jwt};
 
 /// How many requests the log keeps; older ones are dropped so long runs stay bounded.
 pub(crate) const REQUEST_LOG_CAP: usize = 100_000;
+
+/// How many unsent order events a slow feed client or postback sender may fall behind by.
+const EVENT_BUFFER: usize = 4096;
+
+/// One postback the simulator tried to deliver.
+#[derive(Clone, Debug, Serialize)]
+pub struct PostbackAttempt {
+    /// The URL posted to.
+    pub url: String,
+    /// The order's id.
+    pub order_id: String,
+    /// The order's status in the payload, e.g. "TRADED".
+    pub order_status: String,
+    /// The receiver's HTTP status, if it answered.
+    pub status: Option<u16>,
+    /// Why delivery failed, if it did.
+    pub error: Option<String>,
+}
 
 /// One request as the simulator saw it, with secrets masked.
 #[derive(Clone, Debug, Serialize)]
@@ -72,6 +98,13 @@ pub(crate) struct State {
     pub(crate) order_writes: VecDeque<Instant>,
     pub(crate) faults: FaultQueue,
     pub(crate) requests: VecDeque<RecordedRequest>,
+    /// Rejection reasons for the next orders placed, one each (`reject_next_order`).
+    pub(crate) reject_next: VecDeque<String>,
+    pub(crate) postback_url: Option<String>,
+    pub(crate) postbacks: VecDeque<PostbackAttempt>,
+    /// New order-update feed connections are refused (an outage of the feed alone).
+    pub(crate) feed_refused: bool,
+    pub(crate) feed_pascal_case: bool,
 }
 
 /// The configuration plus the locked state; one per simulator.
@@ -79,6 +112,12 @@ pub(crate) struct State {
 pub(crate) struct Shared {
     pub(crate) config: SimConfig,
     state: Mutex<State>,
+    /// Order-book rows of every status change, in order.
+    pub(crate) events: broadcast::Sender<Value>,
+    /// Bumped to make every order-update connection drop.
+    pub(crate) feed_drop: watch::Sender<u64>,
+    /// Logged-in order-update connections.
+    pub(crate) feed_clients: AtomicUsize,
 }
 
 impl Shared {
@@ -100,17 +139,62 @@ impl Shared {
             order_writes: VecDeque::new(),
             faults: FaultQueue::default(),
             requests: VecDeque::new(),
+            reject_next: VecDeque::new(),
+            postback_url: config.postback_url.clone(),
+            postbacks: VecDeque::new(),
+            feed_refused: false,
+            feed_pascal_case: config.order_update_pascal_case,
         };
         Self {
             config,
             state: Mutex::new(state),
+            events: broadcast::channel(EVENT_BUFFER).0,
+            feed_drop: watch::channel(0).0,
+            feed_clients: AtomicUsize::new(0),
         }
     }
 
     /// Locks the state. A panic elsewhere while holding the lock must not take the whole
     /// simulator down with it, so a poisoned lock is simply taken over.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn lock(&self) -> StateGuard<'_> {
+        StateGuard {
+            guard: self.state.lock().unwrap_or_else(PoisonError::into_inner),
+            shared: self,
+        }
+    }
+}
+
+/// The locked state; publishes the order changes made under it when dropped.
+#[derive(Debug)]
+pub(crate) struct StateGuard<'a> {
+    guard: MutexGuard<'a, State>,
+    shared: &'a Shared,
+}
+
+impl Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        let changes = std::mem::take(&mut self.guard.book.changes);
+        for order in &changes {
+            let row = self
+                .guard
+                .book
+                .order_json(order, &self.shared.config.client_id);
+            // No subscriber (no feed client, no postback task yet) is not an error.
+            let _ = self.shared.events.send(row);
+        }
     }
 }
 
