@@ -224,17 +224,20 @@ pub enum EventKind {
     QueueExpired,
     /// No usable Dhan token and none can be had without a person; and its recovery.
     Token,
+    /// After the close: the day's alerts, fills and rejections.
+    DailySummary,
     /// `dhanhook notify-test`.
     Test,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Filled,
         EventKind::Rejected,
         EventKind::NeedsAttention,
         EventKind::QueueExpired,
         EventKind::Token,
+        EventKind::DailySummary,
         EventKind::Test,
     ];
 
@@ -245,6 +248,7 @@ impl EventKind {
             EventKind::NeedsAttention => "needs_attention",
             EventKind::QueueExpired => "queue_expired",
             EventKind::Token => "token",
+            EventKind::DailySummary => "daily_summary",
             EventKind::Test => "test",
         }
     }

@@ -45,6 +45,20 @@ pub enum Event {
     TokenRecovered {
         hours_left: f64,
     },
+    /// The day after the close.
+    DailySummary {
+        /// `2026-12-01`.
+        date: String,
+        alerts: i64,
+        filled: i64,
+        rejected: i64,
+        /// Still open at the broker (accepted, pending).
+        open: i64,
+        /// Outcome unknown or left for a person.
+        unsettled: i64,
+        /// Waiting in the queue.
+        queued: i64,
+    },
     Test,
 }
 
@@ -56,6 +70,7 @@ impl Event {
             Event::NeedsAttention { .. } => EventKind::NeedsAttention,
             Event::QueueExpired { .. } => EventKind::QueueExpired,
             Event::TokenTrouble { .. } | Event::TokenRecovered { .. } => EventKind::Token,
+            Event::DailySummary { .. } => EventKind::DailySummary,
             Event::Test => EventKind::Test,
         }
     }
@@ -67,7 +82,10 @@ impl Event {
             | Event::Rejected { leg, .. }
             | Event::NeedsAttention { leg, .. } => Some(&leg.alert_id),
             Event::QueueExpired { alert_id, .. } => Some(alert_id),
-            Event::TokenTrouble { .. } | Event::TokenRecovered { .. } | Event::Test => None,
+            Event::TokenTrouble { .. }
+            | Event::TokenRecovered { .. }
+            | Event::DailySummary { .. }
+            | Event::Test => None,
         }
     }
 
@@ -142,11 +160,39 @@ impl Event {
                 "🟢 Dhan token usable again".to_owned(),
                 format!("Valid for {hours_left:.1} more hours. Orders go through again."),
             ),
+            Event::DailySummary {
+                date,
+                alerts,
+                filled,
+                rejected,
+                open,
+                unsettled,
+                queued,
+            } => (
+                format!("📊 {date}{}: {alerts} alerts", paper_day(mode)),
+                format!(
+                    "Filled {filled} · Rejected {rejected} · Open at the broker {open} · Queued {queued}{}",
+                    if *unsettled > 0 {
+                        format!(
+                            "\n⚠️ {unsettled} order(s) with an unknown outcome: check Dhan's order book"
+                        )
+                    } else {
+                        String::new()
+                    }
+                ),
+            ),
             Event::Test => (
                 "dhanhook test message".to_owned(),
                 "Notifications reach this chat. Nothing was traded.".to_owned(),
             ),
         }
+    }
+}
+
+fn paper_day(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Paper => " (paper)",
+        Mode::Live => "",
     }
 }
 

@@ -32,6 +32,7 @@ use crate::{
     totp::Totp,
     workers::{
         Workers,
+        daily_summary::DailySummary,
         notifier::NotifierWorker,
         queue::{QueueRules, QueueRunner},
         reconciler::{ReconcileRules, Reconciler, ReconcilerJournal},
@@ -171,6 +172,7 @@ impl Application {
         if let Some(keeper) = &keeper {
             keeper.notify_with(notifier.clone());
         }
+        let summary_notifier = notifier.clone();
         // The start-up reconciliation opens the gate for new orders (see LegPlacer).
         let (reconciled_tx, reconciled_rx) = tokio::sync::watch::channel(false);
         let placer = LegPlacer::new(
@@ -232,6 +234,15 @@ impl Application {
             ),
             scrip_master: ScripMasterRefresher::new(instruments.clone(), Arc::clone(&clock)),
             token: keeper.clone().map(TokenRefresher::new),
+            daily_summary: notifier_worker.is_some().then(|| {
+                DailySummary::new(
+                    journal.clone(),
+                    journal.clone(),
+                    summary_notifier.clone(),
+                    Arc::clone(&clock),
+                    Arc::clone(&calendar),
+                )
+            }),
             notifier: notifier_worker,
         };
 

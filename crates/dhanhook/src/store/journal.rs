@@ -160,6 +160,7 @@ pub trait Journal:
     + Leases
     + TokenJournal
     + super::OutboxJournal
+    + super::ReportJournal
     + JournalLifecycle
 {
 }
@@ -171,6 +172,7 @@ impl<T> Journal for T where
         + TokenStore
         + Leases
         + super::OutboxJournal
+        + super::ReportJournal
         + JournalLifecycle
         + ?Sized
 {

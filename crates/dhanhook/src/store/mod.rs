@@ -20,6 +20,7 @@ mod admission;
 mod journal;
 mod outbox;
 pub mod postgres;
+mod reports;
 mod rows;
 mod shared;
 pub mod sqlite;
@@ -31,6 +32,7 @@ pub use journal::{
     TokenStore,
 };
 pub use outbox::{NewNotification, OutboxJournal, PendingNotification};
+pub use reports::{DayCounts, ReportJournal};
 use std::fmt;
 
 use chrono::{DateTime, Utc};

@@ -7,11 +7,13 @@
 //! - [`token_refresh`]: keeps the Dhan token alive (live mode only).
 //! - [`scrip_master`]: keeps the scrip master fresh.
 //! - [`notifier`]: delivers the notification outbox (when a channel is configured).
+//! - [`daily_summary`]: the day's summary after the close (when a channel is configured).
 //!
 //! `startup` builds them ([`Workers`]); they start when the application runs, not when it is
 //! built, and each stops at the shutdown signal (their loops select on the stop token, so a
 //! sleep, a cooldown or a retry pause never holds up shutdown; the caller bounds the wait).
 
+pub mod daily_summary;
 pub mod notifier;
 pub mod queue;
 pub mod reconciler;
@@ -21,8 +23,8 @@ pub mod token_refresh;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::{
-    notifier::NotifierWorker, queue::QueueRunner, reconciler::Reconciler,
-    scrip_master::ScripMasterRefresher, token_refresh::TokenRefresher,
+    daily_summary::DailySummary, notifier::NotifierWorker, queue::QueueRunner,
+    reconciler::Reconciler, scrip_master::ScripMasterRefresher, token_refresh::TokenRefresher,
 };
 
 /// The workers of one application, ready to start.
@@ -35,6 +37,8 @@ pub struct Workers {
     pub token: Option<TokenRefresher>,
     /// Only when a notification channel is configured.
     pub notifier: Option<NotifierWorker>,
+    /// Only when a notification channel is configured.
+    pub daily_summary: Option<DailySummary>,
 }
 
 impl Workers {
@@ -48,6 +52,9 @@ impl Workers {
         tasks.spawn(self.reconciler.run_until_stopped(stop.clone()));
         if let Some(notifier) = self.notifier {
             tasks.spawn(notifier.run_until_stopped(stop.clone()));
+        }
+        if let Some(summary) = self.daily_summary {
+            tasks.spawn(summary.run_until_stopped(stop.clone()));
         }
     }
 }

@@ -357,3 +357,43 @@ async fn a_token_that_cannot_be_renewed_is_told_and_so_is_its_recovery() {
         "{news:?}"
     );
 }
+
+/// After the close the trader gets the day in one message, once, even across a restart.
+#[tokio::test]
+async fn the_day_is_summed_up_once_after_the_close() {
+    let (url, fake) = fake_telegram().await;
+    let vars = telegram_vars(&url);
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = spawn_app_with(Arc::clone(&dir), &borrowed(&vars)).await;
+    app.post_webhook(&market_order("NSE:SBIN")).await;
+    let limit = json!({"secret": SECRET, "symbol": "NSE:RELIANCE", "action": "buy",
+                       "quantity": "1", "product": "intraday", "order_type": "limit",
+                       "price": "2500.5"});
+    app.post_webhook(&limit).await;
+    until("the fill's message", || fake.taken().len() == 1).await;
+
+    // 10:00 → 15:50 IST on Tuesday 2026-12-01.
+    app.clock.advance(chrono::Duration::minutes(350));
+    let summaries = || -> Vec<String> {
+        fake.taken()
+            .iter()
+            .map(|r| r.body["text"].as_str().unwrap().to_owned())
+            .filter(|t| t.starts_with("<b>📊"))
+            .collect()
+    };
+    until("the summary", || !summaries().is_empty()).await;
+    assert_eq!(
+        summaries(),
+        [
+            "<b>📊 2026-12-01 (paper): 2 alerts</b>\nFilled 1 · Rejected 0 · Open at the broker 1 · Queued 0"
+        ]
+    );
+    let dir = app.stop().await;
+
+    // A restart the same afternoon does not send it again.
+    let app = spawn_app_with(dir, &borrowed(&vars)).await;
+    app.clock.advance(chrono::Duration::minutes(350));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(summaries().len(), 1, "one summary a day");
+    app.stop().await;
+}
