@@ -17,7 +17,9 @@ use crate::{
     clock::Clock,
     csvlog::CsvLog,
     domain::AmoTime,
-    store::{AlertJournal, LegStatus, LegUpdate, NewAlert, NewLeg, OrderRow, ResolvedLeg},
+    store::{
+        AlertJournal, LegDetail, LegStatus, LegUpdate, NewAlert, NewLeg, OrderRow, ResolvedLeg,
+    },
 };
 
 /// Longest a new order waits for the start-up reconciliation.
@@ -207,6 +209,7 @@ pub(crate) fn order_row(alert: &NewAlert, leg: &NewLeg) -> OrderRow {
         order_id: None,
         fill_price: None,
         message: alert.initial_message.clone(),
+        detail: LegDetail::default(),
         updated_at: alert.received_at,
     }
 }

@@ -24,8 +24,8 @@ use dhanhook::{
     alert::{AmoTime, LegOrder, OrderType, Side, Validity, parse_signal},
     config::Mode,
     store::{
-        Admission, AlertStatus, DedupeKey, Journal, JournalError, JournalLifecycle, LegStatus,
-        LegUpdate, NewAlert, NewLeg, OrderRow, QueueSummary, ResolvedLeg, StoredToken,
+        Admission, AlertStatus, DedupeKey, Journal, JournalError, JournalLifecycle, LegDetail,
+        LegStatus, LegUpdate, NewAlert, NewLeg, OrderRow, QueueSummary, ResolvedLeg, StoredToken,
         postgres::PgJournal, sqlite::SqliteJournal,
     },
 };
@@ -38,6 +38,11 @@ use sqlx::{
 };
 use tokio::task::JoinSet;
 
+mod lifecycle;
+use lifecycle::{
+    a_transition_is_journaled_with_its_time_source_and_detail,
+    legs_to_track_are_the_open_legs_with_an_order_id,
+};
 mod claims;
 use claims::{
     a_claim_is_exclusive_until_its_holder_releases_it,
@@ -104,6 +109,8 @@ contract!(
     a_claim_is_exclusive_until_its_holder_releases_it,
     the_end_of_a_run_and_a_requeue_end_the_claim,
     a_stale_claim_is_recovered_for_another_runner,
+    a_transition_is_journaled_with_its_time_source_and_detail,
+    legs_to_track_are_the_open_legs_with_an_order_id,
 );
 
 async fn on_sqlite<F, Fut>(case: F)
@@ -770,6 +777,7 @@ fn expected_row(alert: &NewAlert, leg: &NewLeg) -> OrderRow {
         order_id: None,
         fill_price: None,
         message: alert.initial_message.clone(),
+        detail: LegDetail::default(),
         updated_at: alert.received_at,
     }
 }
