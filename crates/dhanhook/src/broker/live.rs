@@ -370,3 +370,67 @@ fn outcome_of_error(e: DhanError) -> Result<Placement, BrokerError> {
         | DhanErrorKind::Order => Ok(rejected(None, format!("refused by Dhan: {e}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn state(v: &serde_json::Value) -> OrderState {
+        order_state(&OrderRecord::from_json(v).expect("an order object"))
+    }
+
+    #[test]
+    fn a_traded_order_is_filled_with_its_average_price_and_no_reason() {
+        let s = state(
+            &json!({"orderId":"52","orderStatus":"TRADED","filledQty":75,
+            "averageTradedPrice":101.5,"omsErrorDescription":"CONFIRMED",
+            "exchangeOrderId":"1100000000000001","exchangeTime":"2026-12-01 10:00:05"}),
+        );
+        assert_eq!(s.status, LegStatus::Filled);
+        assert_eq!((s.filled_qty, s.average_price), (Some(75), Some(101.5)));
+        assert_eq!(s.reason, None, "CONFIRMED is not a reason");
+        assert_eq!(s.exchange_order_id.as_deref(), Some("1100000000000001"));
+        assert_eq!(
+            s.exchange_time,
+            Some(crate::dhan::types::parse_ist("2026-12-01 10:00:05").unwrap())
+        );
+    }
+
+    #[test]
+    fn transit_and_sentinels_are_accepted_with_nothing_known() {
+        let s = state(
+            &json!({"orderId":"53","orderStatus":"TRANSIT","filledQty":0,
+            "averageTradedPrice":0,"omsErrorDescription":"CONFIRMED",
+            "exchangeOrderId":"NA","exchangeTime":"0001-01-01 00:00:00"}),
+        );
+        assert_eq!(s.status, LegStatus::Accepted);
+        assert_eq!(
+            (s.average_price, s.exchange_order_id, s.exchange_time),
+            (None, None, None)
+        );
+        assert_eq!(s.reason, None);
+    }
+
+    #[test]
+    fn refusals_cancellations_and_expiries_carry_dhans_reason() {
+        for (dhan, ours) in [
+            ("REJECTED", LegStatus::Rejected),
+            ("CANCELLED", LegStatus::Cancelled),
+            ("EXPIRED", LegStatus::Expired),
+        ] {
+            let s = state(&json!({"orderId":"54","orderStatus":dhan,
+                "omsErrorDescription":"RMS:54:Margin Exceeds"}));
+            assert_eq!(s.status, ours);
+            assert_eq!(s.reason.as_deref(), Some("RMS:54:Margin Exceeds"));
+            assert!(s.message.contains("RMS:54:Margin Exceeds"), "{}", s.message);
+        }
+        let part = state(
+            &json!({"orderId":"55","orderStatus":"PART_TRADED","filledQty":"25",
+            "averageTradedPrice":"99.5","omsErrorDescription":"CONFIRMED"}),
+        );
+        assert_eq!(part.status, LegStatus::PartTraded);
+        assert_eq!((part.filled_qty, part.reason), (Some(25), None));
+    }
+}
