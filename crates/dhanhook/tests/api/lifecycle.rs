@@ -258,3 +258,38 @@ async fn a_resting_order_is_polled_with_backoff_until_its_trading_day_ends() {
     );
     assert_eq!(logs_leg(&t, &alert_id).await["status"], "PENDING");
 }
+
+#[tokio::test]
+async fn many_open_orders_are_read_from_the_order_book_in_one_call() {
+    let t = live(SimConfig::default()).await;
+    let mut alert_ids = Vec::new();
+    for n in 0..7 {
+        let mut body = flat_alert();
+        body["id"] = json!(format!("track-book-{n}"));
+        let answer: Value = t.app.post_webhook(&body).await.json().await.unwrap();
+        assert_eq!(answer["legs"][0]["status"], "ACCEPTED", "{answer}");
+        alert_ids.push(answer["alert_id"].as_str().unwrap().to_owned());
+    }
+    eventually("Dhan trades them all", || {
+        let orders = t.sim.orders();
+        orders.len() == 7 && orders.iter().all(|o| o.status == "TRADED")
+    })
+    .await;
+
+    t.advance(chrono::Duration::seconds(3));
+    for alert_id in &alert_ids {
+        wait_for_status(&t, alert_id, "FILLED").await;
+    }
+
+    let requests = t.sim.requests();
+    let book_reads = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/v2/orders")
+        .count();
+    let single = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/v2/orders/"))
+        .count();
+    assert_eq!(book_reads, 1, "one order-book call for the seven");
+    assert_eq!(single, 0, "no lookup one by one");
+}
