@@ -33,6 +33,10 @@ pub(super) trait Backend {
     /// The locking clause of the query that picks the alert to claim.
     const CLAIM_LOCK: &'static str;
 
+    /// How a transaction that writes starts (SQLite: `BEGIN IMMEDIATE`, the write lock up
+    /// front, waited for within the busy timeout rather than refused mid-transaction).
+    const BEGIN_WRITE: &'static str;
+
     /// Applies the backend's migrations.
     async fn apply_migrations(&self) -> Result<(), JournalError>;
 
@@ -105,7 +109,10 @@ macro_rules! shared_journal {
                 // On PostgreSQL a concurrent writer of the same leg holds its row lock; this
                 // UPDATE then re-checks the guard against that writer's result, so a stale
                 // writer cannot move the leg backwards.
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self
+                    .pool
+                    .begin_with(<$journal as Backend>::BEGIN_WRITE)
+                    .await?;
                 let result = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE order_legs SET status = $1,
                             broker_order_id = COALESCE($2, broker_order_id),

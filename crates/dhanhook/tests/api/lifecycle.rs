@@ -293,3 +293,55 @@ async fn many_open_orders_are_read_from_the_order_book_in_one_call() {
     assert_eq!(book_reads, 1, "one order-book call for the seven");
     assert_eq!(single, 0, "no lookup one by one");
 }
+
+#[tokio::test]
+async fn paper_orders_fill_at_once_or_rest_pending_with_the_reason_why() {
+    let app = crate::helpers::spawn_app().await;
+    let mut market = flat_alert();
+    market["id"] = json!("paper-market");
+    let filled: Value = app.post_webhook(&market).await.json().await.unwrap();
+    let mut limit = flat_alert();
+    limit["id"] = json!("paper-limit");
+    limit["order_type"] = json!("limit");
+    let pending: Value = app.post_webhook(&limit).await.json().await.unwrap();
+    assert_eq!(filled["legs"][0]["status"], "FILLED", "{filled}");
+    assert_eq!(pending["legs"][0]["status"], "PENDING", "{pending}");
+
+    // The tracker asks the paper broker: nothing moves, and nothing is journaled.
+    for _ in 0..5 {
+        app.clock.advance(chrono::Duration::seconds(30));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let order = |id: &Value| {
+        let path = format!("/orders/{}", id.as_str().unwrap());
+        let app = &app;
+        async move {
+            let v: Value = app
+                .get_admin(&path, ADMIN_TOKEN)
+                .await
+                .json()
+                .await
+                .unwrap();
+            v["legs"][0].clone()
+        }
+    };
+    let leg = order(&filled["alert_id"]).await;
+    assert_eq!(leg["filled_qty"], 1, "{leg}");
+    assert_eq!(leg["fill_price"], 2500.5, "{leg}");
+    let leg = order(&pending["alert_id"]).await;
+    assert_eq!(leg["status"], "PENDING", "{leg}");
+    assert!(
+        leg["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not simulate price movement"),
+        "{leg}"
+    );
+    let sources: Vec<&str> = leg["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["placement", "placement"], "{leg}");
+}
