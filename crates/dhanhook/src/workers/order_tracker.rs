@@ -13,7 +13,8 @@
 //! `after_close` for the exchange's end-of-day cancellations).
 //!
 //! One tracker polls at a time across the instances sharing the journal (the `order-tracker`
-//! lease, held while it runs and renewed each pass). The backoff is kept in memory: an
+//! lease, held while it runs and renewed once half of it has passed; the others try to take
+//! it every half lease). The backoff is kept in memory: an
 //! instance taking over starts every leg from its first look.
 
 use std::{collections::HashMap, sync::Arc};
@@ -98,6 +99,10 @@ pub struct OrderTracker {
     rules: TrackRules,
     instance: String,
     schedules: HashMap<(String, u32), Schedule>,
+    /// Until when this instance holds the lease (renewed once half of it has passed).
+    lease_until: Option<DateTime<Utc>>,
+    /// When an instance without the lease next tries to take it.
+    next_try: DateTime<Utc>,
 }
 
 fn duration(d: std::time::Duration) -> Duration {
@@ -122,6 +127,8 @@ impl OrderTracker {
             rules,
             instance: uuid::Uuid::now_v7().to_string(),
             schedules: HashMap::new(),
+            lease_until: None,
+            next_try: DateTime::<Utc>::MIN_UTC,
         }
     }
 
@@ -306,26 +313,53 @@ impl OrderTracker {
         Ok(Some(out))
     }
 
+    /// Whether this instance holds the lease now: renewed once half of it has passed; taken,
+    /// by an instance without it, at most every half lease.
+    async fn hold_lease(&mut self) -> bool {
+        let now = self.clock.now();
+        match self.lease_until {
+            Some(until) if now + LEASE_FOR / 2 < until => return true,
+            None if now < self.next_try => return false,
+            _ => {}
+        }
+        let until = now + LEASE_FOR;
+        match self
+            .journal
+            .leases
+            .try_lease(LEASE, &self.instance, until, now)
+            .await
+        {
+            Ok(true) => {
+                self.lease_until = Some(until);
+                true
+            }
+            Ok(false) => {
+                // Another instance polls; its schedules are its own.
+                self.lease_until = None;
+                self.schedules.clear();
+                self.next_try = now + LEASE_FOR / 2;
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "order tracker could not take its lease");
+                // Not renewed: polling goes on only while the lease surely still holds.
+                self.lease_until = self.lease_until.filter(|u| now < *u);
+                self.lease_until.is_some()
+            }
+        }
+    }
+
     /// Holds the tracker's lease and polls every `TICK` until `stop`.
     pub async fn run_until_stopped(mut self, stop: CancellationToken) {
         loop {
-            let now = self.clock.now();
-            match self
-                .journal
-                .leases
-                .try_lease(LEASE, &self.instance, now + LEASE_FOR, now)
-                .await
-            {
-                Ok(true) => match self.track_once().await {
+            if self.hold_lease().await {
+                match self.track_once().await {
                     Ok(moved) if !moved.is_empty() => {
                         tracing::info!(legs = moved.len(), "order tracker: legs moved");
                     }
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "order tracker pass failed"),
-                },
-                // Another instance polls; its schedules are its own.
-                Ok(false) => self.schedules.clear(),
-                Err(e) => tracing::warn!(error = %e, "order tracker could not take its lease"),
+                }
             }
             let next = self.clock.now() + TICK;
             tokio::select! {
