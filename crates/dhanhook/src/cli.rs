@@ -369,7 +369,7 @@ pub fn orders_table(rows: &[crate::store::OrderRow]) -> String {
     use std::fmt::Write;
 
     use crate::store::LegStatus;
-    const HEADER: [&str; 10] = [
+    const HEADER: [&str; 12] = [
         "RECEIVED (IST)",
         "MODE",
         "SIDE",
@@ -378,13 +378,15 @@ pub fn orders_table(rows: &[crate::store::OrderRow]) -> String {
         "QTY",
         "TYPE",
         "STATUS",
+        "FILLED",
+        "AVG PRICE",
         "ORDER ID",
         "MESSAGE",
     ];
     /// QTY is right-aligned; every other column left-aligned.
     const QTY: usize = 5;
     const STATUS: usize = 7;
-    let cells: Vec<[String; 10]> = rows
+    let cells: Vec<[String; 12]> = rows
         .iter()
         .map(|r| {
             [
@@ -396,8 +398,13 @@ pub fn orders_table(rows: &[crate::store::OrderRow]) -> String {
                 r.units.unwrap_or(r.quantity).to_string(),
                 r.order_type.as_str().to_owned(),
                 r.status.as_str().to_owned(),
+                r.detail
+                    .filled_qty
+                    .map_or_else(|| "-".to_owned(), |q| q.to_string()),
+                r.fill_price
+                    .map_or_else(|| "-".to_owned(), |p| p.to_string()),
                 r.order_id.clone().unwrap_or_else(|| "-".to_owned()),
-                r.message.clone().unwrap_or_default(),
+                message_with_reason(r),
             ]
         })
         .collect();
@@ -411,7 +418,7 @@ pub fn orders_table(rows: &[crate::store::OrderRow]) -> String {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; 10]| {
+    let line = |cells: [&str; 12]| {
         let mut out = String::new();
         for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
             if i == cells.len() - 1 {
@@ -434,6 +441,17 @@ pub fn orders_table(rows: &[crate::store::OrderRow]) -> String {
         out.push_str("(no orders yet)\n");
     }
     out
+}
+
+/// The leg's message, with the broker's reason when the message does not already carry it.
+fn message_with_reason(r: &crate::store::OrderRow) -> String {
+    let message = r.message.clone().unwrap_or_default();
+    match &r.detail.reason {
+        Some(reason) if !message.contains(reason.as_str()) => {
+            format!("{message} (reason: {reason})").trim().to_owned()
+        }
+        _ => message,
+    }
 }
 
 /// Completes on ctrl-c or SIGTERM (what Cloud Run, systemd and docker send).

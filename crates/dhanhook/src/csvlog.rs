@@ -1,8 +1,11 @@
 //! The CSV order log, for users of the upstream's spreadsheet habit.
 //!
 //! Same columns as the upstream's `log_order_to_csv` (so existing sheets keep working), plus
-//! `alert_id`, `correlation_id` and `mode` at the end. One row per leg outcome; the header is
-//! written once, when the file is new. The journal is the source of truth: a CSV write that
+//! `alert_id`, `correlation_id` and `mode` at the end. One row per leg outcome: the broker's
+//! answer to the order, and one more when the order tracker sees the leg reach its final state
+//! (FILLED with the average price, REJECTED, CANCELLED, EXPIRED), so a spreadsheet keeping the
+//! last row per `correlation_id` has each leg's final word; the header is written once, when
+//! the file is new. The journal is the source of truth: a CSV write that
 //! fails is logged and does not fail the order.
 
 use std::{

@@ -15,6 +15,8 @@
 //!    [`broker::live`] → [`dhan`] with a token from [`token`], paced by [`ratelimit`]), journals
 //!    the answer and writes the CSV row ([`csvlog`]).
 //! 4. The handler answers with the legs as journaled (`http/answer.rs`).
+//! 5. The order tracker ([`workers::order_tracker`]) follows each leg the broker holds to its
+//!    final state by polling, journaling each transition with its source.
 //!
 //! # Modules
 //! Bottom layer (import nothing of the crate): [`domain`] (order enums, mode, closed-market
@@ -25,7 +27,8 @@
 //!   token sealed at rest).
 //! - Acting: [`pipeline`] (admission and placement), [`broker`], [`dhan`] (Dhan API v2 client),
 //!   [`token`] (keeping the Dhan token alive), [`totp`], [`ratelimit`].
-//! - Running on their own: [`workers`] (queue, reconciler, token refresh, scrip-master refresh).
+//! - Running on their own: [`workers`] (queue, reconciler, order tracker, token refresh,
+//!   scrip-master refresh).
 //! - Around it: [`config`] (settings from the environment), [`telemetry`] (logging),
 //!   [`http`] (routes, answers, errors, connection serving), [`startup`] (the one place that
 //!   wires settings into components, builds and runs the application), [`cli`] (the commands),

@@ -15,15 +15,15 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
-use super::{Broker, BrokerError, Lookup, OrderRequest, Placement};
+use super::{Broker, BrokerError, Lookup, OrderRequest, OrderState, Placement};
 use crate::{
     alert::{AmoTime, LegOrder, OrderType},
     dhan::{
         DhanError, DhanErrorKind,
-        types::{OrderAck, OrderBody, OrderRecord},
+        types::{OrderAck, OrderBody, OrderRecord, parse_ist, str_field},
     },
     ratelimit::RateLimiter,
-    store::ResolvedLeg,
+    store::{LegStatus, ResolvedLeg},
     token::{Token, TokenKeeper},
 };
 
@@ -140,6 +140,35 @@ impl Broker for DhanBroker {
         Ok(found.map_or(Lookup::Absent, |r| Lookup::Found(from_record(r))))
     }
 
+    async fn order_state(&self, order_id: &str) -> Result<Option<OrderState>, BrokerError> {
+        // Polling never mints: a refused token fails the look (the tracker retries later),
+        // and the token is renewed by its schedule or by the next order. A background read
+        // must not spend Dhan's mint allowance or change the path an order takes.
+        let token = self.read_token().await?;
+        let found = self
+            .keeper
+            .client()
+            .order(&token.value, order_id)
+            .await
+            .map_err(|e| BrokerError::Unknown(format!("order lookup failed: {e}")))?;
+        // `GET /orders/{id}` answers `200 []` for an id it does not know.
+        Ok(found
+            .filter(|r| r.order_id == order_id)
+            .map(|r| order_state(&r)))
+    }
+
+    async fn order_states(&self) -> Result<Vec<OrderState>, BrokerError> {
+        // As `order_state`: never mints.
+        let token = self.read_token().await?;
+        let book = self
+            .keeper
+            .client()
+            .order_book(&token.value)
+            .await
+            .map_err(|e| BrokerError::Unknown(format!("order book failed: {e}")))?;
+        Ok(book.iter().map(order_state).collect())
+    }
+
     async fn place(&self, order: OrderRequest<'_>) -> Result<Placement, BrokerError> {
         let body = self.order_body(order.correlation_id, order.leg, order.resolved, order.amo);
         let token = match self.keeper.token().await {
@@ -161,6 +190,13 @@ impl Broker for DhanBroker {
 }
 
 impl DhanBroker {
+    /// The token in hand for a background read (the order tracker's lookups): never a mint.
+    async fn read_token(&self) -> Result<Token, BrokerError> {
+        self.keeper.usable().ok_or_else(|| {
+            BrokerError::Unknown("no usable Dhan token in hand to look the order up".to_owned())
+        })
+    }
+
     /// Looks an order up by correlationId, then in the day's order book (the lookup answers
     /// 404 for an order still in TRANSIT).
     async fn find(&self, token: &Token, cid: &str) -> Result<Option<OrderRecord>, DhanError> {
@@ -272,6 +308,50 @@ fn from_record(r: OrderRecord) -> Placement {
     }
 }
 
+/// Dhan's order object as the broker's view of the order (§3.5 of the API notes: times are
+/// IST with the sentinel `0001-01-01 00:00:00`, `"NA"` means absent, and
+/// `omsErrorDescription` is only a reason when the order was refused, cancelled or expired).
+fn order_state(r: &OrderRecord) -> OrderState {
+    let dhan_status = r.order_status.to_ascii_uppercase();
+    let status = match dhan_status.as_str() {
+        "PENDING" => LegStatus::Pending,
+        "PART_TRADED" => LegStatus::PartTraded,
+        "TRADED" => LegStatus::Filled,
+        "REJECTED" => LegStatus::Rejected,
+        "CANCELLED" => LegStatus::Cancelled,
+        "EXPIRED" => LegStatus::Expired,
+        // TRANSIT, or a status this version does not know: received, verdict to come.
+        _ => LegStatus::Accepted,
+    };
+    let reason = status
+        .is_final()
+        .then(|| r.oms_error_description.clone())
+        .flatten()
+        .filter(|_| status != LegStatus::Filled);
+    let filled_qty = r.filled_qty.map(|q| q.round() as i64);
+    let average_price = r.average_traded_price.filter(|p| *p > 0.0);
+    let message = match (&reason, average_price) {
+        (Some(why), _) => format!("{} at Dhan: {why}", dhan_status.to_ascii_lowercase()),
+        (None, Some(p)) => format!(
+            "{dhan_status} at Dhan: {} filled at an average of {p}",
+            filled_qty.unwrap_or_default()
+        ),
+        (None, None) => format!("{dhan_status} at Dhan"),
+    };
+    OrderState {
+        order_id: r.order_id.clone(),
+        status,
+        filled_qty,
+        average_price,
+        exchange_order_id: str_field(&r.raw, "exchangeOrderId").filter(|id| id != "NA"),
+        exchange_time: str_field(&r.raw, "exchangeTime")
+            .and_then(|t| parse_ist(&t))
+            .filter(|t| t.timestamp() > 0),
+        reason,
+        message,
+    }
+}
+
 /// What a failed order write means for the leg.
 fn outcome_of_error(e: DhanError) -> Result<Placement, BrokerError> {
     match e.kind {
@@ -288,5 +368,69 @@ fn outcome_of_error(e: DhanError) -> Result<Placement, BrokerError> {
         | DhanErrorKind::Input
         | DhanErrorKind::StaticIp
         | DhanErrorKind::Order => Ok(rejected(None, format!("refused by Dhan: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn state(v: &serde_json::Value) -> OrderState {
+        order_state(&OrderRecord::from_json(v).expect("an order object"))
+    }
+
+    #[test]
+    fn a_traded_order_is_filled_with_its_average_price_and_no_reason() {
+        let s = state(
+            &json!({"orderId":"52","orderStatus":"TRADED","filledQty":75,
+            "averageTradedPrice":101.5,"omsErrorDescription":"CONFIRMED",
+            "exchangeOrderId":"1100000000000001","exchangeTime":"2026-12-01 10:00:05"}),
+        );
+        assert_eq!(s.status, LegStatus::Filled);
+        assert_eq!((s.filled_qty, s.average_price), (Some(75), Some(101.5)));
+        assert_eq!(s.reason, None, "CONFIRMED is not a reason");
+        assert_eq!(s.exchange_order_id.as_deref(), Some("1100000000000001"));
+        assert_eq!(
+            s.exchange_time,
+            Some(crate::dhan::types::parse_ist("2026-12-01 10:00:05").unwrap())
+        );
+    }
+
+    #[test]
+    fn transit_and_sentinels_are_accepted_with_nothing_known() {
+        let s = state(
+            &json!({"orderId":"53","orderStatus":"TRANSIT","filledQty":0,
+            "averageTradedPrice":0,"omsErrorDescription":"CONFIRMED",
+            "exchangeOrderId":"NA","exchangeTime":"0001-01-01 00:00:00"}),
+        );
+        assert_eq!(s.status, LegStatus::Accepted);
+        assert_eq!(
+            (s.average_price, s.exchange_order_id, s.exchange_time),
+            (None, None, None)
+        );
+        assert_eq!(s.reason, None);
+    }
+
+    #[test]
+    fn refusals_cancellations_and_expiries_carry_dhans_reason() {
+        for (dhan, ours) in [
+            ("REJECTED", LegStatus::Rejected),
+            ("CANCELLED", LegStatus::Cancelled),
+            ("EXPIRED", LegStatus::Expired),
+        ] {
+            let s = state(&json!({"orderId":"54","orderStatus":dhan,
+                "omsErrorDescription":"RMS:54:Margin Exceeds"}));
+            assert_eq!(s.status, ours);
+            assert_eq!(s.reason.as_deref(), Some("RMS:54:Margin Exceeds"));
+            assert!(s.message.contains("RMS:54:Margin Exceeds"), "{}", s.message);
+        }
+        let part = state(
+            &json!({"orderId":"55","orderStatus":"PART_TRADED","filledQty":"25",
+            "averageTradedPrice":"99.5","omsErrorDescription":"CONFIRMED"}),
+        );
+        assert_eq!(part.status, LegStatus::PartTraded);
+        assert_eq!((part.filled_qty, part.reason), (Some(25), None));
     }
 }

@@ -5,10 +5,11 @@ pub mod live;
 pub mod paper;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::{
     alert::{AmoTime, LegOrder},
-    store::ResolvedLeg,
+    store::{LegStatus, ResolvedLeg},
 };
 
 /// One order as handed to a broker: the validated leg, what it resolved to, how it is routed,
@@ -60,6 +61,26 @@ pub enum Lookup {
     Absent,
 }
 
+/// The broker's view of one order, looked up by its order id, to follow it past ACCEPTED to
+/// its final state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderState {
+    pub order_id: String,
+    /// Where the order stands, in the journal's terms: Dhan's TRANSIT is ACCEPTED, TRADED is
+    /// FILLED; PENDING, PART_TRADED, REJECTED, CANCELLED and EXPIRED keep their names.
+    pub status: LegStatus,
+    /// Units executed so far.
+    pub filled_qty: Option<i64>,
+    /// Average price of what was executed.
+    pub average_price: Option<f64>,
+    pub exchange_order_id: Option<String>,
+    pub exchange_time: Option<DateTime<Utc>>,
+    /// Why the order was rejected, cancelled or expired (only then).
+    pub reason: Option<String>,
+    /// One line for the leg's message.
+    pub message: String,
+}
+
 #[async_trait]
 pub trait Broker: Send + Sync + std::fmt::Debug {
     /// A short name for logs and `/` (e.g. `paper`).
@@ -76,4 +97,28 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`BrokerError::Unknown`] when the broker could not be asked.
     async fn lookup(&self, correlation_id: &str) -> Result<Lookup, BrokerError>;
+
+    /// The broker's view of one order by its id; `None` when the broker does not know it.
+    ///
+    /// # Errors
+    /// [`BrokerError::Unknown`] when the broker could not be asked (or cannot be, as here: a
+    /// broker that does not implement it).
+    async fn order_state(&self, order_id: &str) -> Result<Option<OrderState>, BrokerError> {
+        let _ = order_id;
+        Err(BrokerError::Unknown(format!(
+            "the {} broker cannot look orders up by id",
+            self.name()
+        )))
+    }
+
+    /// Every order of the day in one call (the order book), for when many are open.
+    ///
+    /// # Errors
+    /// As [`Broker::order_state`].
+    async fn order_states(&self) -> Result<Vec<OrderState>, BrokerError> {
+        Err(BrokerError::Unknown(format!(
+            "the {} broker has no order book",
+            self.name()
+        )))
+    }
 }

@@ -2,7 +2,9 @@
 //!
 //! Market orders fill at once at the alert's price (`{{close}}` in most templates), limit and
 //! stop orders rest as pending. The id is derived from the leg's correlationId, so the same leg
-//! always gets the same paper id.
+//! always gets the same paper id. Asked about an order later ([`Broker::order_state`]), it
+//! answers from that book: a market order is FILLED, a limit or stop order stays PENDING (there
+//! is no price source to fill it at yet, and its message says so).
 
 use std::{
     collections::HashMap,
@@ -11,13 +13,20 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{Broker, BrokerError, Lookup, OrderRequest, Placement};
-use crate::alert::OrderType;
+use super::{Broker, BrokerError, Lookup, OrderRequest, OrderState, Placement};
+use crate::{alert::OrderType, store::LegStatus};
 
-/// The paper broker keeps its "order book" in memory (lost on restart, like a paper session).
+/// The paper broker keeps its "order book" in memory (lost on restart, like a paper session),
+/// by correlationId.
 #[derive(Debug, Clone, Default)]
 pub struct PaperBroker {
-    book: Arc<Mutex<HashMap<String, Placement>>>,
+    book: Arc<Mutex<HashMap<String, PaperOrder>>>,
+}
+
+#[derive(Debug, Clone)]
+struct PaperOrder {
+    placement: Placement,
+    units: u32,
 }
 
 #[async_trait]
@@ -28,10 +37,13 @@ impl Broker for PaperBroker {
 
     async fn place(&self, order: OrderRequest<'_>) -> Result<Placement, BrokerError> {
         let placement = paper_fill(&order);
-        self.book
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(order.correlation_id.to_owned(), placement.clone());
+        self.book.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            order.correlation_id.to_owned(),
+            PaperOrder {
+                placement: placement.clone(),
+                units: order.resolved.units,
+            },
+        );
         Ok(placement)
     }
 
@@ -39,9 +51,59 @@ impl Broker for PaperBroker {
         let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
         Ok(book
             .get(correlation_id)
-            .cloned()
-            .map_or(Lookup::Absent, Lookup::Found))
+            .map_or(Lookup::Absent, |o| Lookup::Found(o.placement.clone())))
     }
+
+    async fn order_state(&self, order_id: &str) -> Result<Option<OrderState>, BrokerError> {
+        Ok(self
+            .order_states()
+            .await?
+            .into_iter()
+            .find(|o| o.order_id == order_id))
+    }
+
+    async fn order_states(&self) -> Result<Vec<OrderState>, BrokerError> {
+        let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(book.values().filter_map(state_of).collect())
+    }
+}
+
+/// The paper order as the broker's view of it (nothing moves after placement: no price source).
+fn state_of(order: &PaperOrder) -> Option<OrderState> {
+    let state = |order_id: &String, status, filled: u32, price, message: &str| OrderState {
+        order_id: order_id.clone(),
+        status,
+        filled_qty: Some(i64::from(filled)),
+        average_price: price,
+        exchange_order_id: None,
+        exchange_time: None,
+        reason: None,
+        message: message.to_owned(),
+    };
+    Some(match &order.placement {
+        Placement::Filled {
+            order_id,
+            fill_price,
+            message,
+        } => state(
+            order_id,
+            LegStatus::Filled,
+            order.units,
+            *fill_price,
+            message,
+        ),
+        Placement::Pending { order_id, .. } | Placement::Accepted { order_id, .. } => state(
+            order_id,
+            LegStatus::Pending,
+            0,
+            None,
+            "paper order pending: paper mode has no price source to fill it yet",
+        ),
+        Placement::Rejected { order_id, message } => OrderState {
+            reason: Some(message.clone()),
+            ..state(order_id.as_ref()?, LegStatus::Rejected, 0, None, message)
+        },
+    })
 }
 
 /// Market orders fill at the alert's price; limit, stop and after-market orders rest.

@@ -199,6 +199,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/logs", get(ops::logs))
+        .route("/orders/{alert_id}", get(ops::order))
         .route("/market-status", get(market::status))
         .route("/queue-stats", get(market::queue_stats))
         .route("/process-queue", post(market::process_queue))

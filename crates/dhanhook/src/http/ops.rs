@@ -1,9 +1,10 @@
 //! Operator endpoints: `/` (what is running), `/health` (liveness), `/ready` (readiness, one
-//! entry per dependency) and `/logs` (the journal's recent orders, admin only).
+//! entry per dependency), `/logs` (the journal's recent orders, admin only) and
+//! `/orders/{alert_id}` (one alert, its legs and each leg's history, admin only).
 
 use axum::{
     Json,
-    extract::{Query, State},
+    extract::{Path, Query, State},
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -31,6 +32,7 @@ pub(super) async fn root(State(state): State<AppState>) -> Json<serde_json::Valu
             "GET /health": "liveness: 200 while the process runs",
             "GET /ready": "readiness: one entry per check, 503 when one fails",
             "GET /logs?limit=N": "recent order legs, newest first (admin)",
+            "GET /orders/{alert_id}": "one alert, its legs and each leg's history (admin)",
             "GET /market-status": "sessions, next open, AMO window, holidays",
             "GET /queue-stats": "queued alerts (admin)",
             "POST /process-queue": "run the queued alerts that are due (admin)",
@@ -184,16 +186,7 @@ pub(super) async fn logs(
     };
     match state.inner.journal.recent_orders(limit).await {
         Ok(rows) => {
-            let orders: Vec<_> = rows
-                .iter()
-                .map(|r| {
-                    let mut v = serde_json::to_value(r).unwrap_or_default();
-                    // Instants shown in IST, the market's time zone.
-                    v["received_at"] = json!(ist(r.received_at).to_rfc3339());
-                    v["updated_at"] = json!(ist(r.updated_at).to_rfc3339());
-                    v
-                })
-                .collect();
+            let orders: Vec<_> = rows.iter().map(leg_json).collect();
             Json(json!({
                 "status": "ok",
                 "mode": state.inner.mode.as_str(),
@@ -205,6 +198,79 @@ pub(super) async fn logs(
         }
         Err(e) => {
             tracing::error!(error = %e, "could not read the journal for /logs");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the journal could not be read",
+            )
+        }
+    }
+}
+
+/// A leg as `/logs` and `/orders/{alert_id}` show it: instants in IST, the market's time zone.
+fn leg_json(r: &crate::store::OrderRow) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    v["received_at"] = json!(ist(r.received_at).to_rfc3339());
+    v["updated_at"] = json!(ist(r.updated_at).to_rfc3339());
+    v["exchange_time"] = json!(r.detail.exchange_time.map(|t| ist(t).to_rfc3339()));
+    v
+}
+
+/// `GET /orders/{alert_id}` (admin): one alert with its legs, and each leg's transitions
+/// (time, source, status) oldest first.
+pub(super) async fn order(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(alert_id): Path<String>,
+) -> Response {
+    let journal = &state.inner.journal;
+    let read = async {
+        let Some(record) = journal.alert(&alert_id).await? else {
+            return Ok(None);
+        };
+        let events = journal.leg_events(&alert_id).await?;
+        Ok::<_, crate::store::JournalError>(Some((record, events)))
+    };
+    match read.await {
+        Ok(Some((record, events))) => {
+            let legs: Vec<_> = record
+                .legs
+                .iter()
+                .map(|leg| {
+                    let mut v = leg_json(leg);
+                    v["events"] = events
+                        .iter()
+                        .filter(|e| e.leg == leg.leg)
+                        .map(|e| {
+                            json!({
+                                "at": ist(e.at).to_rfc3339(),
+                                "source": e.source,
+                                "status": e.status,
+                                "filled_qty": e.filled_qty,
+                                "fill_price": e.fill_price,
+                                "message": e.message,
+                            })
+                        })
+                        .collect();
+                    v
+                })
+                .collect();
+            Json(json!({
+                "status": "ok",
+                "alert": {
+                    "id": record.id,
+                    "received_at": ist(record.received_at).to_rfc3339(),
+                    "alert_type": record.alert_type,
+                    "mode": record.mode.as_str(),
+                    "status": record.status,
+                    "duplicates": record.duplicates,
+                },
+                "legs": legs,
+            }))
+            .into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, "no alert with this id"),
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the journal for /orders");
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the journal could not be read",

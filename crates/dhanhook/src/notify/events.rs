@@ -2,7 +2,10 @@
 //! plain text (the channels escape it), built only from journaled facts.
 
 pub use crate::domain::EventKind;
-use crate::domain::{Mode, Side};
+use crate::{
+    domain::{Mode, Side},
+    store::LegStatus,
+};
 
 /// One leg, as a message names it.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,8 +27,11 @@ pub enum Event {
         average_price: Option<f64>,
         order_id: Option<String>,
     },
+    /// Refused, cancelled or expired: not (fully) filled, and final.
     Rejected {
         leg: LegFacts,
+        /// REJECTED, CANCELLED or EXPIRED.
+        ended: LegStatus,
         reason: String,
     },
     NeedsAttention {
@@ -58,6 +64,8 @@ pub enum Event {
         unsettled: i64,
         /// Waiting in the queue.
         queued: i64,
+        /// Cancelled or expired at the exchange.
+        ended: i64,
     },
     Test,
 }
@@ -125,9 +133,14 @@ impl Event {
                         .unwrap_or_default()
                 ),
             ),
-            Event::Rejected { leg, reason } => (
+            Event::Rejected { leg, ended, reason } => (
                 format!(
-                    "❌ Rejected{}: {} {} {}",
+                    "❌ {}{}: {} {} {}",
+                    match ended {
+                        LegStatus::Cancelled => "Cancelled",
+                        LegStatus::Expired => "Expired",
+                        _ => "Rejected",
+                    },
                     paper(leg),
                     side(leg),
                     leg.quantity,
@@ -168,10 +181,16 @@ impl Event {
                 open,
                 unsettled,
                 queued,
+                ended,
             } => (
                 format!("📊 {date}{}: {alerts} alerts", paper_day(mode)),
                 format!(
-                    "Filled {filled} · Rejected {rejected} · Open at the broker {open} · Queued {queued}{}",
+                    "Filled {filled} · Rejected {rejected} · Open at the broker {open} · Queued {queued}{}{}",
+                    if *ended > 0 {
+                        format!(" · Cancelled or expired {ended}")
+                    } else {
+                        String::new()
+                    },
                     if *unsettled > 0 {
                         format!(
                             "\n⚠️ {unsettled} order(s) with an unknown outcome: check Dhan's order book"
@@ -223,6 +242,7 @@ mod tests {
         for other in [
             Event::Rejected {
                 leg: leg(),
+                ended: LegStatus::Rejected,
                 reason: "RMS:Margin Exceeds".to_owned(),
             },
             Event::NeedsAttention {
@@ -243,6 +263,7 @@ mod tests {
     fn a_rejection_carries_the_brokers_reason_and_paper_says_so() {
         let (title, body) = Event::Rejected {
             leg: leg(),
+            ended: LegStatus::Rejected,
             reason: "RMS:Margin Exceeds,Cash Available:0.00".to_owned(),
         }
         .text(Mode::Paper);

@@ -119,11 +119,14 @@ impl Notifier {
                 average_price: row.fill_price,
                 order_id: row.order_id.clone(),
             },
-            LegStatus::Rejected => Event::Rejected {
+            LegStatus::Rejected | LegStatus::Cancelled | LegStatus::Expired => Event::Rejected {
                 leg,
+                ended: row.status,
                 reason: row
-                    .message
+                    .detail
+                    .reason
                     .clone()
+                    .or_else(|| row.message.clone())
                     .unwrap_or_else(|| "no reason given".to_owned()),
             },
             LegStatus::NeedsAttention => Event::NeedsAttention {

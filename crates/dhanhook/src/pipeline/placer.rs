@@ -18,7 +18,10 @@ use crate::{
     csvlog::CsvLog,
     domain::AmoTime,
     notify::Notifier,
-    store::{AlertJournal, LegStatus, LegUpdate, NewAlert, NewLeg, OrderRow, ResolvedLeg},
+    store::{
+        AlertJournal, LegDetail, LegSource, LegStatus, LegUpdate, NewAlert, NewLeg, OrderRow,
+        ResolvedLeg,
+    },
 };
 
 /// Longest a new order waits for the start-up reconciliation.
@@ -150,9 +153,23 @@ impl LegPlacer {
         row.order_id.clone_from(&update.broker_order_id);
         row.fill_price = update.fill_price;
         row.message.clone_from(&update.message);
+        // Filled in the broker's first answer (a paper market order): the whole quantity.
+        let detail = LegDetail {
+            filled_qty: (update.status == LegStatus::Filled)
+                .then_some(i64::from(leg.resolved.units)),
+            ..LegDetail::default()
+        };
+        row.detail.filled_qty = detail.filled_qty.or(row.detail.filled_qty);
         if let Err(error) = self
             .journal
-            .update_leg(alert_id, leg.leg_no, &update, self.clock.now())
+            .transition_leg(
+                alert_id,
+                leg.leg_no,
+                &update,
+                &detail,
+                LegSource::Placement,
+                self.clock.now(),
+            )
             .await
         {
             tracing::error!(alert_id = %alert_id, leg = leg.leg_no, %error, "could not journal the broker's answer");
@@ -218,6 +235,7 @@ pub(crate) fn order_row(alert: &NewAlert, leg: &NewLeg) -> OrderRow {
         order_id: None,
         fill_price: None,
         message: alert.initial_message.clone(),
+        detail: LegDetail::default(),
         updated_at: alert.received_at,
     }
 }

@@ -34,6 +34,7 @@ use crate::{
         Workers,
         daily_summary::DailySummary,
         notifier::NotifierWorker,
+        order_tracker::{OrderTracker, TrackRules, TrackerJournal},
         queue::{QueueRules, QueueRunner},
         reconciler::{ReconcileRules, Reconciler, ReconcilerJournal},
         scrip_master::ScripMasterRefresher,
@@ -175,6 +176,15 @@ impl Application {
         let summary_notifier = notifier.clone();
         // The start-up reconciliation opens the gate for new orders (see LegPlacer).
         let (reconciled_tx, reconciled_rx) = tokio::sync::watch::channel(false);
+        let tracker = OrderTracker::new(
+            TrackerJournal::of(&journal),
+            Arc::clone(&broker),
+            csv.clone(),
+            Arc::clone(&calendar),
+            Arc::clone(&clock),
+            TRACK_RULES,
+            notifier.clone(),
+        );
         let placer = LegPlacer::new(
             journal.clone(),
             Arc::clone(&broker),
@@ -232,6 +242,7 @@ impl Application {
                 },
                 reconciled_tx,
             ),
+            order_tracker: tracker,
             scrip_master: ScripMasterRefresher::new(instruments.clone(), Arc::clone(&clock)),
             token: keeper.clone().map(TokenRefresher::new),
             daily_summary: notifier_worker.is_some().then(|| {
@@ -501,6 +512,16 @@ pub fn scrip_master_source(settings: &Settings, allow_sample: bool) -> SourceCon
         allow_sample,
     }
 }
+
+/// How legs open at the broker are polled: first look 2 s after a leg moves (Dhan's TRANSIT
+/// usually resolves within a second or two), then doubling up to a minute; the order book in
+/// one call when more than five are due; looked at until 30 min after their day's close.
+const TRACK_RULES: TrackRules = TrackRules {
+    first_look: std::time::Duration::from_secs(2),
+    max_interval: std::time::Duration::from_secs(60),
+    book_above: 5,
+    after_close: std::time::Duration::from_secs(30 * 60),
+};
 
 /// The market calendar: the built-in holidays, or `HOLIDAYS_PATH`'s.
 ///

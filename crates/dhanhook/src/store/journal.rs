@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Admission, AlertRecord, AlertStatus, JournalError, LegUpdate, NewAlert, OrderRow, QueueSummary,
-    StoredToken,
+    Admission, AlertRecord, AlertStatus, JournalError, LegDetail, LegEvent, LegSource, LegUpdate,
+    NewAlert, OrderRow, QueueSummary, StoredToken,
 };
 
 /// Alerts and their legs: admission, leg transitions, the alert's derived status, and reading
@@ -20,14 +20,41 @@ pub trait AlertJournal: Send + Sync + fmt::Debug {
     /// Journals a new alert, or recognises a redelivery of one whose dedupe key is still live.
     async fn admit(&self, alert: &NewAlert) -> Result<Admission, JournalError>;
 
-    /// Moves one leg to a new status (only along a legal transition).
+    /// Moves one leg to a new status (only along a legal transition), as the placer does
+    /// (its `leg_events` entry names the source `placement`).
     async fn update_leg(
         &self,
         alert_id: &str,
         leg_no: u32,
         update: &LegUpdate,
         now: DateTime<Utc>,
+    ) -> Result<(), JournalError> {
+        self.transition_leg(
+            alert_id,
+            leg_no,
+            update,
+            &LegDetail::default(),
+            LegSource::Placement,
+            now,
+        )
+        .await
+    }
+
+    /// Moves one leg to a new status (only along a legal transition) with what the broker
+    /// said about it, and records the transition in its history (`leg_events`, with `now`
+    /// and `source`) in the same transaction.
+    async fn transition_leg(
+        &self,
+        alert_id: &str,
+        leg_no: u32,
+        update: &LegUpdate,
+        detail: &LegDetail,
+        source: LegSource,
+        now: DateTime<Utc>,
     ) -> Result<(), JournalError>;
+
+    /// Every transition of the alert's legs, by leg, oldest first.
+    async fn leg_events(&self, alert_id: &str) -> Result<Vec<LegEvent>, JournalError>;
 
     /// Records the alert's overall status, as derived from its legs by the caller.
     async fn set_alert_status(
@@ -103,6 +130,18 @@ pub trait ReconcileJournal: Send + Sync + fmt::Debug {
     async fn claim_resend(&self, alert_id: &str, leg_no: u32) -> Result<bool, JournalError>;
 }
 
+/// What the order tracker needs beyond [`AlertJournal`]: the legs open at the broker.
+#[async_trait]
+pub trait TrackJournal: Send + Sync + fmt::Debug {
+    /// Legs ACCEPTED, PENDING or PART_TRADED that have a broker order id and moved at or
+    /// after `since`, most recently moved first, at most `limit`.
+    async fn legs_to_track(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OrderRow>, JournalError>;
+}
+
 /// The Dhan access token kept across restarts (the token keeper).
 #[async_trait]
 pub trait TokenStore: Send + Sync + fmt::Debug {
@@ -156,6 +195,7 @@ pub trait Journal:
     AlertJournal
     + QueueJournal
     + ReconcileJournal
+    + TrackJournal
     + TokenStore
     + Leases
     + TokenJournal
@@ -169,6 +209,7 @@ impl<T> Journal for T where
     T: AlertJournal
         + QueueJournal
         + ReconcileJournal
+        + TrackJournal
         + TokenStore
         + Leases
         + super::OutboxJournal

@@ -17,6 +17,7 @@
 //! passed on as a string.
 
 mod admission;
+mod events;
 mod journal;
 mod outbox;
 pub mod postgres;
@@ -27,9 +28,10 @@ pub mod sqlite;
 #[cfg(test)]
 mod tests;
 
+pub use events::{LegDetail, LegEvent, LegSource};
 pub use journal::{
     AlertJournal, Journal, JournalLifecycle, Leases, QueueJournal, ReconcileJournal, TokenJournal,
-    TokenStore,
+    TokenStore, TrackJournal,
 };
 pub use outbox::{NewNotification, OutboxJournal, PendingNotification};
 pub use reports::{DayCounts, ReportJournal};
@@ -64,14 +66,21 @@ pub enum LegStatus {
     Accepted,
     /// The broker holds the order open (e.g. a limit order waiting for its price).
     Pending,
-    /// Executed.
+    /// Partly executed, the rest still open at the exchange (Dhan's PART_TRADED).
+    PartTraded,
+    /// Executed in full: Dhan's TRADED (the journal and the API keep the name FILLED).
     Filled,
-    /// Definitively refused (by us before sending, or by the broker).
+    /// Definitively refused (by us before sending, or by the broker or the exchange; the
+    /// reason is in the leg's `reason` once the broker gave one).
     Rejected,
+    /// Cancelled at the broker or the exchange (what was filled before stays filled).
+    Cancelled,
+    /// Not executed by the end of its validity (a DAY order at the close).
+    Expired,
 }
 
 impl LegStatus {
-    pub const ALL: [LegStatus; 9] = [
+    pub const ALL: [LegStatus; 12] = [
         LegStatus::Received,
         LegStatus::Queued,
         LegStatus::Submitting,
@@ -79,8 +88,11 @@ impl LegStatus {
         LegStatus::NeedsAttention,
         LegStatus::Accepted,
         LegStatus::Pending,
+        LegStatus::PartTraded,
         LegStatus::Filled,
         LegStatus::Rejected,
+        LegStatus::Cancelled,
+        LegStatus::Expired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -92,8 +104,11 @@ impl LegStatus {
             LegStatus::NeedsAttention => "NEEDS_ATTENTION",
             LegStatus::Accepted => "ACCEPTED",
             LegStatus::Pending => "PENDING",
+            LegStatus::PartTraded => "PART_TRADED",
             LegStatus::Filled => "FILLED",
             LegStatus::Rejected => "REJECTED",
+            LegStatus::Cancelled => "CANCELLED",
+            LegStatus::Expired => "EXPIRED",
         }
     }
 
@@ -108,10 +123,24 @@ impl LegStatus {
         matches!(self, LegStatus::Received | LegStatus::Submitting)
     }
 
+    /// The broker has given a definite answer (open at the broker, or final).
     pub fn is_settled(self) -> bool {
+        matches!(self, LegStatus::Pending | LegStatus::PartTraded) || self.is_final()
+    }
+
+    /// Nothing more will happen to the order: the order tracker stops following it.
+    pub fn is_final(self) -> bool {
         matches!(
             self,
-            LegStatus::Pending | LegStatus::Filled | LegStatus::Rejected
+            LegStatus::Filled | LegStatus::Rejected | LegStatus::Cancelled | LegStatus::Expired
+        )
+    }
+
+    /// At the broker and not final yet: the order tracker follows it.
+    pub fn is_open_at_broker(self) -> bool {
+        matches!(
+            self,
+            LegStatus::Accepted | LegStatus::Pending | LegStatus::PartTraded
         )
     }
 
@@ -130,8 +159,17 @@ impl LegStatus {
                     Submitting | NeedsAttention | Accepted | Pending | Filled | Rejected
                 )
                 | (NeedsAttention, Accepted | Pending | Filled | Rejected)
-                | (Accepted, Pending | Filled | Rejected)
-                | (Pending, Filled | Rejected)
+                // Followed at the broker (the order tracker): on to a final state. PART_TRADED
+                // may repeat, as more of the order fills.
+                | (
+                    Accepted,
+                    Pending | PartTraded | Filled | Rejected | Cancelled | Expired
+                )
+                | (
+                    Pending,
+                    PartTraded | Filled | Rejected | Cancelled | Expired
+                )
+                | (PartTraded, PartTraded | Filled | Cancelled | Expired)
         )
     }
 
@@ -201,8 +239,13 @@ impl AlertStatus {
                 queued += 1;
             }
             match status {
-                LegStatus::Accepted | LegStatus::Pending | LegStatus::Filled => accepted += 1,
-                LegStatus::Rejected => rejected += 1,
+                // PART_TRADED is open at the broker, as PENDING is: the alert was placed.
+                LegStatus::Accepted
+                | LegStatus::Pending
+                | LegStatus::PartTraded
+                | LegStatus::Filled => accepted += 1,
+                // Cancelled or expired orders count as not placed, like rejected ones.
+                LegStatus::Rejected | LegStatus::Cancelled | LegStatus::Expired => rejected += 1,
                 LegStatus::Received
                 | LegStatus::Queued
                 | LegStatus::Submitting
@@ -344,8 +387,12 @@ pub struct OrderRow {
     pub mode: Mode,
     pub status: LegStatus,
     pub order_id: Option<String>,
+    /// The average price of what was executed.
     pub fill_price: Option<f64>,
     pub message: Option<String>,
+    /// Filled quantity, exchange order id and time, reason (flattened in JSON).
+    #[serde(flatten)]
+    pub detail: LegDetail,
     pub updated_at: DateTime<Utc>,
 }
 

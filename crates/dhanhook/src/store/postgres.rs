@@ -161,6 +161,7 @@ impl Backend for PgJournal {
     // one they claimed since the statement began fails the re-check of the claim, so concurrent
     // runners neither claim the same alert nor wait in line for it.
     const CLAIM_LOCK: &'static str = "FOR UPDATE SKIP LOCKED";
+    const BEGIN_WRITE: &'static str = "BEGIN";
 
     async fn apply_migrations(&self) -> Result<(), JournalError> {
         // sqlx holds a PostgreSQL advisory lock while migrating, so instances starting together

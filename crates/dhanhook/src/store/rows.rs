@@ -4,7 +4,10 @@
 
 use sqlx::Row;
 
-use super::{AlertRecord, AlertStatus, JournalError, LegStatus, OrderRow, QueuedAlert};
+use super::{
+    AlertRecord, AlertStatus, JournalError, LegDetail, LegEvent, LegSource, LegStatus, OrderRow,
+    QueuedAlert,
+};
 use crate::{
     clock::from_millis,
     domain::{AmoTime, Exchange, Mode, OrderType, Product, Side, Validity},
@@ -17,7 +20,8 @@ pub(super) const ORDER_ROW_SELECT: &str =
         l.leg_no, l.correlation_id, l.symbol, l.exchange, l.side, l.quantity, l.order_type,
         l.product, l.validity, l.price, l.trigger_price, l.amo, l.amo_time, l.mode, l.status,
         l.security_id, l.exchange_segment, l.trading_symbol, l.units, l.lot_size,
-        l.broker_order_id, l.fill_price, l.message, l.updated_at
+        l.broker_order_id, l.fill_price, l.message, l.updated_at,
+        l.filled_qty, l.exchange_order_id, l.exchange_time, l.reason
     FROM order_legs l JOIN alerts a ON a.id = l.alert_id";
 
 /// SQL condition: the alert `a` waits in the queue. It was queued, nobody holds a claim on it,
@@ -139,7 +143,45 @@ where
         order_id: row.try_get("broker_order_id")?,
         fill_price: row.try_get("fill_price")?,
         message: row.try_get("message")?,
+        detail: LegDetail {
+            filled_qty: row.try_get("filled_qty")?,
+            exchange_order_id: row.try_get("exchange_order_id")?,
+            exchange_time: row
+                .try_get::<Option<i64>, _>("exchange_time")?
+                .map(from_millis),
+            reason: row.try_get("reason")?,
+        },
         updated_at: from_millis(row.try_get("updated_at")?),
+    })
+}
+
+/// Reads a [`LegEvent`] (columns `leg_no, at, source, status, filled_qty, fill_price,
+/// message` of `leg_events`).
+pub(super) fn leg_event<'r, R>(row: &'r R) -> Result<LegEvent, JournalError>
+where
+    R: Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let leg: i64 = row.try_get("leg_no")?;
+    Ok(LegEvent {
+        leg: u32::try_from(leg).map_err(|_| JournalError::Corrupt(format!("leg number {leg}")))?,
+        at: from_millis(row.try_get("at")?),
+        source: decode(
+            "event source",
+            &row.try_get::<String, _>("source")?,
+            LegSource::parse,
+        )?,
+        status: decode(
+            "event status",
+            &row.try_get::<String, _>("status")?,
+            LegStatus::parse,
+        )?,
+        filled_qty: row.try_get("filled_qty")?,
+        fill_price: row.try_get("fill_price")?,
+        message: row.try_get("message")?,
     })
 }
 

@@ -21,8 +21,8 @@ use sqlx::Row;
 
 use super::{
     Admission, AlertJournal, AlertRecord, AlertStatus, JournalError, JournalLifecycle, Leases,
-    LegStatus, LegUpdate, NewAlert, OrderRow, QueueJournal, QueueSummary, ReconcileJournal,
-    StoredToken, TokenStore,
+    LegDetail, LegEvent, LegSource, LegStatus, LegUpdate, NewAlert, OrderRow, QueueJournal,
+    QueueSummary, ReconcileJournal, StoredToken, TokenStore, TrackJournal,
     rows::{self, ALERT_RECORD_SELECT, ORDER_ROW_SELECT, reported_status, waiting},
 };
 use crate::clock::{from_millis, to_millis};
@@ -32,6 +32,10 @@ use crate::clock::{from_millis, to_millis};
 pub(super) trait Backend {
     /// The locking clause of the query that picks the alert to claim.
     const CLAIM_LOCK: &'static str;
+
+    /// How a transaction that writes starts (SQLite: `BEGIN IMMEDIATE`, the write lock up
+    /// front, waited for within the busy timeout rather than refused mid-transaction).
+    const BEGIN_WRITE: &'static str;
 
     /// Applies the backend's migrations.
     async fn apply_migrations(&self) -> Result<(), JournalError>;
@@ -78,11 +82,13 @@ macro_rules! shared_journal {
                 self.admit_alert(alert).await
             }
 
-            async fn update_leg(
+            async fn transition_leg(
                 &self,
                 alert_id: &str,
                 leg_no: u32,
                 update: &LegUpdate,
+                detail: &LegDetail,
+                source: LegSource,
                 now: DateTime<Utc>,
             ) -> Result<(), JournalError> {
                 let illegal = || JournalError::IllegalTransition {
@@ -103,12 +109,20 @@ macro_rules! shared_journal {
                 // On PostgreSQL a concurrent writer of the same leg holds its row lock; this
                 // UPDATE then re-checks the guard against that writer's result, so a stale
                 // writer cannot move the leg backwards.
+                let mut tx = self
+                    .pool
+                    .begin_with(<$journal as Backend>::BEGIN_WRITE)
+                    .await?;
                 let result = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE order_legs SET status = $1,
                             broker_order_id = COALESCE($2, broker_order_id),
                             fill_price = COALESCE($3, fill_price),
                             message = COALESCE($4, message),
-                            updated_at = $5
+                            updated_at = $5,
+                            filled_qty = COALESCE($8, filled_qty),
+                            exchange_order_id = COALESCE($9, exchange_order_id),
+                            exchange_time = COALESCE($10, exchange_time),
+                            reason = COALESCE($11, reason)
                      WHERE alert_id = $6 AND leg_no = $7 AND status IN ({})",
                     from.join(", ")
                 )))
@@ -119,13 +133,44 @@ macro_rules! shared_journal {
                 .bind(to_millis(now))
                 .bind(alert_id)
                 .bind(i64::from(leg_no))
-                .execute(&self.pool)
+                .bind(detail.filled_qty)
+                .bind(&detail.exchange_order_id)
+                .bind(detail.exchange_time.map(to_millis))
+                .bind(&detail.reason)
+                .execute(&mut *tx)
                 .await?;
-                if result.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    Err(illegal())
+                if result.rows_affected() != 1 {
+                    return Err(illegal());
                 }
+                sqlx::query(
+                    "INSERT INTO leg_events (alert_id, leg_no, at, source, status, filled_qty, fill_price, message)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(alert_id)
+                .bind(i64::from(leg_no))
+                .bind(to_millis(now))
+                .bind(source.as_str())
+                .bind(update.status.as_str())
+                .bind(detail.filled_qty)
+                .bind(update.fill_price)
+                .bind(update.message.as_ref().or(detail.reason.as_ref()))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn leg_events(&self, alert_id: &str) -> Result<Vec<LegEvent>, JournalError> {
+                sqlx::query(
+                    "SELECT leg_no, at, source, status, filled_qty, fill_price, message
+                     FROM leg_events WHERE alert_id = $1 ORDER BY leg_no, id",
+                )
+                .bind(alert_id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(rows::leg_event)
+                .collect()
             }
 
             async fn set_alert_status(
@@ -206,6 +251,28 @@ macro_rules! shared_journal {
                 .execute(&self.pool)
                 .await?;
                 Ok(result.rows_affected() == 1)
+            }
+        }
+
+        #[async_trait]
+        impl TrackJournal for $journal {
+            async fn legs_to_track(
+                &self,
+                since: DateTime<Utc>,
+                limit: u32,
+            ) -> Result<Vec<OrderRow>, JournalError> {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{ORDER_ROW_SELECT} WHERE l.status IN ('ACCEPTED', 'PENDING', 'PART_TRADED')
+                       AND l.broker_order_id IS NOT NULL AND l.updated_at >= $1
+                     ORDER BY l.updated_at DESC, l.alert_id, l.leg_no LIMIT $2"
+                )))
+                .bind(to_millis(since))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(rows::order_row)
+                .collect()
             }
         }
 

@@ -73,6 +73,7 @@ impl SqliteJournal {
 impl Backend for SqliteJournal {
     // One writer at a time: the claiming UPDATE cannot interleave with another.
     const CLAIM_LOCK: &'static str = "";
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
     async fn apply_migrations(&self) -> Result<(), JournalError> {
         sqlx::migrate!("./migrations/sqlite")

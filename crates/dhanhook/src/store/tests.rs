@@ -94,3 +94,34 @@ async fn a_part_of_the_journal_is_made_from_the_whole() {
     assert_eq!(queue.next_queued_at().await.unwrap(), None);
     whole.close().await;
 }
+
+#[test]
+fn an_alert_with_cancelled_or_expired_legs_counts_them_as_not_placed() {
+    use super::LegStatus::*;
+    let of = |legs: &[super::LegStatus]| AlertStatus::from_legs(legs.iter().copied());
+    assert_eq!(of(&[PartTraded]), AlertStatus::Placed, "open at the broker");
+    assert_eq!(of(&[Filled, PartTraded]), AlertStatus::Placed);
+    assert_eq!(of(&[Cancelled]), AlertStatus::Rejected);
+    assert_eq!(of(&[Expired, Rejected]), AlertStatus::Rejected);
+    assert_eq!(of(&[Filled, Cancelled]), AlertStatus::Partial);
+    assert_eq!(of(&[Expired, Submitting]), AlertStatus::Processing);
+}
+
+#[test]
+fn final_states_are_final_and_part_traded_moves_on() {
+    use super::LegStatus::{self, *};
+    for status in LegStatus::ALL {
+        assert_eq!(LegStatus::parse(status.as_str()), Some(status));
+        if status.is_final() {
+            assert!(
+                LegStatus::ALL.iter().all(|next| !status.can_become(*next)),
+                "{status} is final"
+            );
+        }
+    }
+    for next in [PartTraded, Filled, Cancelled, Expired] {
+        assert!(PartTraded.can_become(next), "PART_TRADED → {next}");
+    }
+    assert!(!PartTraded.can_become(Pending));
+    assert!(Accepted.can_become(PartTraded) && Pending.can_become(Expired));
+}

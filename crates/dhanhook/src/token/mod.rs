@@ -435,7 +435,7 @@ impl TokenKeeper {
     }
 
     /// The current token, if it may be sent: not refused and not about to expire.
-    fn usable(&self) -> Option<Token> {
+    pub(crate) fn usable(&self) -> Option<Token> {
         let now = self.now();
         self.current()
             .filter(|t| !t.refused() && t.expires_at > now + EXPIRY_SKEW)

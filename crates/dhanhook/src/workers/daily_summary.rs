@@ -115,7 +115,10 @@ impl DailySummary {
                 alerts: counts.alerts,
                 filled: counts.legs_in(LegStatus::Filled),
                 rejected: counts.legs_in(LegStatus::Rejected),
-                open: counts.legs_in(LegStatus::Accepted) + counts.legs_in(LegStatus::Pending),
+                open: counts.legs_in(LegStatus::Accepted)
+                    + counts.legs_in(LegStatus::Pending)
+                    + counts.legs_in(LegStatus::PartTraded),
+                ended: counts.legs_in(LegStatus::Cancelled) + counts.legs_in(LegStatus::Expired),
                 unsettled: counts.legs_in(LegStatus::Unknown)
                     + counts.legs_in(LegStatus::NeedsAttention)
                     + counts.legs_in(LegStatus::Submitting),

@@ -4,6 +4,7 @@
 //! - [`queue`]: places queued alerts at their market's open, oldest first.
 //! - [`reconciler`]: settles legs whose outcome is unknown by asking the broker; its start-up
 //!   pass runs before new orders are sent.
+//! - [`order_tracker`]: follows legs open at the broker to their final state by polling.
 //! - [`token_refresh`]: keeps the Dhan token alive (live mode only).
 //! - [`scrip_master`]: keeps the scrip master fresh.
 //! - [`notifier`]: delivers the notification outbox (when a channel is configured).
@@ -15,6 +16,7 @@
 
 pub mod daily_summary;
 pub mod notifier;
+pub mod order_tracker;
 pub mod queue;
 pub mod reconciler;
 pub mod scrip_master;
@@ -23,8 +25,9 @@ pub mod token_refresh;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::{
-    daily_summary::DailySummary, notifier::NotifierWorker, queue::QueueRunner,
-    reconciler::Reconciler, scrip_master::ScripMasterRefresher, token_refresh::TokenRefresher,
+    daily_summary::DailySummary, notifier::NotifierWorker, order_tracker::OrderTracker,
+    queue::QueueRunner, reconciler::Reconciler, scrip_master::ScripMasterRefresher,
+    token_refresh::TokenRefresher,
 };
 
 /// The workers of one application, ready to start.
@@ -32,6 +35,7 @@ use self::{
 pub struct Workers {
     pub queue: QueueRunner,
     pub reconciler: Reconciler,
+    pub order_tracker: OrderTracker,
     pub scrip_master: ScripMasterRefresher,
     /// Live mode only.
     pub token: Option<TokenRefresher>,
@@ -56,5 +60,6 @@ impl Workers {
         if let Some(summary) = self.daily_summary {
             tasks.spawn(summary.run_until_stopped(stop.clone()));
         }
+        tasks.spawn(self.order_tracker.run_until_stopped(stop.clone()));
     }
 }

@@ -24,7 +24,8 @@ use crate::{
     notify::Event,
     pipeline::{LegPlacer, leg_from_row},
     store::{
-        AlertJournal, AlertStatus, JournalError, LegStatus, LegUpdate, OrderRow, QueueJournal,
+        AlertJournal, AlertStatus, JournalError, LegDetail, LegSource, LegStatus, LegUpdate,
+        OrderRow, QueueJournal,
     },
 };
 
@@ -321,7 +322,14 @@ impl QueueRunner {
                 message: Some(why.to_owned()),
             };
             self.alerts
-                .update_leg(alert_id, row.leg, &update, self.clock.now())
+                .transition_leg(
+                    alert_id,
+                    row.leg,
+                    &update,
+                    &LegDetail::default(),
+                    LegSource::Queue,
+                    self.clock.now(),
+                )
                 .await?;
             let mut row = (*row).clone();
             row.status = LegStatus::Rejected;

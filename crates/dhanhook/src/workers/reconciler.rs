@@ -31,8 +31,8 @@ use crate::{
     clock::Clock,
     pipeline::{LegPlacer, leg_from_row},
     store::{
-        AlertJournal, AlertStatus, Journal, JournalError, Leases, LegStatus, LegUpdate, OrderRow,
-        ReconcileJournal,
+        AlertJournal, AlertStatus, Journal, JournalError, Leases, LegDetail, LegSource, LegStatus,
+        LegUpdate, OrderRow, ReconcileJournal,
     },
 };
 
@@ -310,7 +310,14 @@ impl Reconciler {
         };
         self.journal
             .alerts
-            .update_leg(&row.alert_id, row.leg, &update, self.clock.now())
+            .transition_leg(
+                &row.alert_id,
+                row.leg,
+                &update,
+                &LegDetail::default(),
+                LegSource::Reconciler,
+                self.clock.now(),
+            )
             .await?;
         tracing::info!(alert_id = %row.alert_id, leg = row.leg, status = %status, "reconciled: {note}");
         let mut out = row.clone();

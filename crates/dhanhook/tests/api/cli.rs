@@ -439,6 +439,54 @@ async fn migrate_and_orders_commands_read_the_same_journal() {
     }
 }
 
+/// `dhanhook orders` shows each leg's filled quantity, average price and the broker's reason.
+#[tokio::test]
+async fn orders_show_the_filled_quantity_average_price_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path(), &[("WEBHOOK_SECRET", SECRET)]);
+    let alert = json!({"secret": SECRET, "symbol": "BSE:TCS", "action": "buy", "quantity": 7,
+                       "product": "delivery", "price": "4000.25"});
+    let resp = crate::helpers::http_client()
+        .post(format!("{}/webhook", served.base))
+        .body(alert.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    served.terminate();
+
+    // What the order tracker journals for a filled order (the served clock is the real one,
+    // so the market may be closed: the values are written here).
+    let db = format!("sqlite://{}", dir.path().join("data/dhanhook.db").display());
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::query("UPDATE order_legs SET status = 'FILLED', filled_qty = 7, fill_price = 4000.25")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (code, out, _) = run(dir.path(), &["orders"], &[]);
+    assert_eq!(code, 0);
+    let header = out.lines().next().unwrap();
+    let line = out.lines().find(|l| l.contains("TCS")).expect("listed");
+    let filled_at = header.find("FILLED").expect("a FILLED column");
+    let avg_at = header.find("AVG PRICE").expect("an AVG PRICE column");
+    assert_eq!(line.get(filled_at..filled_at + 2), Some("7 "), "{out}");
+    assert_eq!(line.get(avg_at..avg_at + 7), Some("4000.25"), "{out}");
+
+    sqlx::query(
+        "UPDATE order_legs SET status = 'REJECTED', message = 'rejected at Dhan', reason = 'RMS: margin exceeds'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let (_, out, _) = run(dir.path(), &["orders"], &[]);
+    let line = out.lines().find(|l| l.contains("TCS")).expect("listed");
+    assert!(
+        line.ends_with("rejected at Dhan (reason: RMS: margin exceeds)"),
+        "{out}"
+    );
+}
+
 /// In `dhanhook orders`' table, the STATUS and ORDER ID columns of every row start where their
 /// headers do.
 fn assert_columns_line_up(table: &str, status: &str) {

@@ -24,8 +24,8 @@ use dhanhook::{
     alert::{AmoTime, LegOrder, OrderType, Side, Validity, parse_signal},
     config::Mode,
     store::{
-        Admission, AlertStatus, DedupeKey, Journal, JournalError, JournalLifecycle, LegStatus,
-        LegUpdate, NewAlert, NewLeg, OrderRow, QueueSummary, ResolvedLeg, StoredToken,
+        Admission, AlertStatus, DedupeKey, Journal, JournalError, JournalLifecycle, LegDetail,
+        LegStatus, LegUpdate, NewAlert, NewLeg, OrderRow, QueueSummary, ResolvedLeg, StoredToken,
         postgres::PgJournal, sqlite::SqliteJournal,
     },
 };
@@ -38,6 +38,11 @@ use sqlx::{
 };
 use tokio::task::JoinSet;
 
+mod lifecycle;
+use lifecycle::{
+    a_transition_is_journaled_with_its_time_source_and_detail,
+    legs_to_track_are_the_open_legs_with_an_order_id,
+};
 mod claims;
 mod outbox;
 use claims::{
@@ -111,6 +116,8 @@ contract!(
     a_stale_claim_is_recovered_for_another_runner,
     an_alerts_messages_are_claimed_in_order_by_one_holder,
     a_failed_message_is_retried_at_its_time_or_given_up,
+    a_transition_is_journaled_with_its_time_source_and_detail,
+    legs_to_track_are_the_open_legs_with_an_order_id,
 );
 
 async fn on_sqlite<F, Fut>(case: F)
@@ -777,6 +784,7 @@ fn expected_row(alert: &NewAlert, leg: &NewLeg) -> OrderRow {
         order_id: None,
         fill_price: None,
         message: alert.initial_message.clone(),
+        detail: LegDetail::default(),
         updated_at: alert.received_at,
     }
 }

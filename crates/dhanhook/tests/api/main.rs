@@ -12,6 +12,7 @@ mod guide;
 mod helpers;
 mod instruments;
 mod journal_contract;
+mod lifecycle;
 mod live;
 mod multi;
 mod notify;

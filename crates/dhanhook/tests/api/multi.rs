@@ -1,6 +1,6 @@
 //! Two instances sharing one PostgreSQL journal against one dhan-sim: the same alert sent to
 //! both many times places one order; both instances see the same journal; one token mint
-//! serves both, at start-up and when the token expires.
+//! serves both, at start-up and when the token expires; one order tracker polls for both.
 
 use std::sync::Arc;
 
@@ -126,6 +126,64 @@ async fn two_instances_on_postgres_place_one_order_for_two_hundred_deliveries_an
         .count();
     assert_eq!(attempts, 2, "one mint request at start-up, one at expiry");
 
+    a.stop().await;
+    b.stop().await;
+    db.drop().await;
+}
+
+/// One order tracker polls across instances (its journal lease): two instances following the
+/// same resting order look it up as often as one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_postgres_poll_an_open_order_as_one() {
+    let Ok(server) = std::env::var(PG_URL_VAR) else {
+        eprintln!("skipping the two-instance PostgreSQL test: {PG_URL_VAR} is not set");
+        return;
+    };
+    let db = TestDatabase::create(&server).await;
+    let sim = sim_at(SimConfig::default(), market_time()).await;
+    let env = live_env(&sim, db.url.expose_secret());
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let a = spawn_app_at(Arc::new(tempfile::tempdir().unwrap()), &vars, market_time()).await;
+    let b = spawn_app_at(Arc::new(tempfile::tempdir().unwrap()), &vars, market_time()).await;
+    eventually("a token for both", || sim.mint_count() >= 1).await;
+    let alert = json!({"secret": SECRET, "id": "shared-rest", "symbol": "NSE:RELIANCE",
+                       "action": "buy", "quantity": 1, "product": "intraday",
+                       "order_type": "limit", "price": "2400"});
+    let answer: Value = a.post_webhook(&alert).await.json().await.unwrap();
+    assert_eq!(answer["legs"][0]["status"], "ACCEPTED", "{answer}");
+    let order_id = answer["legs"][0]["order_id"].as_str().unwrap().to_owned();
+    eventually("Dhan rests the order", || {
+        sim.orders().first().is_some_and(|o| o.status == "PENDING")
+    })
+    .await;
+    let lookups = || {
+        let path = format!("/v2/orders/{order_id}");
+        sim.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == path)
+            .count()
+    };
+    let advance = |d: chrono::Duration| {
+        a.clock.advance(d);
+        b.clock.advance(d);
+        sim.advance(d);
+    };
+
+    for _ in 0..63 {
+        advance(chrono::Duration::seconds(1));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let rows = a.journal_orders().await;
+    assert_eq!(rows[0].status.as_str(), "PENDING", "{rows:?}");
+    // One poller: looks at about 2, 4, 8, 16, 32 s after each move (a second tracker would
+    // double that).
+    let n = lookups();
+    assert!(
+        (2..=6).contains(&n),
+        "{n} lookups in a minute by two instances"
+    );
     a.stop().await;
     b.stop().await;
     db.drop().await;

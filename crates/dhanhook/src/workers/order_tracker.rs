@@ -1,0 +1,385 @@
+//! The order tracker: follows every leg the broker holds past ACCEPTED to its final state, by
+//! polling the broker.
+//!
+//! A leg ACCEPTED (Dhan received it), PENDING (resting) or PART_TRADED that has a broker order
+//! id is looked up by that id ([`Broker::order_state`]; when many are due in one pass, the
+//! day's order book in one call, [`Broker::order_states`]). The first look comes
+//! `first_look` after the leg last moved, then the wait doubles up to `max_interval`; a leg
+//! that moves starts again from `first_look`. Each change the broker reports is journaled with
+//! the source `poll` (status, filled quantity, average price, exchange order id and time,
+//! reason) and its alert's status re-derived; a leg reaching its final state (FILLED, i.e.
+//! Dhan's TRADED, REJECTED, CANCELLED, EXPIRED) gets one more CSV row and is no longer looked
+//! at. Neither is a leg whose trading day is over (its venue's close, from [`Calendar`], plus
+//! `after_close` for the exchange's end-of-day cancellations).
+//!
+//! One tracker polls at a time across the instances sharing the journal (the `order-tracker`
+//! lease, held while it runs and renewed once half of it has passed; the others try to take
+//! it every half lease). The backoff is kept in memory: an
+//! instance taking over starts every leg from its first look.
+
+use std::{collections::HashMap, sync::Arc};
+
+use chrono::{DateTime, Duration, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::notify::Notifier;
+use crate::{
+    broker::{Broker, OrderState},
+    clock::{Clock, ist},
+    csvlog::CsvLog,
+    market::{Calendar, Venue},
+    store::{
+        AlertJournal, AlertStatus, Journal, JournalError, Leases, LegDetail, LegSource, LegStatus,
+        LegUpdate, OrderRow, TrackJournal,
+    },
+};
+
+/// How often the tracker wakes to see which legs are due.
+const TICK: Duration = Duration::seconds(1);
+/// How long the tracker's lease lasts without renewal.
+const LEASE_FOR: Duration = Duration::seconds(30);
+/// The lease's name in the journal.
+const LEASE: &str = "order-tracker";
+/// Legs read per pass.
+const BATCH: u32 = 500;
+/// Legs that moved longer ago than this are not read at all (every trading day, even across
+/// a long holiday, has ended by then).
+const LOOK_BACK: Duration = Duration::days(10);
+
+/// How the tracker polls (mapped from the settings by `startup`).
+#[derive(Debug, Clone)]
+pub struct TrackRules {
+    /// The first look at a leg, after it last moved.
+    pub first_look: std::time::Duration,
+    /// The longest wait between two looks at a leg.
+    pub max_interval: std::time::Duration,
+    /// More legs due than this in one pass: one order-book call instead of one call each.
+    pub book_above: usize,
+    /// How long after its trading day's close a leg is still looked at.
+    pub after_close: std::time::Duration,
+}
+
+/// The parts of the journal the tracker uses.
+#[derive(Debug, Clone)]
+pub struct TrackerJournal {
+    /// The legs open at the broker.
+    pub legs: Arc<dyn TrackJournal>,
+    /// Moving legs, their history, their alert's status.
+    pub alerts: Arc<dyn AlertJournal>,
+    /// One tracker at a time across instances.
+    pub leases: Arc<dyn Leases>,
+}
+
+impl TrackerJournal {
+    pub fn of(journal: &Arc<dyn Journal>) -> Self {
+        Self {
+            legs: journal.clone(),
+            alerts: journal.clone(),
+            leases: journal.clone(),
+        }
+    }
+}
+
+/// When a leg is next looked at.
+#[derive(Debug, Clone)]
+struct Schedule {
+    /// The leg's `updated_at` this schedule was made for (a move starts a new one).
+    moved_at: DateTime<Utc>,
+    next: DateTime<Utc>,
+    gap: Duration,
+}
+
+/// The order tracker worker.
+#[derive(Debug)]
+pub struct OrderTracker {
+    journal: TrackerJournal,
+    broker: Arc<dyn Broker>,
+    csv: CsvLog,
+    calendar: Arc<Calendar>,
+    clock: Arc<dyn Clock>,
+    rules: TrackRules,
+    /// Tells the trader about fills, rejections, cancellations and expiries.
+    notifier: Notifier,
+    instance: String,
+    schedules: HashMap<(String, u32), Schedule>,
+    /// Until when this instance holds the lease (renewed once half of it has passed).
+    lease_until: Option<DateTime<Utc>>,
+    /// When an instance without the lease next tries to take it.
+    next_try: DateTime<Utc>,
+}
+
+fn duration(d: std::time::Duration) -> Duration {
+    Duration::from_std(d).unwrap_or(Duration::MAX)
+}
+
+impl OrderTracker {
+    pub fn new(
+        journal: TrackerJournal,
+        broker: Arc<dyn Broker>,
+        csv: CsvLog,
+        calendar: Arc<Calendar>,
+        clock: Arc<dyn Clock>,
+        rules: TrackRules,
+        notifier: Notifier,
+    ) -> Self {
+        Self {
+            journal,
+            broker,
+            csv,
+            calendar,
+            clock,
+            rules,
+            notifier,
+            instance: uuid::Uuid::now_v7().to_string(),
+            schedules: HashMap::new(),
+            lease_until: None,
+            next_try: DateTime::<Utc>::MIN_UTC,
+        }
+    }
+
+    /// One pass: looks up the legs that are due and journals what changed. Returns the legs
+    /// that moved, as journaled.
+    ///
+    /// # Errors
+    /// The journal failed.
+    pub async fn track_once(&mut self) -> Result<Vec<OrderRow>, JournalError> {
+        let now = self.clock.now();
+        let rows = self
+            .journal
+            .legs
+            .legs_to_track(now - LOOK_BACK, BATCH)
+            .await?;
+        let open: std::collections::HashSet<_> =
+            rows.iter().map(|r| (r.alert_id.clone(), r.leg)).collect();
+        self.schedules.retain(|k, _| open.contains(k));
+        let due: Vec<OrderRow> = rows
+            .into_iter()
+            .filter(|row| self.is_due(row, now))
+            .collect();
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let book = if due.len() > self.rules.book_above {
+            match self.broker.order_states().await {
+                Ok(states) => Some(states),
+                Err(e) => {
+                    tracing::warn!(error = %e, "order tracker: the order book could not be read; will retry");
+                    return Ok(Vec::new());
+                }
+            }
+        } else {
+            None
+        };
+        let mut moved = Vec::new();
+        for row in due {
+            let Some(order_id) = row.order_id.clone() else {
+                continue;
+            };
+            let state = match &book {
+                Some(states) => states.iter().find(|s| s.order_id == order_id).cloned(),
+                None => match self.broker.order_state(&order_id).await {
+                    Ok(state) => state,
+                    Err(e) => {
+                        tracing::warn!(alert_id = %row.alert_id, leg = row.leg, error = %e, "order tracker: lookup failed; will retry");
+                        self.looked(&row, now);
+                        continue;
+                    }
+                },
+            };
+            self.looked(&row, now);
+            if let Some(row) = self.apply(&row, state).await? {
+                moved.push(row);
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Whether `row` is to be looked at now: its next look has come and its trading day is
+    /// not over.
+    fn is_due(&mut self, row: &OrderRow, now: DateTime<Utc>) -> bool {
+        if self.day_over(row, now) {
+            return false;
+        }
+        let first = duration(self.rules.first_look);
+        let schedule = self
+            .schedules
+            .entry((row.alert_id.clone(), row.leg))
+            .or_insert_with(|| Schedule {
+                moved_at: row.updated_at,
+                next: row.updated_at + first,
+                gap: first,
+            });
+        if schedule.moved_at != row.updated_at {
+            *schedule = Schedule {
+                moved_at: row.updated_at,
+                next: row.updated_at + first,
+                gap: first,
+            };
+        }
+        now >= schedule.next
+    }
+
+    /// Pushes the leg's next look back: the wait doubles, up to `max_interval`.
+    fn looked(&mut self, row: &OrderRow, now: DateTime<Utc>) {
+        let max = duration(self.rules.max_interval);
+        if let Some(s) = self.schedules.get_mut(&(row.alert_id.clone(), row.leg)) {
+            s.gap = (s.gap * 2).min(max);
+            s.next = now + s.gap;
+        }
+    }
+
+    /// The leg's trading day is over: past the close (plus `after_close`) of the first
+    /// session of its venue that ends after the leg last moved. A venue the calendar does not
+    /// know keeps being looked at until `LOOK_BACK`.
+    fn day_over(&self, row: &OrderRow, now: DateTime<Utc>) -> bool {
+        let Some(venue) = row
+            .exchange_segment
+            .as_deref()
+            .and_then(Venue::from_segment)
+        else {
+            return false;
+        };
+        let from = ist(row.updated_at).date_naive();
+        let close = (0..=10)
+            .filter_map(|d| from.checked_add_signed(Duration::days(d)))
+            .filter_map(|date| {
+                self.calendar
+                    .sessions_on(venue, date)
+                    .last()
+                    .map(|(_, c)| *c)
+            })
+            .find(|close| *close > row.updated_at);
+        close.is_some_and(|close| now > close + duration(self.rules.after_close))
+    }
+
+    /// Journals what the broker says of `row`, if it moved. `None`: nothing to record.
+    async fn apply(
+        &self,
+        row: &OrderRow,
+        state: Option<OrderState>,
+    ) -> Result<Option<OrderRow>, JournalError> {
+        let Some(state) = state else {
+            tracing::debug!(alert_id = %row.alert_id, leg = row.leg, "order tracker: the broker does not show the order");
+            return Ok(None);
+        };
+        let more_filled =
+            state.status == LegStatus::PartTraded && state.filled_qty != row.detail.filled_qty;
+        let moved = state.status != row.status || more_filled;
+        if !moved || !row.status.can_become(state.status) {
+            return Ok(None);
+        }
+        let update = LegUpdate {
+            status: state.status,
+            broker_order_id: None,
+            fill_price: state.average_price,
+            message: Some(state.message.clone()),
+        };
+        let detail = LegDetail {
+            filled_qty: state.filled_qty,
+            exchange_order_id: state.exchange_order_id.clone(),
+            exchange_time: state.exchange_time,
+            reason: state.reason.clone(),
+        };
+        let now = self.clock.now();
+        match self
+            .journal
+            .alerts
+            .transition_leg(
+                &row.alert_id,
+                row.leg,
+                &update,
+                &detail,
+                LegSource::Poll,
+                now,
+            )
+            .await
+        {
+            Ok(()) => {}
+            // Another writer moved the leg meanwhile: the next pass sees its new state.
+            Err(JournalError::IllegalTransition { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        tracing::info!(alert_id = %row.alert_id, leg = row.leg, status = %state.status, "order tracker: {}", state.message);
+        let Some(record) = self.journal.alerts.alert(&row.alert_id).await? else {
+            return Ok(None);
+        };
+        let status = AlertStatus::from_legs(record.legs.iter().map(|l| l.status));
+        self.journal
+            .alerts
+            .set_alert_status(&row.alert_id, status, now)
+            .await?;
+        let Some(out) = record.legs.into_iter().find(|l| l.leg == row.leg) else {
+            return Ok(None);
+        };
+        if out.status.is_final() {
+            // The final-state row of the CSV (see csvlog's module doc).
+            self.csv.append(&record.alert_type, &out, now).await;
+            self.notifier.leg_changed(&out).await;
+        }
+        Ok(Some(out))
+    }
+
+    /// Whether this instance holds the lease now: renewed once half of it has passed; taken,
+    /// by an instance without it, at most every half lease.
+    async fn hold_lease(&mut self) -> bool {
+        let now = self.clock.now();
+        match self.lease_until {
+            Some(until) if now + LEASE_FOR / 2 < until => return true,
+            None if now < self.next_try => return false,
+            _ => {}
+        }
+        let until = now + LEASE_FOR;
+        match self
+            .journal
+            .leases
+            .try_lease(LEASE, &self.instance, until, now)
+            .await
+        {
+            Ok(true) => {
+                self.lease_until = Some(until);
+                true
+            }
+            Ok(false) => {
+                // Another instance polls; its schedules are its own.
+                self.lease_until = None;
+                self.schedules.clear();
+                self.next_try = now + LEASE_FOR / 2;
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "order tracker could not take its lease");
+                // Not renewed: polling goes on only while the lease surely still holds.
+                self.lease_until = self.lease_until.filter(|u| now < *u);
+                self.lease_until.is_some()
+            }
+        }
+    }
+
+    /// Holds the tracker's lease and polls every `TICK` until `stop`.
+    pub async fn run_until_stopped(mut self, stop: CancellationToken) {
+        loop {
+            if self.hold_lease().await {
+                match self.track_once().await {
+                    Ok(moved) if !moved.is_empty() => {
+                        tracing::info!(legs = moved.len(), "order tracker: legs moved");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "order tracker pass failed"),
+                }
+            }
+            let next = self.clock.now() + TICK;
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = self.clock.sleep_until(next) => {}
+            }
+        }
+        if let Err(e) = self
+            .journal
+            .leases
+            .release_lease(LEASE, &self.instance)
+            .await
+        {
+            tracing::warn!(error = %e, "could not release the order tracker lease; it lapses by itself");
+        }
+    }
+}
