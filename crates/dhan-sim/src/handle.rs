@@ -253,4 +253,13 @@ impl SimHandle {
         let now = self.now();
         totp::generate(&self.shared.config.totp_secret, now.timestamp()).unwrap_or_default()
     }
+
+    /// The messages sent to the Telegram stand-in (`/sim/telegram/…`), oldest first.
+    pub fn telegram_messages(&self) -> Vec<serde_json::Value> {
+        self.shared
+            .telegram
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }

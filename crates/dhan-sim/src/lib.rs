@@ -37,6 +37,7 @@ mod postback;
 mod rest;
 mod server;
 mod state;
+mod telegram;
 mod token;
 pub mod totp;
 mod views;

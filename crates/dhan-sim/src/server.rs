@@ -253,6 +253,12 @@ async fn dispatch(shared: &Arc<Shared>, req: &Req) -> Reply {
         // Not a Dhan path: lets a person trying dhanhook look at the simulated order book
         // without a token (`curl http://127.0.0.1:9000/sim/orders`).
         ["sim", "orders"] => only(shared, req, &[Method::GET], sim_orders),
+        ["sim", "telegram", "messages"] => {
+            only(shared, req, &[Method::GET], crate::telegram::messages)
+        }
+        ["sim", "telegram", bot, "sendMessage"] if bot.starts_with("bot") => {
+            only(shared, req, &[Method::POST], crate::telegram::send_message)
+        }
         ["sim", rest @ ..] => control::dispatch(shared, req, rest)
             .unwrap_or_else(|| gateway_error(shared, 404, "Not Found", &req.path)),
         _ => gateway_error(shared, 404, "Not Found", &req.path),

@@ -118,6 +118,8 @@ pub(crate) struct Shared {
     pub(crate) feed_drop: watch::Sender<u64>,
     /// Logged-in order-update connections.
     pub(crate) feed_clients: AtomicUsize,
+    /// Messages sent to the Telegram stand-in (`telegram.rs`).
+    pub(crate) telegram: std::sync::Mutex<Vec<Value>>,
 }
 
 impl Shared {
@@ -151,6 +153,7 @@ impl Shared {
             events: broadcast::channel(EVENT_BUFFER).0,
             feed_drop: watch::channel(0).0,
             feed_clients: AtomicUsize::new(0),
+            telegram: std::sync::Mutex::new(Vec::new()),
         }
     }
 

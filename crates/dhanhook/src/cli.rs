@@ -313,7 +313,18 @@ async fn sim_command(listen: std::net::SocketAddr) -> anyhow::Result<()> {
         "  INSTRUMENTS_PATH={} DATA_DIR={SIM_DATA_DIR} \\",
         shell_quote(&instruments.display().to_string())
     );
+    // Notifications go to the simulator's Telegram stand-in (GET /sim/telegram/messages).
+    println!(
+        "  TELEGRAM_API_URL=http://{}/sim/telegram TELEGRAM_BOT_TOKEN=sim-bot TELEGRAM_CHAT_ID=1 \\",
+        handle.addr()
+    );
     println!("  cargo run --release -- serve");
+    println!();
+    println!(
+        "Drive it: curl -X POST http://{0}/sim/price -d '{{\"securityId\":\"3045\",\"price\":812.5}}'; \
+         see its orders at http://{0}/sim/orders and the Telegram messages at http://{0}/sim/telegram/messages",
+        handle.addr()
+    );
     shutdown_signal().await;
     Ok(())
 }

@@ -393,3 +393,47 @@ async fn an_rms_rejection_after_acceptance_is_told_as_rejected_with_dhans_reason
     );
     assert!(!text.to_lowercase().contains("filled"), "{text}");
 }
+
+/// The README's simulator walkthrough, as a new user runs it: the simulator sets a price, a
+/// market order is accepted, followed to FILLED at that price, and the fill is told through
+/// the simulator's Telegram stand-in.
+#[tokio::test]
+async fn the_simulator_walkthrough_shows_a_fill_in_the_orders_and_in_telegram() {
+    use crate::{
+        helpers::{SECRET, market_time},
+        live::{sim_at, start_at},
+        notify::until,
+    };
+    let sim = sim_at(SimConfig::default(), market_time()).await;
+    sim.set_price("2885", 1401.5);
+    let telegram = format!("{}/sim/telegram", sim.auth_url());
+    let t = start_at(
+        sim,
+        std::sync::Arc::new(tempfile::tempdir().unwrap()),
+        &[
+            ("TELEGRAM_API_URL", telegram.as_str()),
+            ("TELEGRAM_BOT_TOKEN", "sim-bot"),
+            ("TELEGRAM_CHAT_ID", "1"),
+        ],
+        market_time(),
+    )
+    .await;
+    let body = json!({"secret": SECRET, "symbol": "NSE:RELIANCE", "action": "buy",
+                      "quantity": 1, "product": "intraday", "id": "walkthrough"});
+    let (alert_id, _) = placed(&t, &body, "TRADED").await;
+    t.advance(chrono::Duration::seconds(3));
+    let leg = wait_for_status(&t, &alert_id, "FILLED").await;
+    assert_eq!(leg["fill_price"], 1401.5, "{leg}");
+    until("the fill in the Telegram stand-in", || {
+        !t.sim.telegram_messages().is_empty()
+    })
+    .await;
+    let messages = t.sim.telegram_messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let text = messages[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("<b>✅ Filled: BUY 1 RELIANCE</b>\nAverage price 1401.50"),
+        "{text}"
+    );
+    assert_eq!(messages[0]["chat_id"], "1");
+}
