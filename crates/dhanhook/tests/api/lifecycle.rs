@@ -437,3 +437,96 @@ async fn the_simulator_walkthrough_shows_a_fill_in_the_orders_and_in_telegram() 
     );
     assert_eq!(messages[0]["chat_id"], "1");
 }
+
+/// A limit order rests (PENDING) while the price is away, and is followed to FILLED at its
+/// limit when the price crosses it; the fill is told then, not before.
+#[tokio::test]
+async fn a_limit_order_rests_then_fills_when_the_price_crosses() {
+    use crate::{
+        helpers::market_time,
+        live::{sim_at, start_at},
+        notify::{borrowed, fake_telegram, telegram_vars, until},
+    };
+    let (url, fake) = fake_telegram().await;
+    let sim = sim_at(SimConfig::default(), market_time()).await;
+    sim.set_price("2885", 2600.0);
+    let vars = telegram_vars(&url);
+    let t = start_at(
+        sim,
+        std::sync::Arc::new(tempfile::tempdir().unwrap()),
+        &borrowed(&vars),
+        market_time(),
+    )
+    .await;
+    let mut body = flat_alert(); // buy RELIANCE, limit 2500.5
+    body["id"] = json!("track-limit-cross");
+    body["order_type"] = json!("limit");
+    let (alert_id, _) = placed(&t, &body, "PENDING").await;
+    t.advance(chrono::Duration::seconds(3));
+    wait_for_status(&t, &alert_id, "PENDING").await;
+    assert!(fake.taken().is_empty(), "a resting order is not news");
+
+    t.sim.set_price("2885", 2499.0);
+    // The next looks are due within the backoff's minute.
+    for _ in 0..70 {
+        t.advance(chrono::Duration::seconds(1));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let leg = wait_for_status(&t, &alert_id, "FILLED").await;
+    assert_eq!(leg["fill_price"], 2500.5, "filled at its limit: {leg}");
+    until("the fill's message", || !fake.taken().is_empty()).await;
+    let text = fake.taken()[0].body["text"].as_str().unwrap().to_owned();
+    assert!(
+        text.starts_with("<b>✅ Filled: BUY 1 RELIANCE</b>\nAverage price 2500.50"),
+        "{text}"
+    );
+}
+
+/// An after-market order rests at Dhan overnight (PENDING) and is followed to FILLED when the
+/// market opens the next morning.
+#[tokio::test]
+async fn an_amo_rests_overnight_and_fills_at_the_open() {
+    use crate::{
+        helpers::{SECRET, ist_time},
+        live::{sim_at, start_at},
+    };
+    let evening = ist_time(2026, 12, 1, 20, 0);
+    let sim = sim_at(SimConfig::default(), evening).await;
+    sim.set_market_open(false);
+    sim.set_price("2885", 1401.5);
+    let t = start_at(
+        sim,
+        std::sync::Arc::new(tempfile::tempdir().unwrap()),
+        &[],
+        evening,
+    )
+    .await;
+    let body = json!({"secret": SECRET, "symbol": "NSE:RELIANCE", "action": "buy",
+                      "quantity": 1, "product": "intraday", "id": "track-amo"});
+    let answer: Value = t.app.post_webhook(&body).await.json().await.unwrap();
+    assert_eq!(answer["route"]["route"], "amo", "{answer}");
+    let alert_id = answer["alert_id"].as_str().unwrap().to_owned();
+    eventually("Dhan holds the AMO", || {
+        t.sim
+            .orders()
+            .first()
+            .is_some_and(|o| o.status == "PENDING")
+    })
+    .await;
+    t.advance(chrono::Duration::seconds(3));
+    wait_for_status(&t, &alert_id, "PENDING").await;
+
+    // The next morning, 09:16 IST: the market opens and the order trades.
+    t.advance(chrono::Duration::minutes(13 * 60 + 16));
+    t.sim.set_market_open(true);
+    eventually("Dhan trades the AMO at the open", || {
+        t.sim.orders().first().is_some_and(|o| o.status == "TRADED")
+    })
+    .await;
+    for _ in 0..70 {
+        t.advance(chrono::Duration::seconds(1));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let leg = wait_for_status(&t, &alert_id, "FILLED").await;
+    assert_eq!(leg["fill_price"], 1401.5, "{leg}");
+}
