@@ -261,7 +261,7 @@ pub(super) async fn order(
                     "received_at": ist(record.received_at).to_rfc3339(),
                     "alert_type": record.alert_type,
                     "mode": record.mode.as_str(),
-                    "status": record.status,
+                    "status": shown_status(&record),
                     "duplicates": record.duplicates,
                 },
                 "legs": legs,
@@ -276,5 +276,20 @@ pub(super) async fn order(
                 "the journal could not be read",
             )
         }
+    }
+}
+
+/// The alert's status as its legs say it now, like a `/webhook` answer: the journal's column is
+/// written just after a leg moves, and a reader must not see the two disagree. While legs wait
+/// in the queue the journal's view (queued, or processing when claimed) is the one to show.
+fn shown_status(record: &crate::store::AlertRecord) -> crate::store::AlertStatus {
+    if record
+        .legs
+        .iter()
+        .any(|l| l.status == crate::store::LegStatus::Queued)
+    {
+        record.status
+    } else {
+        crate::store::AlertStatus::from_legs(record.legs.iter().map(|l| l.status))
     }
 }
