@@ -134,6 +134,12 @@ impl Served {
         (status, out)
     }
 
+    /// SIGKILL (`kill -9`): no shutdown at all, like a power cut of the process.
+    pub(crate) fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL sent");
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then the exit status and everything printed.
     pub(crate) fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();

@@ -396,3 +396,68 @@ async fn the_day_is_summed_up_once_after_the_close() {
     assert_eq!(summaries().len(), 1, "one summary a day");
     app.stop().await;
 }
+
+/// `kill -9` while a message could not be delivered yet: after the restart it is delivered,
+/// once. The real binary, on the machine's clock (started at market hours).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_an_undelivered_message_is_delivered_once() {
+    use crate::cli::serve;
+    let (url, fake) = fake_telegram().await;
+    fake.failing.store(true, Ordering::SeqCst);
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let start = crate::helpers::market_time().to_rfc3339();
+    let vars: Vec<(String, String)> = [
+        ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
+        ("TELEGRAM_CHAT_ID", CHAT_ID),
+        ("TELEGRAM_API_URL", url.as_str()),
+        ("WEBHOOK_SECRET", SECRET),
+        ("DATA_DIR", &dir.path().display().to_string()),
+        ("DHANHOOK_CLOCK_START", start.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let run = |vars: Vec<(String, String)>, dir: Arc<tempfile::TempDir>| async move {
+        tokio::task::spawn_blocking(move || {
+            let borrowed: Vec<(&str, &str)> =
+                vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            serve(dir.path(), &borrowed)
+        })
+        .await
+        .unwrap()
+    };
+
+    let served = run(vars.clone(), Arc::clone(&dir)).await;
+    let (status, answer) = served.post_alert(&market_order("NSE:SBIN")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["legs"][0]["status"], "FILLED", "{answer}");
+    until("a first, refused delivery", || fake.attempts() >= 1).await;
+    // Its failure is recorded at once; then the process dies without any shutdown.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::spawn_blocking(move || served.kill9())
+        .await
+        .unwrap();
+
+    fake.failing.store(false, Ordering::SeqCst);
+    let served = run(vars, Arc::clone(&dir)).await;
+    // The retry is due 5 s after the failure (real time here).
+    for _ in 0..3000 {
+        if !fake.taken().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let taken = fake.taken();
+    assert_eq!(taken.len(), 1, "delivered once: {taken:?}");
+    assert!(
+        taken[0].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("<b>✅ Filled (paper): BUY 1 SBIN</b>"),
+        "{taken:?}"
+    );
+    tokio::task::spawn_blocking(move || served.terminate())
+        .await
+        .unwrap();
+}
