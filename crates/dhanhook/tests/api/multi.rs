@@ -188,3 +188,66 @@ async fn two_instances_on_postgres_poll_an_open_order_as_one() {
     b.stop().await;
     db.drop().await;
 }
+
+/// Two paper instances share one PostgreSQL journal and one Telegram chat, which is down when
+/// ten orders fill: once it is back, every message arrives exactly once, though both
+/// instances' notifiers retry the same outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_postgres_deliver_each_notification_exactly_once() {
+    use crate::notify::{fake_telegram, telegram_vars, until};
+    let Ok(server) = std::env::var(PG_URL_VAR) else {
+        eprintln!("skipping the two-instance PostgreSQL test: {PG_URL_VAR} is not set");
+        return;
+    };
+    let db = TestDatabase::create(&server).await;
+    let (url, fake) = fake_telegram().await;
+    fake.failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut env: Vec<(String, String)> = telegram_vars(&url)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    env.push(("DATABASE_URL".into(), db.url.expose_secret().to_owned()));
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let a = spawn_app_at(Arc::new(tempfile::tempdir().unwrap()), &vars, market_time()).await;
+    let b = spawn_app_at(Arc::new(tempfile::tempdir().unwrap()), &vars, market_time()).await;
+
+    for i in 0..10 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let alert = json!({"secret": SECRET, "id": format!("told-{i}"), "symbol": "NSE:SBIN",
+                           "action": "buy", "quantity": 1, "product": "intraday"});
+        let answer: Value = app.post_webhook(&alert).await.json().await.unwrap();
+        assert_eq!(answer["legs"][0]["status"], "FILLED", "{answer}");
+    }
+    until("a first round of refused deliveries", || {
+        fake.received.lock().unwrap().len() >= 10
+    })
+    .await;
+
+    fake.failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    // Both instances' retries come due (backoff of at most 10 s after two failures).
+    for _ in 0..4 {
+        a.clock.advance(chrono::Duration::seconds(10));
+        b.clock.advance(chrono::Duration::seconds(10));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    until("every message delivered", || fake.taken().len() >= 10).await;
+    for _ in 0..3 {
+        a.clock.advance(chrono::Duration::seconds(60));
+        b.clock.advance(chrono::Duration::seconds(60));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut texts: Vec<String> = fake
+        .taken()
+        .iter()
+        .map(|r| r.body["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts.len(), 10, "each exactly once: {texts:?}");
+    texts.sort();
+    texts.dedup();
+    assert_eq!(texts.len(), 10, "no message twice: {texts:?}");
+    a.stop().await;
+    b.stop().await;
+    db.drop().await;
+}

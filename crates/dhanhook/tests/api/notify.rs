@@ -29,8 +29,8 @@ pub(crate) struct Received {
 
 #[derive(Clone, Default)]
 pub(crate) struct Fake {
-    received: Arc<Mutex<Vec<Received>>>,
-    failing: Arc<AtomicBool>,
+    pub(crate) received: Arc<Mutex<Vec<Received>>>,
+    pub(crate) failing: Arc<AtomicBool>,
 }
 
 impl Fake {
