@@ -36,6 +36,9 @@ pub struct DhanSettings {
     pub access_token: Option<SecretString>,
     pub api_key: Option<String>,
     pub api_secret: Option<SecretString>,
+    /// `DHAN_POSTBACK_SECRET`: the last segment of the postback URL given to Dhan
+    /// (`/dhan/postback/<secret>`); unset, the endpoint is off.
+    pub postback_secret: Option<SecretString>,
     /// `TOKEN_KEY`: seals the stored token (base64 of 32 bytes); generated into `DATA_DIR` for
     /// SQLite when unset, required for PostgreSQL in live mode.
     pub token_key: Option<SecretString>,
@@ -134,6 +137,7 @@ pub(super) fn dhan_settings(
         access_token: get("DHAN_ACCESS_TOKEN").map(|t| SecretString::from(unwrap_stored_token(&t))),
         api_key: get("DHAN_API_KEY"),
         api_secret: get("DHAN_API_SECRET").map(SecretString::from),
+        postback_secret: get("DHAN_POSTBACK_SECRET").map(SecretString::from),
         token_key: get("TOKEN_KEY").map(SecretString::from),
         unused_login_vars,
         token: TokenSettings {

@@ -16,6 +16,7 @@ mod error;
 mod guard;
 mod market;
 mod ops;
+mod postback;
 pub(crate) mod server;
 mod token;
 mod webhook;
@@ -44,9 +45,15 @@ use tower_http::{
 };
 
 use crate::{
-    clock::Clock, config::RoutingSettings, domain::Mode, instruments::source::InstrumentSource,
-    market::Calendar, pipeline::Pipeline, store::Journal, token::TokenKeeper,
-    workers::queue::QueueRunner,
+    clock::Clock,
+    config::RoutingSettings,
+    domain::Mode,
+    instruments::source::InstrumentSource,
+    market::Calendar,
+    pipeline::Pipeline,
+    store::Journal,
+    token::TokenKeeper,
+    workers::{order_tracker::PostbackHints, queue::QueueRunner},
 };
 
 pub use answer::{LegView, Outcome};
@@ -93,6 +100,8 @@ struct Inner {
     /// The journal's last write check for `/ready`, and when: a public endpoint must not turn
     /// every call into a write.
     ready_journal: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+    /// `DHAN_POSTBACK_SECRET` and where postbacks leave their hints (live mode, when set).
+    postback: Option<(SecretString, PostbackHints)>,
 }
 
 /// What the HTTP layer is built from (by `startup`).
@@ -113,6 +122,7 @@ pub struct AppParts {
     pub instruments: InstrumentSource,
     pub allowed_ips: Option<Vec<ipnet::IpNet>>,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub postback: Option<(SecretString, PostbackHints)>,
 }
 
 impl AppState {
@@ -136,6 +146,7 @@ impl AppState {
                 allowed_ips: p.allowed_ips,
                 trusted_proxies: p.trusted_proxies,
                 ready_journal: std::sync::Mutex::new(None),
+                postback: p.postback,
             }),
         }
     }
@@ -207,6 +218,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/consent", post(token::consent))
         .route("/auth/status", get(token::status))
         .route("/auth/callback", get(token::callback))
+        .route("/dhan/postback/{secret}", post(postback::receive))
         .route(
             "/webhook",
             post(webhook::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
@@ -235,7 +247,7 @@ async fn drop_unusable_request_id<B>(mut req: Request<B>) -> Request<B> {
     req
 }
 
-async fn not_found() -> Response {
+pub(crate) async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint; GET / lists them")
 }
 

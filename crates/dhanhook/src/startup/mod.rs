@@ -185,6 +185,11 @@ impl Application {
             TRACK_RULES,
             notifier.clone(),
         );
+        // Postbacks are hints for the tracker (live mode, with DHAN_POSTBACK_SECRET).
+        let postback = match (settings.mode, &settings.dhan.postback_secret) {
+            (Mode::Live, Some(secret)) => Some((secret.clone(), tracker.postback_hints())),
+            _ => None,
+        };
         let placer = LegPlacer::new(
             journal.clone(),
             Arc::clone(&broker),
@@ -280,6 +285,7 @@ impl Application {
             instruments,
             allowed_ips: settings.allowed_ips.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),
+            postback,
         });
         announce(&settings, &source, addr);
         Ok(Self {

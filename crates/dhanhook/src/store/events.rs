@@ -21,14 +21,18 @@ pub enum LegSource {
     Reconciler,
     /// The order tracker's polling of the broker.
     Poll,
+    /// The order tracker's look at the broker on a postback's hint (the postback itself is
+    /// never believed: the order is re-read from the broker).
+    Postback,
 }
 
 impl LegSource {
-    pub const ALL: [LegSource; 4] = [
+    pub const ALL: [LegSource; 5] = [
         LegSource::Placement,
         LegSource::Queue,
         LegSource::Reconciler,
         LegSource::Poll,
+        LegSource::Postback,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +41,7 @@ impl LegSource {
             LegSource::Queue => "queue",
             LegSource::Reconciler => "reconciler",
             LegSource::Poll => "poll",
+            LegSource::Postback => "postback",
         }
     }
 

@@ -46,6 +46,33 @@ const BATCH: u32 = 500;
 /// a long holiday, has ended by then).
 const LOOK_BACK: Duration = Duration::days(10);
 
+/// Orders a postback named (see [`crate::http`]'s `/dhan/postback`): looked up at the next
+/// pass, whatever their schedule. Shared by the HTTP layer and the tracker; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct PostbackHints {
+    orders: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl PostbackHints {
+    /// Most hints kept at once: a flood of forged postbacks cannot grow memory.
+    const MAX: usize = 1000;
+
+    /// Asks for `order_id` to be looked up now.
+    pub fn hint(&self, order_id: &str) {
+        let mut orders = self.orders.lock().unwrap_or_else(|e| e.into_inner());
+        if orders.len() < Self::MAX {
+            orders.insert(order_id.to_owned());
+        }
+        drop(orders);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> std::collections::HashSet<String> {
+        std::mem::take(&mut *self.orders.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 /// How the tracker polls (mapped from the settings by `startup`).
 #[derive(Debug, Clone)]
 pub struct TrackRules {
@@ -100,6 +127,8 @@ pub struct OrderTracker {
     rules: TrackRules,
     /// Tells the trader about fills, rejections, cancellations and expiries.
     notifier: Notifier,
+    /// Orders a postback named since the last pass.
+    hints: PostbackHints,
     instance: String,
     schedules: HashMap<(String, u32), Schedule>,
     /// Until when this instance holds the lease (renewed once half of it has passed).
@@ -130,11 +159,17 @@ impl OrderTracker {
             clock,
             rules,
             notifier,
+            hints: PostbackHints::default(),
             instance: uuid::Uuid::now_v7().to_string(),
             schedules: HashMap::new(),
             lease_until: None,
             next_try: DateTime::<Utc>::MIN_UTC,
         }
+    }
+
+    /// Where postbacks leave their hints for this tracker.
+    pub fn postback_hints(&self) -> PostbackHints {
+        self.hints.clone()
     }
 
     /// One pass: looks up the legs that are due and journals what changed. Returns the legs
@@ -152,9 +187,17 @@ impl OrderTracker {
         let open: std::collections::HashSet<_> =
             rows.iter().map(|r| (r.alert_id.clone(), r.leg)).collect();
         self.schedules.retain(|k, _| open.contains(k));
-        let due: Vec<OrderRow> = rows
+        let hinted = self.hints.take();
+        let due: Vec<(OrderRow, LegSource)> = rows
             .into_iter()
-            .filter(|row| self.is_due(row, now))
+            .filter_map(|row| {
+                let on_hint = row.order_id.as_ref().is_some_and(|o| hinted.contains(o));
+                if on_hint {
+                    Some((row, LegSource::Postback))
+                } else {
+                    self.is_due(&row, now).then_some((row, LegSource::Poll))
+                }
+            })
             .collect();
         if due.is_empty() {
             return Ok(Vec::new());
@@ -171,7 +214,7 @@ impl OrderTracker {
             None
         };
         let mut moved = Vec::new();
-        for row in due {
+        for (row, source) in due {
             let Some(order_id) = row.order_id.clone() else {
                 continue;
             };
@@ -187,7 +230,7 @@ impl OrderTracker {
                 },
             };
             self.looked(&row, now);
-            if let Some(row) = self.apply(&row, state).await? {
+            if let Some(row) = self.apply(&row, state, source).await? {
                 moved.push(row);
             }
         }
@@ -257,6 +300,7 @@ impl OrderTracker {
         &self,
         row: &OrderRow,
         state: Option<OrderState>,
+        source: LegSource,
     ) -> Result<Option<OrderRow>, JournalError> {
         let Some(state) = state else {
             tracing::debug!(alert_id = %row.alert_id, leg = row.leg, "order tracker: the broker does not show the order");
@@ -284,14 +328,7 @@ impl OrderTracker {
         match self
             .journal
             .alerts
-            .transition_leg(
-                &row.alert_id,
-                row.leg,
-                &update,
-                &detail,
-                LegSource::Poll,
-                now,
-            )
+            .transition_leg(&row.alert_id, row.leg, &update, &detail, source, now)
             .await
         {
             Ok(()) => {}
@@ -371,6 +408,8 @@ impl OrderTracker {
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = self.clock.sleep_until(next) => {}
+                // A postback's hint is looked at now, not at the next tick.
+                () = self.hints.wake.notified() => {}
             }
         }
         if let Err(e) = self

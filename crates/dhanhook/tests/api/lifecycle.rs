@@ -102,7 +102,13 @@ async fn a_market_order_is_followed_to_filled_with_its_average_price() {
     assert_ne!(leg["exchange_time"], Value::Null, "{leg}");
     assert_eq!(leg["reason"], Value::Null, "no reason on a healthy order");
 
-    // The CSV: the placement's row, then one more at the final state.
+    // The CSV: the placement's row, then one more at the final state (written just after the
+    // journal shows FILLED).
+    eventually("the final-state CSV row", || {
+        let (_, rows) = t.app.csv();
+        rows.iter().filter(|r| r["alert_id"] == alert_id).count() >= 2
+    })
+    .await;
     let (_, rows) = t.app.csv();
     let statuses: Vec<&str> = rows
         .iter()
@@ -529,4 +535,108 @@ async fn an_amo_rests_overnight_and_fills_at_the_open() {
     }
     let leg = wait_for_status(&t, &alert_id, "FILLED").await;
     assert_eq!(leg["fill_price"], 1401.5, "{leg}");
+}
+
+const POSTBACK_SECRET: &str = "postback-path-7c1d9e2f4a6b8053";
+
+/// Dhan's postbacks make the tracker look at once (the clock stands still here, so no
+/// scheduled look comes): the order is re-read from Dhan and journaled with the source
+/// `postback`.
+#[tokio::test]
+async fn a_postback_makes_the_order_be_read_at_once() {
+    use crate::{
+        helpers::market_time,
+        live::{sim_at, start_at},
+    };
+    let sim = sim_at(SimConfig::default(), market_time()).await;
+    let t = start_at(
+        sim,
+        std::sync::Arc::new(tempfile::tempdir().unwrap()),
+        &[("DHAN_POSTBACK_SECRET", POSTBACK_SECRET)],
+        market_time(),
+    )
+    .await;
+    t.sim.set_postback_url(Some(
+        &t.app.url(&format!("/dhan/postback/{POSTBACK_SECRET}")),
+    ));
+    let mut body = flat_alert();
+    body["id"] = json!("track-postback");
+    let (alert_id, _) = placed(&t, &body, "TRADED").await;
+    let leg = wait_for_status(&t, &alert_id, "FILLED").await;
+    assert_eq!(leg["filled_qty"], 1, "{leg}");
+    let v: Value = t
+        .app
+        .get_admin(&format!("/orders/{alert_id}"), ADMIN_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let last = v["legs"][0]["events"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["status"].as_str(), last["source"].as_str()),
+        (Some("FILLED"), Some("postback")),
+        "{v}"
+    );
+}
+
+/// A forged postback ("it traded") changes nothing: the order is re-read from Dhan, which
+/// still holds it open; a postback to any other path is an ordinary 404 and reads nothing.
+#[tokio::test]
+async fn a_forged_postback_changes_nothing() {
+    use crate::{
+        helpers::market_time,
+        live::{sim_at, start_at},
+    };
+    let sim = sim_at(SimConfig::default(), market_time()).await;
+    let t = start_at(
+        sim,
+        std::sync::Arc::new(tempfile::tempdir().unwrap()),
+        &[("DHAN_POSTBACK_SECRET", POSTBACK_SECRET)],
+        market_time(),
+    )
+    .await;
+    let mut body = flat_alert();
+    body["id"] = json!("track-forged");
+    body["order_type"] = json!("limit");
+    let (alert_id, order_id) = placed(&t, &body, "PENDING").await;
+    t.advance(chrono::Duration::seconds(3));
+    wait_for_status(&t, &alert_id, "PENDING").await;
+    let before = lookups(&t, &order_id);
+
+    let forged = json!({"orderId": order_id, "orderStatus": "TRADED", "filled_qty": 1,
+                        "averageTradedPrice": 1.0});
+    let wrong = t
+        .app
+        .client
+        .post(t.app.url("/dhan/postback/guessed-path"))
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 404);
+    let resp = t
+        .app
+        .client
+        .post(t.app.url(&format!("/dhan/postback/{POSTBACK_SECRET}")))
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    eventually("the order re-read from Dhan", || {
+        lookups(&t, &order_id) == before + 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let leg = logs_leg(&t, &alert_id).await;
+    assert_eq!(
+        leg["status"], "PENDING",
+        "believed a forged postback: {leg}"
+    );
+    assert_eq!(leg["fill_price"], Value::Null, "{leg}");
 }
