@@ -173,8 +173,9 @@ async fn an_undelivered_message_survives_a_restart_and_arrives_once() {
 
     fake.failing.store(false, Ordering::SeqCst);
     let app = spawn_app_with(dir, &borrowed(&vars)).await;
-    // The retry is due 5 s after the failure, on the service's clock.
-    app.clock.advance(chrono::Duration::seconds(10));
+    // The retry is due 5 s after the failure, on the service's clock; 61 s also covers a stop
+    // that came before the failure was recorded (the claim then lapses after 60 s).
+    app.clock.advance(chrono::Duration::seconds(61));
     until("the delivery after the restart", || {
         !fake.taken().is_empty()
     })
@@ -440,8 +441,9 @@ async fn after_kill_9_an_undelivered_message_is_delivered_once() {
 
     fake.failing.store(false, Ordering::SeqCst);
     let served = run(vars, Arc::clone(&dir)).await;
-    // The retry is due 5 s after the failure (real time here).
-    for _ in 0..3000 {
+    // The retry is due 5 s after the failure (real time here); if the kill came before the
+    // failure was recorded, the claim lapses after 60 s.
+    for _ in 0..9000 {
         if !fake.taken().is_empty() {
             break;
         }
