@@ -24,7 +24,7 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use crate::{
     alert::{FieldProblem, Signal},
-    store::{AlertJournal, AlertRecord, AlertStatus, JournalError, LegStatus, NewAlert, OrderRow},
+    store::{AlertRecord, AlertStatus, JournalError, LegStatus, NewAlert, OrderRow},
 };
 
 use admission::Entry;
@@ -99,16 +99,13 @@ pub enum PipelineError {
 pub struct Pipeline {
     admitter: Arc<Admitter>,
     placer: LegPlacer,
-    journal: Arc<dyn AlertJournal>,
 }
 
 impl Pipeline {
     pub fn new(admitter: Admitter, placer: LegPlacer) -> Self {
-        let journal = Arc::clone(&admitter.journal);
         Self {
             admitter: Arc::new(admitter),
             placer,
-            journal,
         }
     }
 
@@ -184,6 +181,7 @@ impl Pipeline {
             let mut answered = std::pin::pin!(answered);
             answered.as_mut().enable();
             let record = self
+                .admitter
                 .journal
                 .alert(alert_id)
                 .await
@@ -227,6 +225,7 @@ impl Pipeline {
         }
         let status = AlertStatus::from_legs(rows.iter().map(|r| r.status));
         if let Err(error) = self
+            .admitter
             .journal
             .set_alert_status(&alert.id, status, self.admitter.clock.now())
             .await

@@ -556,6 +556,10 @@ pub fn notifications(
             "Telegram is off: set both TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID to receive messages"
         );
     }
+    // No channel, no HTTP client to build and no worker to run.
+    if n.telegram().is_none() && n.webhook_url.is_none() {
+        return Ok((Notifier::off(Arc::clone(clock)), None));
+    }
     let channels = Channels::new(
         n.telegram(),
         n.telegram_api_url.clone(),
@@ -563,9 +567,6 @@ pub fn notifications(
     )
     .context("building the notification client")?;
     let configured = channels.configured();
-    if configured.is_empty() {
-        return Ok((Notifier::off(Arc::clone(clock)), None));
-    }
     let wake = Arc::new(tokio::sync::Notify::new());
     let notifier = Notifier::new(
         journal.clone(),
