@@ -299,6 +299,8 @@ async fn sim_command(listen: std::net::SocketAddr) -> anyhow::Result<()> {
         handle.base_url(),
         handle.auth_url()
     );
+    // Fills arrive over the simulator's order-update WebSocket, as they would from Dhan.
+    println!("  DHAN_ORDER_FEED_URL={} \\", handle.order_update_url());
     println!(
         "  DHAN_CLIENT_ID={} DHAN_PIN={} DHAN_TOTP_SECRET={} \\",
         config.client_id, config.pin, config.totp_secret

@@ -311,7 +311,7 @@ fn from_record(r: OrderRecord) -> Placement {
 /// Dhan's order object as the broker's view of the order (§3.5 of the API notes: times are
 /// IST with the sentinel `0001-01-01 00:00:00`, `"NA"` means absent, and
 /// `omsErrorDescription` is only a reason when the order was refused, cancelled or expired).
-fn order_state(r: &OrderRecord) -> OrderState {
+pub(crate) fn order_state(r: &OrderRecord) -> OrderState {
     let dhan_status = r.order_status.to_ascii_uppercase();
     let status = match dhan_status.as_str() {
         "PENDING" => LegStatus::Pending,

@@ -39,6 +39,8 @@ pub struct DhanSettings {
     /// `DHAN_POSTBACK_SECRET`: the last segment of the postback URL given to Dhan
     /// (`/dhan/postback/<secret>`); unset, the endpoint is off.
     pub postback_secret: Option<SecretString>,
+    /// `DHAN_ORDER_FEED_URL`: where Dhan's order-update WebSocket is, or why there is none.
+    pub order_feed: OrderFeedSetting,
     /// `TOKEN_KEY`: seals the stored token (base64 of 32 bytes); generated into `DATA_DIR` for
     /// SQLite when unset, required for PostgreSQL in live mode.
     pub token_key: Option<SecretString>,
@@ -54,6 +56,46 @@ impl DhanSettings {
         (self.pin.is_some() && self.totp_secret.is_some())
             || self.access_token.is_some()
             || (self.api_key.is_some() && self.api_secret.is_some())
+    }
+}
+
+/// Whether orders are also followed through Dhan's order-update WebSocket (live mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderFeedSetting {
+    /// Connect to this `ws://` or `wss://` URL.
+    On(String),
+    /// No feed (orders are followed by polling alone); the reason is for the start-up log.
+    Off(&'static str),
+}
+
+/// `DHAN_ORDER_FEED_URL`: `off`, or a `ws(s)://` URL. Unset, the feed is Dhan's own host when
+/// the REST host is Dhan's own too. Against another REST host (`DHAN_BASE_URL` set, e.g. the
+/// simulator or a proxy) or the sandbox (which has no feed), there is no feed unless its URL
+/// is given: the account's token is never sent to a host the operator did not choose.
+fn order_feed_setting(
+    get: &impl Fn(&str) -> Option<String>,
+    env: DhanEnv,
+) -> Result<OrderFeedSetting, ConfigError> {
+    match get("DHAN_ORDER_FEED_URL") {
+        Some(v) if v.eq_ignore_ascii_case("off") => {
+            Ok(OrderFeedSetting::Off("DHAN_ORDER_FEED_URL=off"))
+        }
+        Some(v) if v.starts_with("wss://") || v.starts_with("ws://") => {
+            Ok(OrderFeedSetting::On(v.trim_end_matches('/').to_owned()))
+        }
+        Some(v) => Err(ConfigError::new(
+            "DHAN_ORDER_FEED_URL",
+            format!("'{v}' is not accepted; use a wss:// (or ws://) URL, or off"),
+        )),
+        None if env == DhanEnv::Sandbox => Ok(OrderFeedSetting::Off(
+            "Dhan's sandbox has no order-update feed",
+        )),
+        None if get("DHAN_BASE_URL").is_some() => Ok(OrderFeedSetting::Off(
+            "DHAN_BASE_URL is set and DHAN_ORDER_FEED_URL is not",
+        )),
+        None => Ok(OrderFeedSetting::On(
+            crate::dhan::order_feed::LIVE_URL.to_owned(),
+        )),
     }
 }
 
@@ -92,6 +134,7 @@ pub(super) fn dhan_settings(
         base: url("DHAN_BASE_URL", default_base)?,
         auth: url("DHAN_AUTH_URL", DhanUrls::AUTH)?,
     };
+    let order_feed = order_feed_setting(get, env)?;
     let pin = get("DHAN_PIN");
     if let Some(p) = &pin
         && (p.len() != 6 || !p.chars().all(|c| c.is_ascii_digit()))
@@ -131,6 +174,7 @@ pub(super) fn dhan_settings(
     Ok(DhanSettings {
         env,
         urls,
+        order_feed,
         client_id: get("DHAN_CLIENT_ID"),
         pin: pin.map(SecretString::from),
         totp_secret: totp_secret.map(SecretString::from),

@@ -24,7 +24,7 @@ use notify::notify_settings;
 use trading::{instrument_settings, routing_settings};
 
 pub use crate::domain::Mode;
-pub use dhan::{DhanEnv, DhanSettings};
+pub use dhan::{DhanEnv, DhanSettings, OrderFeedSetting};
 pub use notify::{DEFAULT_TELEGRAM_API_URL, NotifySettings};
 pub use trading::{DEFAULT_QUEUE_MAX_AGE_SECS, InstrumentSettings, RoutingSettings};
 
@@ -487,6 +487,38 @@ mod tests {
         assert_eq!(over.dhan.urls.base, "http://127.0.0.1:9/v2");
         assert_eq!(over.dhan.urls.auth, "http://127.0.0.1:9");
         assert!(!s.dhan.has_token_route());
+    }
+
+    #[test]
+    fn the_order_feed_is_dhans_own_only_when_the_rest_host_is() {
+        let on = |url: &str| OrderFeedSetting::On(url.to_owned());
+        let feed = |vars: &[(&str, &str)]| settings(vars).unwrap().dhan.order_feed;
+        assert_eq!(feed(&[]), on("wss://api-order-update.dhan.co"));
+        assert!(matches!(
+            feed(&[("DHAN_ENV", "sandbox")]),
+            OrderFeedSetting::Off(_)
+        ));
+        // A proxy or the simulator: the token is not sent to Dhan's feed host unasked.
+        assert!(matches!(
+            feed(&[("DHAN_BASE_URL", "http://127.0.0.1:9/v2")]),
+            OrderFeedSetting::Off(_)
+        ));
+        assert_eq!(
+            feed(&[
+                ("DHAN_BASE_URL", "http://127.0.0.1:9/v2"),
+                ("DHAN_ORDER_FEED_URL", "ws://127.0.0.1:9/order-update/"),
+            ]),
+            on("ws://127.0.0.1:9/order-update")
+        );
+        assert!(matches!(
+            feed(&[("DHAN_ORDER_FEED_URL", "OFF")]),
+            OrderFeedSetting::Off(_)
+        ));
+        let err = settings(&[("DHAN_ORDER_FEED_URL", "https://x")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "DHAN_ORDER_FEED_URL: 'https://x' is not accepted; use a wss:// (or ws://) URL, or off"
+        );
     }
 
     #[test]

@@ -62,6 +62,24 @@ pub fn correlation_id(alert_id: &str, leg_no: u32, received_at: DateTime<Utc>) -
     )
 }
 
+/// Whether `id` has the shape of a [`correlation_id`] (so an order on the account may be one
+/// of ours; the journal has the last word).
+pub fn is_correlation_id(id: &str) -> bool {
+    let Some(rest) = id.strip_prefix("DH") else {
+        return false;
+    };
+    // `get`, not slicing: the id comes from the broker and may hold any character.
+    let (Some(head), Some(leg)) = (rest.get(..18), rest.get(18..)) else {
+        return false;
+    };
+    let head = head.as_bytes();
+    head[..6].iter().all(u8::is_ascii_digit)
+        && head[6..].iter().all(u8::is_ascii_hexdigit)
+        && leg
+            .strip_prefix('L')
+            .is_some_and(|n| !n.is_empty() && n.len() <= 2 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -143,5 +161,25 @@ mod tests {
             dedupe_key(&id_c, at(), w).key
         );
         assert_eq!(dedupe_key(&id_a, at(), w).expires_at, None);
+    }
+
+    #[test]
+    fn our_correlation_ids_are_recognised_and_others_are_not() {
+        let ours = correlation_id("a1", 2, at());
+        assert!(is_correlation_id(&ours), "{ours}");
+        assert!(is_correlation_id(&correlation_id("b", 99, at())));
+        for other in [
+            "",
+            "DH",
+            "OA12345",
+            "DH261127zzzzzzzzzzzzL1",
+            "DH261127a1b2c3d4e5f6",
+            "DH261127a1b2c3d4e5f6L",
+            "DH261127a1b2c3d4e5f6L123",
+            "my-own-tag",
+            "DH€€€€€€€€€€€€€€€€€€L1",
+        ] {
+            assert!(!is_correlation_id(other), "{other}");
+        }
     }
 }

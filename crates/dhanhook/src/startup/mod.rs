@@ -15,7 +15,7 @@ use public::{announce, public_config};
 use crate::{
     broker::{Broker, live::DhanBroker, paper::PaperBroker},
     clock::Clock,
-    config::{DatabaseUrl, Mode, Settings},
+    config::{DatabaseUrl, Mode, OrderFeedSetting, Settings},
     csvlog::CsvLog,
     dhan::DhanClient,
     http::{
@@ -33,7 +33,9 @@ use crate::{
     workers::{
         Workers,
         daily_summary::DailySummary,
+        leg_progress::LegProgress,
         notifier::NotifierWorker,
+        order_feed::{FeedJournal, OrderFeed},
         order_tracker::{OrderTracker, TrackRules, TrackerJournal},
         queue::{QueueRules, QueueRunner},
         reconciler::{ReconcileRules, Reconciler, ReconcilerJournal},
@@ -176,14 +178,21 @@ impl Application {
         let summary_notifier = notifier.clone();
         // The start-up reconciliation opens the gate for new orders (see LegPlacer).
         let (reconciled_tx, reconciled_rx) = tokio::sync::watch::channel(false);
+        // Every source of order updates records them through this one step.
+        let progress = LegProgress::new(
+            journal.clone(),
+            csv.clone(),
+            notifier.clone(),
+            Arc::clone(&clock),
+        );
+        let order_feed = order_feed(&settings, keeper.as_ref(), &journal, &progress, &clock);
         let tracker = OrderTracker::new(
             TrackerJournal::of(&journal),
             Arc::clone(&broker),
-            csv.clone(),
             Arc::clone(&calendar),
             Arc::clone(&clock),
             TRACK_RULES,
-            notifier.clone(),
+            progress,
         );
         // Postbacks are hints for the tracker (live mode, with DHAN_POSTBACK_SECRET).
         let postback = match (settings.mode, &settings.dhan.postback_secret) {
@@ -248,6 +257,7 @@ impl Application {
                 reconciled_tx,
             ),
             order_tracker: tracker,
+            order_feed,
             scrip_master: ScripMasterRefresher::new(instruments.clone(), Arc::clone(&clock)),
             token: keeper.clone().map(TokenRefresher::new),
             daily_summary: notifier_worker.is_some().then(|| {
@@ -516,6 +526,30 @@ pub fn scrip_master_source(settings: &Settings, allow_sample: bool) -> SourceCon
         cache_dir: settings.data_dir.join("instruments"),
         refresh_at: settings.instruments.refresh_at,
         allow_sample,
+    }
+}
+
+/// The order-update feed, in live mode when `DHAN_ORDER_FEED_URL` (or its default) gives one.
+fn order_feed(
+    settings: &Settings,
+    keeper: Option<&TokenKeeper>,
+    journal: &Arc<dyn Journal>,
+    progress: &LegProgress,
+    clock: &Arc<dyn Clock>,
+) -> Option<OrderFeed> {
+    let keeper = keeper?;
+    match &settings.dhan.order_feed {
+        OrderFeedSetting::On(url) => Some(OrderFeed::new(
+            url.clone(),
+            keeper.clone(),
+            FeedJournal::of(journal),
+            progress.clone(),
+            Arc::clone(clock),
+        )),
+        OrderFeedSetting::Off(why) => {
+            tracing::info!("order feed: off ({why}); orders are followed by polling");
+            None
+        }
     }
 }
 

@@ -24,15 +24,20 @@ pub enum LegSource {
     /// The order tracker's look at the broker on a postback's hint (the postback itself is
     /// never believed: the order is re-read from the broker).
     Postback,
+    /// Dhan's live order-update WebSocket (the feed is Dhan's own word over a connection we
+    /// opened and logged in to, so it is journaled as it comes).
+    #[serde(rename = "websocket")]
+    Feed,
 }
 
 impl LegSource {
-    pub const ALL: [LegSource; 5] = [
+    pub const ALL: [LegSource; 6] = [
         LegSource::Placement,
         LegSource::Queue,
         LegSource::Reconciler,
         LegSource::Poll,
         LegSource::Postback,
+        LegSource::Feed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +47,7 @@ impl LegSource {
             LegSource::Reconciler => "reconciler",
             LegSource::Poll => "poll",
             LegSource::Postback => "postback",
+            LegSource::Feed => "websocket",
         }
     }
 

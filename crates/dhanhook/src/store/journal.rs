@@ -140,6 +140,13 @@ pub trait TrackJournal: Send + Sync + fmt::Debug {
         since: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<OrderRow>, JournalError>;
+
+    /// The leg sent with `correlation_id`, whatever its state (the order-update feed names
+    /// orders by the correlationId they were sent with).
+    async fn leg_by_correlation(
+        &self,
+        correlation_id: &str,
+    ) -> Result<Option<OrderRow>, JournalError>;
 }
 
 /// The Dhan access token kept across restarts (the token keeper).

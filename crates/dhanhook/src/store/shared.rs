@@ -274,6 +274,21 @@ macro_rules! shared_journal {
                 .map(rows::order_row)
                 .collect()
             }
+
+            async fn leg_by_correlation(
+                &self,
+                correlation_id: &str,
+            ) -> Result<Option<OrderRow>, JournalError> {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{ORDER_ROW_SELECT} WHERE l.correlation_id = $1"
+                )))
+                .bind(correlation_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .as_ref()
+                .map(rows::order_row)
+                .transpose()
+            }
         }
 
         #[async_trait]

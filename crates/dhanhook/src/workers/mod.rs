@@ -5,6 +5,8 @@
 //! - [`reconciler`]: settles legs whose outcome is unknown by asking the broker; its start-up
 //!   pass runs before new orders are sent.
 //! - [`order_tracker`]: follows legs open at the broker to their final state by polling.
+//! - [`order_feed`]: the same from Dhan's order-update WebSocket, as it happens (live mode).
+//!   Both record through [`leg_progress`]; both use [`lease`] so that one instance does each.
 //! - [`token_refresh`]: keeps the Dhan token alive (live mode only).
 //! - [`scrip_master`]: keeps the scrip master fresh.
 //! - [`notifier`]: delivers the notification outbox (when a channel is configured).
@@ -15,7 +17,10 @@
 //! sleep, a cooldown or a retry pause never holds up shutdown; the caller bounds the wait).
 
 pub mod daily_summary;
+pub mod lease;
+pub mod leg_progress;
 pub mod notifier;
+pub mod order_feed;
 pub mod order_tracker;
 pub mod queue;
 pub mod reconciler;
@@ -25,9 +30,9 @@ pub mod token_refresh;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::{
-    daily_summary::DailySummary, notifier::NotifierWorker, order_tracker::OrderTracker,
-    queue::QueueRunner, reconciler::Reconciler, scrip_master::ScripMasterRefresher,
-    token_refresh::TokenRefresher,
+    daily_summary::DailySummary, notifier::NotifierWorker, order_feed::OrderFeed,
+    order_tracker::OrderTracker, queue::QueueRunner, reconciler::Reconciler,
+    scrip_master::ScripMasterRefresher, token_refresh::TokenRefresher,
 };
 
 /// The workers of one application, ready to start.
@@ -36,6 +41,8 @@ pub struct Workers {
     pub queue: QueueRunner,
     pub reconciler: Reconciler,
     pub order_tracker: OrderTracker,
+    /// Live mode with a feed URL only.
+    pub order_feed: Option<OrderFeed>,
     pub scrip_master: ScripMasterRefresher,
     /// Live mode only.
     pub token: Option<TokenRefresher>,
@@ -61,5 +68,8 @@ impl Workers {
             tasks.spawn(summary.run_until_stopped(stop.clone()));
         }
         tasks.spawn(self.order_tracker.run_until_stopped(stop.clone()));
+        if let Some(feed) = self.order_feed {
+            tasks.spawn(feed.run_until_stopped(stop.clone()));
+        }
     }
 }

@@ -22,16 +22,12 @@ use std::{collections::HashMap, sync::Arc};
 use chrono::{DateTime, Duration, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::notify::Notifier;
+use super::{lease::HeldLease, leg_progress::LegProgress};
 use crate::{
     broker::{Broker, OrderState},
     clock::{Clock, ist},
-    csvlog::CsvLog,
     market::{Calendar, Venue},
-    store::{
-        AlertJournal, AlertStatus, Journal, JournalError, Leases, LegDetail, LegSource, LegStatus,
-        LegUpdate, OrderRow, TrackJournal,
-    },
+    store::{Journal, JournalError, Leases, LegSource, OrderRow, TrackJournal},
 };
 
 /// How often the tracker wakes to see which legs are due.
@@ -91,8 +87,6 @@ pub struct TrackRules {
 pub struct TrackerJournal {
     /// The legs open at the broker.
     pub legs: Arc<dyn TrackJournal>,
-    /// Moving legs, their history, their alert's status.
-    pub alerts: Arc<dyn AlertJournal>,
     /// One tracker at a time across instances.
     pub leases: Arc<dyn Leases>,
 }
@@ -101,7 +95,6 @@ impl TrackerJournal {
     pub fn of(journal: &Arc<dyn Journal>) -> Self {
         Self {
             legs: journal.clone(),
-            alerts: journal.clone(),
             leases: journal.clone(),
         }
     }
@@ -121,20 +114,16 @@ struct Schedule {
 pub struct OrderTracker {
     journal: TrackerJournal,
     broker: Arc<dyn Broker>,
-    csv: CsvLog,
     calendar: Arc<Calendar>,
     clock: Arc<dyn Clock>,
     rules: TrackRules,
-    /// Tells the trader about fills, rejections, cancellations and expiries.
-    notifier: Notifier,
+    /// Journals each move (with the CSV row and the notification of a final state).
+    progress: LegProgress,
     /// Orders a postback named since the last pass.
     hints: PostbackHints,
-    instance: String,
     schedules: HashMap<(String, u32), Schedule>,
-    /// Until when this instance holds the lease (renewed once half of it has passed).
-    lease_until: Option<DateTime<Utc>>,
-    /// When an instance without the lease next tries to take it.
-    next_try: DateTime<Utc>,
+    /// One tracker polls at a time across instances.
+    lease: HeldLease,
 }
 
 fn duration(d: std::time::Duration) -> Duration {
@@ -145,25 +134,21 @@ impl OrderTracker {
     pub fn new(
         journal: TrackerJournal,
         broker: Arc<dyn Broker>,
-        csv: CsvLog,
         calendar: Arc<Calendar>,
         clock: Arc<dyn Clock>,
         rules: TrackRules,
-        notifier: Notifier,
+        progress: LegProgress,
     ) -> Self {
         Self {
             journal,
             broker,
-            csv,
             calendar,
             clock,
             rules,
-            notifier,
+            progress,
             hints: PostbackHints::default(),
-            instance: uuid::Uuid::now_v7().to_string(),
             schedules: HashMap::new(),
-            lease_until: None,
-            next_try: DateTime::<Utc>::MIN_UTC,
+            lease: HeldLease::new(LEASE, LEASE_FOR),
         }
     }
 
@@ -306,96 +291,14 @@ impl OrderTracker {
             tracing::debug!(alert_id = %row.alert_id, leg = row.leg, "order tracker: the broker does not show the order");
             return Ok(None);
         };
-        let more_filled =
-            state.status == LegStatus::PartTraded && state.filled_qty != row.detail.filled_qty;
-        let moved = state.status != row.status || more_filled;
-        if !moved || !row.status.can_become(state.status) {
-            return Ok(None);
-        }
-        let update = LegUpdate {
-            status: state.status,
-            broker_order_id: None,
-            fill_price: state.average_price,
-            message: Some(state.message.clone()),
-        };
-        let detail = LegDetail {
-            filled_qty: state.filled_qty,
-            exchange_order_id: state.exchange_order_id.clone(),
-            exchange_time: state.exchange_time,
-            reason: state.reason.clone(),
-        };
-        let now = self.clock.now();
-        match self
-            .journal
-            .alerts
-            .transition_leg(&row.alert_id, row.leg, &update, &detail, source, now)
-            .await
-        {
-            Ok(()) => {}
-            // Another writer moved the leg meanwhile: the next pass sees its new state.
-            Err(JournalError::IllegalTransition { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        tracing::info!(alert_id = %row.alert_id, leg = row.leg, status = %state.status, "order tracker: {}", state.message);
-        let Some(record) = self.journal.alerts.alert(&row.alert_id).await? else {
-            return Ok(None);
-        };
-        let status = AlertStatus::from_legs(record.legs.iter().map(|l| l.status));
-        self.journal
-            .alerts
-            .set_alert_status(&row.alert_id, status, now)
-            .await?;
-        let Some(out) = record.legs.into_iter().find(|l| l.leg == row.leg) else {
-            return Ok(None);
-        };
-        if out.status.is_final() {
-            // The final-state row of the CSV (see csvlog's module doc).
-            self.csv.append(&record.alert_type, &out, now).await;
-            self.notifier.leg_changed(&out).await;
-        }
-        Ok(Some(out))
-    }
-
-    /// Whether this instance holds the lease now: renewed once half of it has passed; taken,
-    /// by an instance without it, at most every half lease.
-    async fn hold_lease(&mut self) -> bool {
-        let now = self.clock.now();
-        match self.lease_until {
-            Some(until) if now + LEASE_FOR / 2 < until => return true,
-            None if now < self.next_try => return false,
-            _ => {}
-        }
-        let until = now + LEASE_FOR;
-        match self
-            .journal
-            .leases
-            .try_lease(LEASE, &self.instance, until, now)
-            .await
-        {
-            Ok(true) => {
-                self.lease_until = Some(until);
-                true
-            }
-            Ok(false) => {
-                // Another instance polls; its schedules are its own.
-                self.lease_until = None;
-                self.schedules.clear();
-                self.next_try = now + LEASE_FOR / 2;
-                false
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "order tracker could not take its lease");
-                // Not renewed: polling goes on only while the lease surely still holds.
-                self.lease_until = self.lease_until.filter(|u| now < *u);
-                self.lease_until.is_some()
-            }
-        }
+        self.progress.record(row, &state, source).await
     }
 
     /// Holds the tracker's lease and polls every `TICK` until `stop`.
     pub async fn run_until_stopped(mut self, stop: CancellationToken) {
         loop {
-            if self.hold_lease().await {
+            let now = self.clock.now();
+            if self.lease.hold(self.journal.leases.as_ref(), now).await {
                 match self.track_once().await {
                     Ok(moved) if !moved.is_empty() => {
                         tracing::info!(legs = moved.len(), "order tracker: legs moved");
@@ -403,6 +306,9 @@ impl OrderTracker {
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "order tracker pass failed"),
                 }
+            } else {
+                // Another instance polls; its schedules are its own.
+                self.schedules.clear();
             }
             let next = self.clock.now() + TICK;
             tokio::select! {
@@ -412,13 +318,6 @@ impl OrderTracker {
                 () = self.hints.wake.notified() => {}
             }
         }
-        if let Err(e) = self
-            .journal
-            .leases
-            .release_lease(LEASE, &self.instance)
-            .await
-        {
-            tracing::warn!(error = %e, "could not release the order tracker lease; it lapses by itself");
-        }
+        self.lease.release(self.journal.leases.as_ref()).await;
     }
 }

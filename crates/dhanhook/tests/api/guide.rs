@@ -169,7 +169,7 @@ async fn an_order_inside_the_mint_cooldown_is_refused_at_once_naming_the_wait() 
 /// of the thread that emitted it, and a current-thread runtime keeps all of one test's tasks on
 /// its thread, so each test reads only its own lines.
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
 
 thread_local! {
     static CAPTURE: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
@@ -177,7 +177,7 @@ thread_local! {
 
 impl Captured {
     /// Starts capturing this thread's log events.
-    fn this_thread() -> Self {
+    pub(crate) fn this_thread() -> Self {
         static INSTALLED: std::sync::Once = std::sync::Once::new();
         INSTALLED.call_once(|| {
             let _ = tracing_subscriber::fmt()
@@ -193,7 +193,7 @@ impl Captured {
         captured
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }

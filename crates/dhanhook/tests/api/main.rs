@@ -17,6 +17,7 @@ mod live;
 mod multi;
 mod notify;
 mod ops;
+mod order_feed;
 mod restart;
 mod routing;
 mod upstream;
