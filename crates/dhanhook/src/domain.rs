@@ -220,6 +220,9 @@ pub enum EventKind {
     Rejected,
     /// A leg whose fate a person must check at the broker.
     NeedsAttention,
+    /// Dhan refused an order because this server's address is not the account's static IP:
+    /// every order will be refused until a person fixes it.
+    StaticIp,
     /// A queued alert that was too old when its market opened.
     QueueExpired,
     /// No usable Dhan token and none can be had without a person; and its recovery.
@@ -231,10 +234,11 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Filled,
         EventKind::Rejected,
         EventKind::NeedsAttention,
+        EventKind::StaticIp,
         EventKind::QueueExpired,
         EventKind::Token,
         EventKind::DailySummary,
@@ -246,6 +250,7 @@ impl EventKind {
             EventKind::Filled => "filled",
             EventKind::Rejected => "rejected",
             EventKind::NeedsAttention => "needs_attention",
+            EventKind::StaticIp => "static_ip",
             EventKind::QueueExpired => "queue_expired",
             EventKind::Token => "token",
             EventKind::DailySummary => "daily_summary",
@@ -257,6 +262,10 @@ impl EventKind {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
+
+/// How a leg's message starts when Dhan refused it for the static IP (written by the broker,
+/// read by the notifier, which tells it as its own event).
+pub const STATIC_IP_REFUSAL: &str = "refused by Dhan (static IP)";
 
 /// Where a notification goes (stored with each outbox row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

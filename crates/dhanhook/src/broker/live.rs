@@ -137,7 +137,7 @@ impl Broker for DhanBroker {
             other => other,
         }
         .map_err(|e| BrokerError::Unknown(format!("lookup failed: {e}")))?;
-        Ok(found.map_or(Lookup::Absent, |r| Lookup::Found(from_record(r))))
+        Ok(found.map_or(Lookup::Absent, |r| Lookup::Found(order_state(&r))))
     }
 
     async fn order_state(&self, order_id: &str) -> Result<Option<OrderState>, BrokerError> {
@@ -364,10 +364,13 @@ fn outcome_of_error(e: DhanError) -> Result<Placement, BrokerError> {
             None,
             format!("not placed: Dhan's rate limit ({e})"),
         )),
-        DhanErrorKind::Auth
-        | DhanErrorKind::Input
-        | DhanErrorKind::StaticIp
-        | DhanErrorKind::Order => Ok(rejected(None, format!("refused by Dhan: {e}"))),
+        DhanErrorKind::StaticIp => Ok(rejected(
+            None,
+            format!("{}: {e}", crate::domain::STATIC_IP_REFUSAL),
+        )),
+        DhanErrorKind::Auth | DhanErrorKind::Input | DhanErrorKind::Order => {
+            Ok(rejected(None, format!("refused by Dhan: {e}")))
+        }
     }
 }
 

@@ -55,7 +55,10 @@ pub enum BrokerError {
 /// What the broker knows of an order, looked up by its correlationId.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lookup {
-    Found(Placement),
+    /// The order as the broker shows it now (its status in the journal's terms, fill and
+    /// reason), so a leg settled by correlationId lands in its true state: a CANCELLED order
+    /// is not told as REJECTED, a PART_TRADED one not as PENDING.
+    Found(OrderState),
     /// Neither the lookup nor the day's order book shows it. (Right after a send, an order
     /// still in TRANSIT can look absent: callers wait a settle time before believing it.)
     Absent,

@@ -51,7 +51,9 @@ impl Broker for PaperBroker {
         let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
         Ok(book
             .get(correlation_id)
-            .map_or(Lookup::Absent, |o| Lookup::Found(o.placement.clone())))
+            // A paper order refused without an id never existed: absent.
+            .and_then(state_of)
+            .map_or(Lookup::Absent, Lookup::Found))
     }
 
     async fn order_state(&self, order_id: &str) -> Result<Option<OrderState>, BrokerError> {

@@ -38,6 +38,11 @@ pub enum Event {
         leg: LegFacts,
         note: String,
     },
+    /// Refused by Dhan because this server's address is not the account's static IP.
+    StaticIpRefused {
+        leg: LegFacts,
+        reason: String,
+    },
     QueueExpired {
         alert_id: String,
         detail: String,
@@ -76,6 +81,7 @@ impl Event {
             Event::Filled { .. } => EventKind::Filled,
             Event::Rejected { .. } => EventKind::Rejected,
             Event::NeedsAttention { .. } => EventKind::NeedsAttention,
+            Event::StaticIpRefused { .. } => EventKind::StaticIp,
             Event::QueueExpired { .. } => EventKind::QueueExpired,
             Event::TokenTrouble { .. } | Event::TokenRecovered { .. } => EventKind::Token,
             Event::DailySummary { .. } => EventKind::DailySummary,
@@ -88,7 +94,8 @@ impl Event {
         match self {
             Event::Filled { leg, .. }
             | Event::Rejected { leg, .. }
-            | Event::NeedsAttention { leg, .. } => Some(&leg.alert_id),
+            | Event::NeedsAttention { leg, .. }
+            | Event::StaticIpRefused { leg, .. } => Some(&leg.alert_id),
             Event::QueueExpired { alert_id, .. } => Some(alert_id),
             Event::TokenTrouble { .. }
             | Event::TokenRecovered { .. }
@@ -158,6 +165,20 @@ impl Event {
                 ),
                 format!(
                     "dhanhook cannot tell whether this order exists: {note}\nAlert {} leg {}",
+                    leg.alert_id, leg.leg
+                ),
+            ),
+            Event::StaticIpRefused { leg, reason } => (
+                format!(
+                    "🛑 Refused by Dhan, static IP{}: {} {} {}",
+                    paper(leg),
+                    side(leg),
+                    leg.quantity,
+                    leg.symbol
+                ),
+                format!(
+                    "{reason}\nEvery order is refused until this server's address is the static IP set \
+                     for your account at Dhan.\nAlert {} leg {}",
                     leg.alert_id, leg.leg
                 ),
             ),

@@ -119,6 +119,17 @@ impl Notifier {
                 average_price: row.fill_price,
                 order_id: row.order_id.clone(),
             },
+            LegStatus::Rejected
+                if row
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with(crate::domain::STATIC_IP_REFUSAL)) =>
+            {
+                Event::StaticIpRefused {
+                    leg,
+                    reason: row.message.clone().unwrap_or_default(),
+                }
+            }
             LegStatus::Rejected | LegStatus::Cancelled | LegStatus::Expired => Event::Rejected {
                 leg,
                 ended: row.status,

@@ -151,14 +151,37 @@ impl LegStatus {
             (self, next),
             (Received, Submitting | Rejected)
                 | (Queued, Submitting | Rejected)
-                | (Submitting, Unknown | Accepted | Pending | Filled | Rejected)
+                // A leg settled by correlationId (the reconciler) lands in whatever state the
+                // broker shows, including part-filled, cancelled or expired.
+                | (
+                    Submitting,
+                    Unknown
+                        | Accepted
+                        | Pending
+                        | PartTraded
+                        | Filled
+                        | Rejected
+                        | Cancelled
+                        | Expired
+                )
                 // Unknown → Submitting is the reconciler's single re-send (granted by
                 // `Journal::claim_resend`).
                 | (
                     Unknown,
-                    Submitting | NeedsAttention | Accepted | Pending | Filled | Rejected
+                    Submitting
+                        | NeedsAttention
+                        | Accepted
+                        | Pending
+                        | PartTraded
+                        | Filled
+                        | Rejected
+                        | Cancelled
+                        | Expired
                 )
-                | (NeedsAttention, Accepted | Pending | Filled | Rejected)
+                | (
+                    NeedsAttention,
+                    Accepted | Pending | PartTraded | Filled | Rejected | Cancelled | Expired
+                )
                 // Followed at the broker (the order tracker): on to a final state. PART_TRADED
                 // may repeat, as more of the order fills.
                 | (

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::{
-    broker::{Broker, Lookup, Placement},
+    broker::{Broker, Lookup, OrderState},
     clock::Clock,
     pipeline::{LegPlacer, leg_from_row},
     store::{
@@ -164,7 +164,7 @@ impl Reconciler {
                 continue;
             }
             match self.broker.lookup(&row.correlation_id).await {
-                Ok(Lookup::Found(placement)) => done.push(self.settle(&row, placement).await?),
+                Ok(Lookup::Found(state)) => done.push(self.settle(&row, state).await?),
                 Ok(Lookup::Absent) => {
                     if let Some(r) = self.absent(&row, age).await? {
                         done.push(r);
@@ -211,29 +211,24 @@ impl Reconciler {
         })
     }
 
-    async fn settle(
-        &self,
-        row: &OrderRow,
-        placement: Placement,
-    ) -> Result<Reconciled, JournalError> {
-        let (status, order_id, fill_price, message) = match placement {
-            Placement::Accepted { order_id, message } => {
-                (LegStatus::Accepted, Some(order_id), None, message)
-            }
-            Placement::Pending { order_id, message } => {
-                (LegStatus::Pending, Some(order_id), None, message)
-            }
-            Placement::Filled {
-                order_id,
-                fill_price,
-                message,
-            } => (LegStatus::Filled, Some(order_id), fill_price, message),
-            Placement::Rejected { order_id, message } => {
-                (LegStatus::Rejected, order_id, None, message)
-            }
+    async fn settle(&self, row: &OrderRow, state: OrderState) -> Result<Reconciled, JournalError> {
+        let detail = LegDetail {
+            filled_qty: state.filled_qty,
+            exchange_order_id: state.exchange_order_id,
+            exchange_time: state.exchange_time,
+            reason: state.reason,
         };
-        let note = format!("found at the broker by correlationId: {message}");
-        self.record(row, status, order_id, fill_price, &note).await
+        let order_id = Some(state.order_id).filter(|id| !id.is_empty());
+        let note = format!("found at the broker by correlationId: {}", state.message);
+        self.record_with(
+            row,
+            state.status,
+            order_id,
+            state.average_price,
+            &detail,
+            &note,
+        )
+        .await
     }
 
     async fn absent(
@@ -302,6 +297,26 @@ impl Reconciler {
         fill_price: Option<f64>,
         note: &str,
     ) -> Result<Reconciled, JournalError> {
+        self.record_with(
+            row,
+            status,
+            order_id,
+            fill_price,
+            &LegDetail::default(),
+            note,
+        )
+        .await
+    }
+
+    async fn record_with(
+        &self,
+        row: &OrderRow,
+        status: LegStatus,
+        order_id: Option<String>,
+        fill_price: Option<f64>,
+        detail: &LegDetail,
+        note: &str,
+    ) -> Result<Reconciled, JournalError> {
         let update = LegUpdate {
             status,
             broker_order_id: order_id.clone(),
@@ -314,7 +329,7 @@ impl Reconciler {
                 &row.alert_id,
                 row.leg,
                 &update,
-                &LegDetail::default(),
+                detail,
                 LegSource::Reconciler,
                 self.clock.now(),
             )

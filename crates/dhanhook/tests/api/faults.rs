@@ -121,6 +121,42 @@ async fn an_answer_lost_after_dhan_accepted_is_found_by_correlation_id_not_resen
     }
 }
 
+/// An order whose answer was lost, and which the exchange ended before the reconciler looked:
+/// settled in its true state (EXPIRED, with Dhan's reason), not told as a rejection.
+#[tokio::test]
+async fn a_lost_answer_settled_after_the_exchange_ended_the_order_keeps_its_true_state() {
+    let t = live(SimConfig::default()).await;
+    t.sim.inject(Fault::Order5xxAfterAccept, 1);
+    let mut body = crate::helpers::flat_alert();
+    body["id"] = serde_json::json!("lost-then-expired");
+    body["order_type"] = serde_json::json!("limit");
+    body["price"] = serde_json::json!("1");
+    let answer: serde_json::Value = t.app.post_webhook(&body).await.json().await.unwrap();
+    assert_eq!(answer["legs"][0]["status"], "UNKNOWN", "{answer}");
+    eventually("the order rests at Dhan", || {
+        t.sim
+            .orders()
+            .first()
+            .is_some_and(|o| o.status == "PENDING")
+    })
+    .await;
+    assert_eq!(t.sim.expire_open_orders(), 1);
+
+    t.advance(chrono::Duration::seconds(6));
+    wait_leg(&t, "EXPIRED").await;
+    let row = &t.app.journal_orders().await[0];
+    assert!(row.order_id.is_some(), "{row:?}");
+    assert!(row.detail.reason.is_some(), "Dhan's reason: {row:?}");
+    assert!(
+        row.message
+            .as_deref()
+            .unwrap()
+            .contains("found at the broker"),
+        "{row:?}"
+    );
+    assert_eq!(t.sim.orders().len(), 1, "never re-sent");
+}
+
 #[tokio::test]
 async fn an_order_dhan_never_got_is_resent_once_after_the_settle_time() {
     let t = live(SimConfig::default()).await;

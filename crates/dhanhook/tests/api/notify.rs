@@ -463,3 +463,65 @@ async fn after_kill_9_an_undelivered_message_is_delivered_once() {
         .await
         .unwrap();
 }
+
+/// Dhan's static-IP refusal is its own event: told once per refused order as what it is (every
+/// order will be refused until the address is fixed), not as an ordinary rejection, and it can
+/// be switched off on its own.
+#[tokio::test]
+async fn a_static_ip_refusal_is_told_as_such_and_can_be_switched_off() {
+    use crate::helpers::market_time;
+    use crate::live::{sim_at, start_at};
+
+    for events in ["all", "filled,rejected"] {
+        let (url, fake) = fake_telegram().await;
+        let sim = sim_at(dhan_sim::SimConfig::default(), market_time()).await;
+        let mut vars = telegram_vars(&url);
+        vars.push(("NOTIFY_EVENTS", events.to_owned()));
+        let t = start_at(
+            sim,
+            Arc::new(tempfile::tempdir().unwrap()),
+            &borrowed(&vars),
+            market_time(),
+        )
+        .await;
+        t.sim.set_whitelisted_ip(false);
+        let (_, body) = t.order(&format!("static-ip-{events}")).await;
+        assert_eq!(body["legs"][0]["status"], "REJECTED", "{body}");
+        // A market order that is filled afterwards marks the end of the outbox's work.
+        t.sim.set_whitelisted_ip(true);
+        let (_, body) = t.order(&format!("after-{events}")).await;
+        assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
+        until("Dhan fills it", || {
+            t.sim.orders().iter().any(|o| o.status == "TRADED")
+        })
+        .await;
+        t.advance(chrono::Duration::seconds(3));
+        until("the fill's message", || {
+            fake.taken()
+                .iter()
+                .any(|r| r.body["text"].as_str().unwrap().contains("Filled"))
+        })
+        .await;
+        let texts: Vec<String> = fake
+            .taken()
+            .iter()
+            .map(|r| r.body["text"].as_str().unwrap().to_owned())
+            .collect();
+        let told: Vec<&String> = texts.iter().filter(|t| t.contains("static IP")).collect();
+        if events == "all" {
+            assert_eq!(told.len(), 1, "{texts:?}");
+            assert!(
+                told[0].starts_with("<b>🛑 Refused by Dhan, static IP"),
+                "{texts:?}"
+            );
+            assert!(told[0].contains("Every order is refused"), "{texts:?}");
+        } else {
+            assert!(told.is_empty(), "static_ip is off: {texts:?}");
+        }
+        assert!(
+            !texts.iter().any(|t| t.starts_with("<b>❌")),
+            "not told as an ordinary rejection: {texts:?}"
+        );
+        t.app.stop().await;
+    }
+}
