@@ -155,7 +155,7 @@ impl OrderFeed {
             let started = Instant::now();
             let ended = match self.connect(&token).await {
                 Ok(socket) => {
-                    tracing::info!(url = %self.url, "order feed: connected to Dhan's order updates");
+                    tracing::info!(url = %self.url, "order feed: connected to Dhan's order updates; login sent");
                     self.serve(socket, token.expires_at, &stop).await
                 }
                 Err(e) => Ended::Lost(e),
@@ -348,6 +348,13 @@ fn connect_error(e: &tungstenite::Error) -> String {
 
 fn closed_why(frame: Option<&CloseFrame>) -> String {
     match frame {
+        // What the feed answers a login it does not accept (the token in hand was replaced or
+        // revoked); the token keeper finds out at its next check or order.
+        Some(f) if u16::from(f.code) == 1008 => format!(
+            "Dhan refused the login with the token in hand ({} {})",
+            u16::from(f.code),
+            f.reason
+        ),
         Some(f) if f.reason.is_empty() => format!("closed by Dhan ({})", u16::from(f.code)),
         Some(f) => format!("closed by Dhan ({} {})", u16::from(f.code), f.reason),
         None => "closed by Dhan".to_owned(),
