@@ -68,6 +68,17 @@ pub enum Event {
         ended: i64,
     },
     Test,
+    /// The kill switch was turned on or off, with what flattening and the broker's own switch
+    /// did (when asked).
+    KillSwitch {
+        on: bool,
+        /// `KILL_SWITCH_MODE=all`: every order is refused, exits too.
+        all: bool,
+        by: String,
+        note: Option<String>,
+        flatten: Option<String>,
+        broker: Option<String>,
+    },
 }
 
 impl Event {
@@ -80,6 +91,7 @@ impl Event {
             Event::TokenTrouble { .. } | Event::TokenRecovered { .. } => EventKind::Token,
             Event::DailySummary { .. } => EventKind::DailySummary,
             Event::Test => EventKind::Test,
+            Event::KillSwitch { .. } => EventKind::KillSwitch,
         }
     }
 
@@ -93,7 +105,8 @@ impl Event {
             Event::TokenTrouble { .. }
             | Event::TokenRecovered { .. }
             | Event::DailySummary { .. }
-            | Event::Test => None,
+            | Event::Test
+            | Event::KillSwitch { .. } => None,
         }
     }
 
@@ -139,6 +152,7 @@ impl Event {
                     match ended {
                         LegStatus::Cancelled => "Cancelled",
                         LegStatus::Expired => "Expired",
+                        LegStatus::Blocked => "Blocked by dhanhook",
                         _ => "Rejected",
                     },
                     paper(leg),
@@ -204,6 +218,40 @@ impl Event {
                 "dhanhook test message".to_owned(),
                 "Notifications reach this chat. Nothing was traded.".to_owned(),
             ),
+            Event::KillSwitch {
+                on,
+                all,
+                by,
+                note,
+                flatten,
+                broker,
+            } => {
+                let mut body = if *on && *all {
+                    format!("Turned on by {by}. Every order is refused, exits too.")
+                } else if *on {
+                    format!("Turned on by {by}. New entries are refused; exits still pass.")
+                } else {
+                    format!("Turned off by {by}. Orders go through again.")
+                };
+                if let Some(n) = note {
+                    body.push_str(&format!("\nNote: {n}"));
+                }
+                if let Some(f) = flatten {
+                    body.push_str(&format!("\nFlatten: {f}"));
+                }
+                if let Some(b) = broker {
+                    body.push_str(&format!("\nDhan's kill switch: {b}"));
+                }
+                (
+                    format!(
+                        "{} Kill switch {}{}",
+                        if *on { "🛑" } else { "▶️" },
+                        if *on { "ON" } else { "OFF" },
+                        paper_day(mode)
+                    ),
+                    body,
+                )
+            }
         }
     }
 }

@@ -119,7 +119,10 @@ impl Notifier {
                 average_price: row.fill_price,
                 order_id: row.order_id.clone(),
             },
-            LegStatus::Rejected | LegStatus::Cancelled | LegStatus::Expired => Event::Rejected {
+            LegStatus::Rejected
+            | LegStatus::Cancelled
+            | LegStatus::Expired
+            | LegStatus::Blocked => Event::Rejected {
                 leg,
                 ended: row.status,
                 reason: row

@@ -201,6 +201,7 @@ pub trait Journal:
     + TokenJournal
     + super::OutboxJournal
     + super::ReportJournal
+    + super::ControlJournal
     + JournalLifecycle
 {
 }
@@ -214,6 +215,7 @@ impl<T> Journal for T where
         + Leases
         + super::OutboxJournal
         + super::ReportJournal
+        + super::ControlJournal
         + JournalLifecycle
         + ?Sized
 {
