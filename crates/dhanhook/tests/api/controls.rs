@@ -1,0 +1,516 @@
+//! Trader controls (issue 13) as a trader sees them: risk rails that refuse a leg with the rule
+//! and its numbers (journaled BLOCKED, never sent: dhan-sim's order book stays empty), the kill
+//! switch (entries refused, exits pass; persistent across a restart and shared by a second
+//! instance; flatten closes the sim's positions; Dhan's own switch), and `on_leg_reject=stop`.
+
+use std::sync::Arc;
+
+use dhan_sim::{Fault, SimConfig};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{
+        ADMIN_TOKEN, SECRET, TestApp, dhan_alert, ist_time, market_time, spawn_app, spawn_app_at,
+        spawn_app_with, test_database_url,
+    },
+    journal_contract::{PG_URL_VAR, TestDatabase},
+    live::{Live, eventually, live_vars, sim_at, start_at},
+};
+
+/// The app in live mode against a fresh dhan-sim, with `vars`, its clock at `at`.
+async fn live_at(vars: &[(&str, &str)], at: chrono::DateTime<chrono::Utc>) -> Live {
+    let sim = sim_at(SimConfig::default(), at).await;
+    start_at(sim, Arc::new(tempfile::tempdir().unwrap()), vars, at).await
+}
+
+async fn live_with(vars: &[(&str, &str)]) -> Live {
+    live_at(vars, market_time()).await
+}
+
+/// A flat-format alert; `extra` fields are added or replace the defaults.
+fn alert(symbol: &str, quantity: u32, extra: Value) -> Value {
+    let mut a = json!({"secret": SECRET, "symbol": symbol, "action": "buy", "quantity": quantity,
+                       "product": "intraday"});
+    for (k, v) in extra.as_object().unwrap() {
+        a[k] = v.clone();
+    }
+    a
+}
+
+/// An exit: a sell that leaves the strategy flat.
+fn exit_alert(symbol: &str, quantity: u32) -> Value {
+    alert(
+        symbol,
+        quantity,
+        json!({"action": "sell", "position": "flat"}),
+    )
+}
+
+async fn post(app: &TestApp, body: &Value) -> (u16, Value) {
+    let resp = app.post_webhook(body).await;
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+/// `POST /kill-switch` with the admin token.
+async fn kill_switch(app: &TestApp, body: Value) -> (u16, Value) {
+    let resp = app
+        .client
+        .post(app.url("/kill-switch"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+/// Order writes (`POST /v2/orders`) the sim received.
+fn order_posts(live: &Live) -> usize {
+    live.sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/orders")
+        .count()
+}
+
+/// Asserts the answer refused the alert's only leg as BLOCKED with `reason`, and that the
+/// journal says the same.
+async fn assert_blocked(app: &TestApp, answer: &(u16, Value), reason: &str) {
+    let (status, body) = answer;
+    assert_eq!(*status, 200, "{body}");
+    assert_eq!(body["status"], "rejected", "{body}");
+    let leg = &body["legs"][0];
+    assert_eq!(leg["status"], "BLOCKED", "{body}");
+    assert_eq!(leg["order_id"], Value::Null, "{body}");
+    let message = leg["message"].as_str().unwrap_or_default();
+    assert!(message.contains(reason), "{message:?} lacks {reason:?}");
+    let rows = app.journal_orders().await;
+    let row = rows
+        .iter()
+        .find(|r| r.alert_id == body["alert_id"].as_str().unwrap())
+        .expect("the alert's leg is journaled");
+    assert_eq!(row.status.as_str(), "BLOCKED");
+    assert_eq!(row.message.as_deref(), Some(message));
+}
+
+#[tokio::test]
+async fn each_risk_rail_refuses_with_its_rule_and_numbers_and_nothing_reaches_dhan() {
+    // (settings, alert, what the refusal says)
+    let cases: Vec<(Vec<(&str, &str)>, Value, &str)> = vec![
+        (
+            vec![("MAX_QTY_PER_LEG", "10")],
+            alert("NSE:RELIANCE", 11, json!({})),
+            "blocked by MAX_QTY_PER_LEG: 11 units, limit 10",
+        ),
+        (
+            vec![("MAX_LOTS_PER_LEG", "1"), ("FNO_QUANTITY", "lots")],
+            alert("NSE:NIFTY1!", 2, json!({"product": "margin"})),
+            "blocked by MAX_LOTS_PER_LEG: 2 lots (130 units, lot size 65), limit 1",
+        ),
+        (
+            vec![("MAX_ORDER_VALUE", "1000")],
+            alert("NSE:RELIANCE", 1, json!({"price": "2500.5"})),
+            "blocked by MAX_ORDER_VALUE: 1 units × ₹2500.50 = ₹2500.50, limit ₹1000.00",
+        ),
+        (
+            vec![("SYMBOL_DENYLIST", "TCS,NSE:RELIANCE")],
+            alert("NSE:RELIANCE", 1, json!({})),
+            "blocked by SYMBOL_DENYLIST: RELIANCE is listed (NSE:RELIANCE)",
+        ),
+        (
+            vec![("SYMBOL_ALLOWLIST", "TCS,INFY")],
+            alert("NSE:RELIANCE", 1, json!({})),
+            "blocked by SYMBOL_ALLOWLIST: RELIANCE is not in it (TCS,INFY)",
+        ),
+        (
+            // The test clock says 10:00 IST.
+            vec![("ENTRY_WINDOW", "09:20-09:45")],
+            alert("NSE:RELIANCE", 1, json!({})),
+            "blocked by ENTRY_WINDOW: no new entries at 10:00 IST (entries 09:20-09:45 IST)",
+        ),
+    ];
+    for (vars, body, reason) in cases {
+        let live = live_with(&vars).await;
+        let answer = post(&live.app, &body).await;
+        assert_blocked(&live.app, &answer, reason).await;
+        assert!(
+            live.sim.orders().is_empty(),
+            "{vars:?}: the sim got an order"
+        );
+        assert_eq!(order_posts(&live), 0, "{vars:?}");
+    }
+}
+
+#[tokio::test]
+async fn exits_pass_the_entry_window_and_the_kill_switch() {
+    let live = live_with(&[("ENTRY_WINDOW", "09:20-09:45")]).await;
+    let (status, body) = post(&live.app, &exit_alert("NSE:RELIANCE", 1)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
+    assert_eq!(live.sim.orders().len(), 1);
+}
+
+#[tokio::test]
+async fn the_day_counts_stop_entries_at_the_limit_in_total_and_per_strategy() {
+    let live = live_with(&[
+        ("MAX_ORDERS_PER_DAY", "3"),
+        ("MAX_ORDERS_PER_DAY_PER_STRATEGY", "2"),
+    ])
+    .await;
+    let of = |strategy: &str, n: u32| {
+        alert(
+            "NSE:RELIANCE",
+            n,
+            json!({"strategy": strategy, "id": format!("{strategy}-{n}")}),
+        )
+    };
+    for n in 1..=2 {
+        let (_, body) = post(&live.app, &of("ema", n)).await;
+        assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
+    }
+    let third = post(&live.app, &of("ema", 3)).await;
+    assert_blocked(
+        &live.app,
+        &third,
+        "blocked by MAX_ORDERS_PER_DAY_PER_STRATEGY: 2 orders of strategy ema already sent today (IST), limit 2",
+    )
+    .await;
+    let (_, body) = post(&live.app, &of("rsi", 1)).await;
+    assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
+    let fifth = post(&live.app, &of("rsi", 2)).await;
+    assert_blocked(
+        &live.app,
+        &fifth,
+        "blocked by MAX_ORDERS_PER_DAY: 3 orders already sent today (IST), limit 3",
+    )
+    .await;
+    assert_eq!(
+        live.sim.orders().len(),
+        3,
+        "only the three allowed reached Dhan"
+    );
+    assert_eq!(order_posts(&live), 3);
+}
+
+#[tokio::test]
+async fn max_open_positions_refuses_a_new_instrument_but_not_adding_to_an_open_one() {
+    let live = live_with(&[("MAX_OPEN_POSITIONS", "1")]).await;
+    let (_, first) = post(&live.app, &alert("NSE:RELIANCE", 1, json!({"id": "a"}))).await;
+    assert_eq!(first["legs"][0]["status"], "ACCEPTED", "{first}");
+    let second = post(&live.app, &alert("NSE:TCS", 1, json!({"id": "b"}))).await;
+    assert_blocked(
+        &live.app,
+        &second,
+        "blocked by MAX_OPEN_POSITIONS: 1 instruments already open today, limit 1; TCS would be one more",
+    )
+    .await;
+    let (_, third) = post(&live.app, &alert("NSE:RELIANCE", 2, json!({"id": "c"}))).await;
+    assert_eq!(third["legs"][0]["status"], "ACCEPTED", "{third}");
+    let symbols: Vec<String> = live
+        .sim
+        .orders()
+        .iter()
+        .map(|o| o.body["securityId"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(symbols.len(), 2, "{symbols:?}");
+    assert!(
+        symbols.iter().all(|s| s == &symbols[0]),
+        "only RELIANCE: {symbols:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_kill_switch_refuses_entries_passes_exits_and_survives_a_restart() {
+    let live = live_with(&[]).await;
+    // Not for anyone on the internet (the upstream's was).
+    let resp = live
+        .app
+        .client
+        .post(live.app.url("/kill-switch"))
+        .json(&json!({"on": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+
+    let (status, body) = kill_switch(&live.app, json!({"on": true, "note": "drawdown"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["kill_switch"]["on"], true);
+    assert_eq!(body["kill_switch"]["by"], "127.0.0.1");
+    assert_eq!(body["mode"], "entries");
+
+    let entry = post(&live.app, &alert("NSE:RELIANCE", 1, json!({"id": "e1"}))).await;
+    assert_blocked(
+        &live.app,
+        &entry,
+        "blocked: kill switch on since 2026-12-01 10:00:00 IST by 127.0.0.1 (drawdown); entries are refused, exits pass",
+    )
+    .await;
+    assert!(live.sim.orders().is_empty());
+    let (_, exit) = post(&live.app, &exit_alert("NSE:RELIANCE", 1)).await;
+    assert_eq!(exit["legs"][0]["status"], "ACCEPTED", "{exit}");
+    assert_eq!(live.sim.orders().len(), 1, "the exit reached Dhan");
+
+    // A restart on the same journal: still on.
+    let Live { sim, app } = live;
+    let dir = app.stop().await;
+    let live = start_at(sim, dir, &[], market_time()).await;
+    let (status, state) = {
+        let resp = live.app.get_admin("/kill-switch", ADMIN_TOKEN).await;
+        (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(state["kill_switch"]["on"], true, "{state}");
+    assert_eq!(state["history"][0]["by"], "127.0.0.1", "{state}");
+    let again = post(&live.app, &alert("NSE:RELIANCE", 1, json!({"id": "e2"}))).await;
+    assert_blocked(&live.app, &again, "kill switch on since").await;
+    assert_eq!(live.sim.orders().len(), 1);
+
+    // Off: entries go through again; both changes are in the history.
+    let (status, body) = kill_switch(&live.app, json!({"on": false})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, after) = post(&live.app, &alert("NSE:RELIANCE", 1, json!({"id": "e3"}))).await;
+    assert_eq!(after["legs"][0]["status"], "ACCEPTED", "{after}");
+    assert_eq!(live.sim.orders().len(), 2);
+    let state: Value = live
+        .app
+        .get_admin("/kill-switch", ADMIN_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["kill_switch"]["on"], false);
+    assert_eq!(state["history"].as_array().unwrap().len(), 2, "{state}");
+}
+
+#[tokio::test]
+async fn kill_switch_mode_all_refuses_exits_too() {
+    let live = live_with(&[("KILL_SWITCH_MODE", "all")]).await;
+    kill_switch(&live.app, json!({"on": true})).await;
+    let answer = post(&live.app, &exit_alert("NSE:RELIANCE", 1)).await;
+    assert_blocked(
+        &live.app,
+        &answer,
+        "every order is refused (KILL_SWITCH_MODE=all)",
+    )
+    .await;
+    assert_eq!(order_posts(&live), 0);
+}
+
+#[tokio::test]
+async fn flatten_closes_every_position_at_dhan_and_broker_activates_dhans_own_switch() {
+    let live = live_with(&[]).await;
+    let (_, body) = post(&live.app, &alert("NSE:RELIANCE", 3, json!({"id": "long"}))).await;
+    assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
+    eventually("a RELIANCE position at the sim", || {
+        live.sim.positions().iter().any(|p| p["netQty"] == 3)
+    })
+    .await;
+
+    let (status, body) = kill_switch(
+        &live.app,
+        json!({"on": true, "flatten": true, "broker": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["flatten"]["ok"], true, "{body}");
+    assert_eq!(body["broker"]["ok"], true, "{body}");
+    assert_eq!(
+        body["broker"]["message"],
+        "Kill Switch has been successfully activated"
+    );
+    assert!(
+        live.sim.positions().iter().all(|p| p["netQty"] == 0),
+        "no open position left: {:?}",
+        live.sim.positions()
+    );
+    let calls: Vec<(String, String)> = live
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v2/positions" || r.path == "/v2/killswitch")
+        .map(|r| (r.method.clone(), r.query.clone()))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            ("DELETE".to_owned(), String::new()),
+            ("POST".to_owned(), "killSwitchStatus=ACTIVATE".to_owned())
+        ]
+    );
+    // Dhan's own switch now refuses even an exit that dhanhook lets through.
+    let (_, exit) = post(&live.app, &exit_alert("NSE:RELIANCE", 1)).await;
+    assert_eq!(exit["legs"][0]["status"], "REJECTED", "{exit}");
+    assert!(
+        exit["legs"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Kill Switch is active"),
+        "{exit}"
+    );
+}
+
+#[tokio::test]
+async fn flatten_in_paper_mode_says_there_are_no_positions_to_close() {
+    let app = spawn_app().await;
+    let (status, body) = kill_switch(&app, json!({"on": true, "flatten": true})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["flatten"]["ok"], true);
+    assert!(
+        body["flatten"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("paper mode tracks no positions, so there were none to close"),
+        "{body}"
+    );
+    // Flatten without turning the switch on is refused, naming the field.
+    let (status, body) = kill_switch(&app, json!({"on": false, "flatten": true})).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "flatten", "{body}");
+    let (status, _) = kill_switch(&app, json!({"on": "yes"})).await;
+    assert_eq!(status, 422);
+}
+
+#[tokio::test]
+async fn the_cli_turns_the_kill_switch_on_in_the_journal_the_server_reads() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let data = dir.path().display().to_string();
+    let mut vars = vec![("DATA_DIR", data.as_str())];
+    let url = test_database_url(&dir).await;
+    if let Some(url) = &url {
+        vars.push(("DATABASE_URL", url.as_str()));
+    }
+    let (code, out, err) =
+        crate::cli::run(dir.path(), &["kill-switch", "on", "--note", "lunch"], &vars);
+    assert_eq!(code, 0, "{out}{err}");
+    // (Log lines go to the same output; the report is its own line.)
+    assert!(
+        out.lines().any(|l| l.starts_with("kill switch: ON")),
+        "{out}"
+    );
+    assert!(out.contains("by cli): lunch"), "{out}");
+
+    let app = spawn_app_with(Arc::clone(&dir), &[]).await;
+    let answer = post(&app, &alert("NSE:RELIANCE", 1, json!({"price": 2500}))).await;
+    assert_blocked(&app, &answer, "by cli (lunch); entries are refused").await;
+    app.stop().await;
+
+    let (code, out, err) = crate::cli::run(dir.path(), &["kill-switch", "off"], &vars);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = crate::cli::run(dir.path(), &["kill-switch", "status"], &vars);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines().any(|l| l.starts_with("kill switch: off")),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn on_leg_reject_stop_sends_no_leg_after_one_the_controls_refused() {
+    // Leg 1 (INFY, 10 units) is over MAX_QTY_PER_LEG; leg 2 (TCS, 5 units) is not.
+    let vars = [("MAX_QTY_PER_LEG", "6")];
+    let live = live_with(&vars).await;
+    let mut body = dhan_alert();
+    body["on_leg_reject"] = json!("stop");
+    let (_, answer) = post(&live.app, &body).await;
+    assert_eq!(answer["legs"][0]["status"], "BLOCKED", "{answer}");
+    assert_eq!(answer["legs"][1]["status"], "BLOCKED", "{answer}");
+    assert_eq!(
+        answer["legs"][1]["message"],
+        "blocked by on_leg_reject=stop: leg 1 is BLOCKED, so the remaining legs are not sent"
+    );
+    assert_eq!(order_posts(&live), 0);
+
+    // The default (continue) sends leg 2 all the same: the policy is what made the difference.
+    let live = live_with(&vars).await;
+    let (_, answer) = post(&live.app, &dhan_alert()).await;
+    assert_eq!(answer["legs"][0]["status"], "BLOCKED", "{answer}");
+    assert_ne!(answer["legs"][1]["status"], "BLOCKED", "{answer}");
+    assert_eq!(order_posts(&live), 1);
+}
+
+#[tokio::test]
+async fn on_leg_reject_stop_from_the_environment_holds_back_the_hedge_when_dhan_refuses_leg_one() {
+    let live = live_with(&[("ON_LEG_REJECT", "stop")]).await;
+    // Dhan answers the first order with a 500 and creates nothing: its outcome is unknown.
+    live.sim.inject(Fault::Order5xxBeforeAccept, 1);
+    let (_, answer) = post(&live.app, &dhan_alert()).await;
+    assert_eq!(answer["legs"][0]["status"], "UNKNOWN", "{answer}");
+    assert_eq!(answer["legs"][1]["status"], "BLOCKED", "{answer}");
+    assert_eq!(
+        answer["legs"][1]["message"],
+        "blocked by on_leg_reject=stop: leg 1 is UNKNOWN, so the remaining legs are not sent"
+    );
+    assert_eq!(order_posts(&live), 1, "only leg 1 was ever sent");
+    assert!(live.sim.orders().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_kill_switch_holds_on_a_second_instance_sharing_the_postgres_journal() {
+    let Ok(server) = std::env::var(PG_URL_VAR) else {
+        eprintln!("skipping the two-instance kill switch test: {PG_URL_VAR} is not set");
+        return;
+    };
+    let db = TestDatabase::create(&server).await;
+    let sim = sim_at(SimConfig::default(), market_time()).await;
+    let mut env = live_vars(&sim);
+    env.push(("DATABASE_URL".into(), db.url.expose_secret().to_owned()));
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let a = spawn_app_at(Arc::new(tempfile::tempdir().unwrap()), &vars, market_time()).await;
+    let b = spawn_app_at(Arc::new(tempfile::tempdir().unwrap()), &vars, market_time()).await;
+    eventually("a token for both", || sim.mint_count() >= 1).await;
+
+    let (status, body) = kill_switch(&a, json!({"on": true})).await;
+    assert_eq!(status, 200, "{body}");
+    let answer = post(&b, &alert("NSE:RELIANCE", 1, json!({"id": "on-b"}))).await;
+    assert_blocked(&b, &answer, "kill switch on since").await;
+    let (_, exit) = post(&b, &exit_alert("NSE:RELIANCE", 1)).await;
+    assert_eq!(exit["legs"][0]["status"], "ACCEPTED", "{exit}");
+    assert_eq!(sim.orders().len(), 1, "only the exit reached Dhan");
+
+    kill_switch(&b, json!({"on": false})).await;
+    let (_, body) = post(&a, &alert("NSE:RELIANCE", 1, json!({"id": "off-a"}))).await;
+    assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_queued_entry_meets_the_kill_switch_at_the_open() {
+    // Before the open (08:00 IST) with WHEN_CLOSED=queue: the alert waits in the queue.
+    let at = ist_time(2026, 12, 1, 8, 0);
+    let live = live_at(&[("WHEN_CLOSED", "queue")], at).await;
+    let (_, body) = post(&live.app, &alert("NSE:RELIANCE", 1, json!({"id": "q"}))).await;
+    assert_eq!(body["legs"][0]["status"], "QUEUED", "{body}");
+    kill_switch(&live.app, json!({"on": true})).await;
+    live.advance(chrono::Duration::minutes(80));
+    let resp = live.app.post_admin("/process-queue").await;
+    assert_eq!(resp.status().as_u16(), 200);
+    // The queue worker may have taken it first; either way it ends BLOCKED.
+    let mut rows = live.app.journal_orders().await;
+    for _ in 0..300 {
+        if rows[0].status.as_str() != "QUEUED" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        rows = live.app.journal_orders().await;
+    }
+    assert_eq!(rows[0].status.as_str(), "BLOCKED", "{:?}", rows[0]);
+    assert!(
+        rows[0]
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("kill switch on since"),
+        "{:?}",
+        rows[0]
+    );
+    assert_eq!(
+        order_posts(&live),
+        0,
+        "a queued entry is not sent while the switch is on"
+    );
+}
