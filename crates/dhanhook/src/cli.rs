@@ -549,43 +549,6 @@ async fn notify_test(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sim_writes_the_built_in_sample_when_the_source_tree_is_gone() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("no-such-checkout/scrip-master-sample.csv");
-        let sim_dir = dir.path().join("data/sim");
-
-        let path = sim_instruments_path(&missing, &sim_dir).unwrap();
-
-        assert!(path.is_absolute(), "{}", path.display());
-        assert_eq!(path, sim_dir.join("scrip-master-sample.csv"));
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            crate::instruments::master::SAMPLE
-        );
-    }
-
-    #[test]
-    fn sim_points_at_the_source_sample_when_it_exists() {
-        let dir = tempfile::tempdir().unwrap();
-        let sim_dir = dir.path().join("data/sim");
-        let path = sim_instruments_path(std::path::Path::new(SOURCE_SAMPLE), &sim_dir).unwrap();
-        assert_eq!(path, std::path::Path::new(SOURCE_SAMPLE));
-        assert!(!sim_dir.exists(), "nothing is written");
-    }
-
-    #[test]
-    fn shell_quote_keeps_a_path_with_spaces_one_word() {
-        assert_eq!(shell_quote("/a/b-c_d.csv"), "/a/b-c_d.csv");
-        assert_eq!(shell_quote("/my dir/x.csv"), "'/my dir/x.csv'");
-        assert_eq!(shell_quote("/it's"), r"'/it'\''s'");
-    }
-}
-
 /// `dhanhook kill-switch on|off|status`: straight to the journal, so it works while the server
 /// is down too; every instance sees the change at its next order. Recorded as made by `cli`.
 async fn kill_switch_command(settings: &Settings, action: KillSwitchAction) -> anyhow::Result<()> {
@@ -651,4 +614,41 @@ async fn kill_switch_command(settings: &Settings, action: KillSwitchAction) -> a
     .await;
     journal.close().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sim_writes_the_built_in_sample_when_the_source_tree_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-checkout/scrip-master-sample.csv");
+        let sim_dir = dir.path().join("data/sim");
+
+        let path = sim_instruments_path(&missing, &sim_dir).unwrap();
+
+        assert!(path.is_absolute(), "{}", path.display());
+        assert_eq!(path, sim_dir.join("scrip-master-sample.csv"));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            crate::instruments::master::SAMPLE
+        );
+    }
+
+    #[test]
+    fn sim_points_at_the_source_sample_when_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim_dir = dir.path().join("data/sim");
+        let path = sim_instruments_path(std::path::Path::new(SOURCE_SAMPLE), &sim_dir).unwrap();
+        assert_eq!(path, std::path::Path::new(SOURCE_SAMPLE));
+        assert!(!sim_dir.exists(), "nothing is written");
+    }
+
+    #[test]
+    fn shell_quote_keeps_a_path_with_spaces_one_word() {
+        assert_eq!(shell_quote("/a/b-c_d.csv"), "/a/b-c_d.csv");
+        assert_eq!(shell_quote("/my dir/x.csv"), "'/my dir/x.csv'");
+        assert_eq!(shell_quote("/it's"), r"'/it'\''s'");
+    }
 }

@@ -86,6 +86,36 @@ impl KillSwitchControl {
         self.mode
     }
 
+    /// `state` in two lines for a terminal (`dhanhook kill-switch`).
+    pub fn report(&self, state: &KillSwitch) -> String {
+        let since = state.since.map_or_else(
+            || "never switched".to_owned(),
+            |t| {
+                format!(
+                    "since {} IST",
+                    crate::clock::ist(t).format("%Y-%m-%d %H:%M:%S")
+                )
+            },
+        );
+        let mut out = format!(
+            "kill switch: {} ({since}, by {}){}\n",
+            if state.on { "ON" } else { "off" },
+            state.by.as_deref().unwrap_or("-"),
+            state
+                .note
+                .as_deref()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default()
+        );
+        if state.on {
+            out.push_str(match self.mode {
+                KillSwitchMode::Entries => "refusing: new entries (exits pass)\n",
+                KillSwitchMode::All => "refusing: every order (KILL_SWITCH_MODE=all)\n",
+            });
+        }
+        out
+    }
+
     /// The switch as journaled.
     ///
     /// # Errors

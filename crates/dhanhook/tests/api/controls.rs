@@ -99,7 +99,8 @@ async fn assert_blocked(app: &TestApp, answer: &(u16, Value), reason: &str) {
 #[tokio::test]
 async fn each_risk_rail_refuses_with_its_rule_and_numbers_and_nothing_reaches_dhan() {
     // (settings, alert, what the refusal says)
-    let cases: Vec<(Vec<(&str, &str)>, Value, &str)> = vec![
+    type Case = (Vec<(&'static str, &'static str)>, Value, &'static str);
+    let cases: Vec<Case> = vec![
         (
             vec![("MAX_QTY_PER_LEG", "10")],
             alert("NSE:RELIANCE", 11, json!({})),
