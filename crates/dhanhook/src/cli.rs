@@ -565,7 +565,16 @@ async fn kill_switch_command(settings: &Settings, action: KillSwitchAction) -> a
         );
         let change = |on: bool, note: Option<String>| crate::pipeline::KillSwitchChange {
             on,
-            note: note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
+            // As the HTTP endpoint keeps it: one printable line of at most 200 characters.
+            note: note
+                .map(|n| {
+                    n.trim()
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(200)
+                        .collect::<String>()
+                })
+                .filter(|n| !n.is_empty()),
             ..Default::default()
         };
         let state = match action {

@@ -357,6 +357,13 @@ async fn flatten_closes_every_position_at_dhan_and_broker_activates_dhans_own_sw
 #[tokio::test]
 async fn flatten_in_paper_mode_says_there_are_no_positions_to_close() {
     let app = spawn_app().await;
+    // `/` shows the controls in force (the defaults here).
+    let root: Value = app.get("/").await.json().await.unwrap();
+    let controls = &root["config"]["controls"];
+    assert_eq!(controls["max_orders_per_day"], 7000, "{root}");
+    assert_eq!(controls["max_qty_per_leg"], Value::Null);
+    assert_eq!(controls["kill_switch_mode"], "entries");
+    assert_eq!(controls["on_leg_reject"], "continue");
     let (status, body) = kill_switch(&app, json!({"on": true, "flatten": true})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["flatten"]["ok"], true);
