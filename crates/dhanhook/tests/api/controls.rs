@@ -67,6 +67,15 @@ async fn kill_switch(app: &TestApp, body: Value) -> (u16, Value) {
     (status, resp.json().await.unwrap())
 }
 
+/// The first leg's status of each answer, for a short failure message.
+fn statuses(answers: &[(u16, Value)]) -> String {
+    answers
+        .iter()
+        .map(|(code, b)| format!("{code}:{}", b["legs"][0]["status"]))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Order writes (`POST /v2/orders`) the sim received.
 fn order_posts(live: &Live) -> usize {
     live.sim
@@ -194,6 +203,26 @@ async fn the_day_counts_stop_entries_at_the_limit_in_total_and_per_strategy() {
         "only the three allowed reached Dhan"
     );
     assert_eq!(order_posts(&live), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_alerts_cannot_together_pass_the_daily_limit() {
+    let live = live_with(&[("MAX_ORDERS_PER_DAY", "5")]).await;
+    let sends = (0..20).map(|i| {
+        let body = alert("NSE:RELIANCE", 1, json!({"id": format!("burst-{i}")}));
+        let app = &live.app;
+        async move { post(app, &body).await }
+    });
+    let answers = futures::future::join_all(sends).await;
+    let status = |s: &str| {
+        answers
+            .iter()
+            .filter(|(_, b)| b["legs"][0]["status"] == s)
+            .count()
+    };
+    assert_eq!(status("ACCEPTED"), 5, "{}", statuses(&answers));
+    assert_eq!(status("BLOCKED"), 15, "{}", statuses(&answers));
+    assert_eq!(order_posts(&live), 5, "exactly the limit reached Dhan");
 }
 
 #[tokio::test]
@@ -364,16 +393,36 @@ async fn flatten_in_paper_mode_says_there_are_no_positions_to_close() {
     assert_eq!(controls["max_qty_per_leg"], Value::Null);
     assert_eq!(controls["kill_switch_mode"], "entries");
     assert_eq!(controls["on_leg_reject"], "continue");
+    // A resting paper limit order, which flatten cancels as Dhan's exit-all would.
+    let (_, resting) = post(
+        &app,
+        &alert(
+            "NSE:RELIANCE",
+            1,
+            json!({"order_type": "limit", "price": 2400, "id": "rest"}),
+        ),
+    )
+    .await;
+    assert_eq!(resting["legs"][0]["status"], "PENDING", "{resting}");
     let (status, body) = kill_switch(&app, json!({"on": true, "flatten": true})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["flatten"]["ok"], true);
-    assert!(
-        body["flatten"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("paper mode tracks no positions, so there were none to close"),
+    assert_eq!(
+        body["flatten"]["message"],
+        "paper mode tracks no positions, so there were none to close; 1 resting paper order(s) cancelled",
         "{body}"
     );
+    // The order tracker (on the app's clock) journals the cancellation.
+    let mut status = String::new();
+    for _ in 0..200 {
+        app.clock.advance(chrono::Duration::seconds(5));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        status = app.journal_orders().await[0].status.as_str().to_owned();
+        if status == "CANCELLED" {
+            break;
+        }
+    }
+    assert_eq!(status, "CANCELLED");
     // Flatten without turning the switch on is refused, naming the field.
     let (status, body) = kill_switch(&app, json!({"on": false, "flatten": true})).await;
     assert_eq!(status, 422, "{body}");
@@ -482,6 +531,45 @@ async fn the_kill_switch_holds_on_a_second_instance_sharing_the_postgres_journal
     kill_switch(&b, json!({"on": false})).await;
     let (_, body) = post(&a, &alert("NSE:RELIANCE", 1, json!({"id": "off-a"}))).await;
     assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_together_send_no_more_than_the_daily_limit() {
+    let Ok(server) = std::env::var(PG_URL_VAR) else {
+        eprintln!("skipping the two-instance daily limit test: {PG_URL_VAR} is not set");
+        return;
+    };
+    let db = TestDatabase::create(&server).await;
+    let sim = sim_at(SimConfig::default(), market_time()).await;
+    let mut env = live_vars(&sim);
+    env.push(("DATABASE_URL".into(), db.url.expose_secret().to_owned()));
+    env.push(("MAX_ORDERS_PER_DAY".into(), "6".into()));
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let a = spawn_app_at(Arc::new(tempfile::tempdir().unwrap()), &vars, market_time()).await;
+    let b = spawn_app_at(Arc::new(tempfile::tempdir().unwrap()), &vars, market_time()).await;
+    eventually("a token for both", || sim.mint_count() >= 1).await;
+    let sends = (0..24).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let body = alert("NSE:RELIANCE", 1, json!({"id": format!("pair-{i}")}));
+        async move { post(app, &body).await }
+    });
+    let answers = futures::future::join_all(sends).await;
+    let blocked = answers
+        .iter()
+        .filter(|(_, b)| b["legs"][0]["status"] == "BLOCKED")
+        .count();
+    assert_eq!(blocked, 18, "{}", statuses(&answers));
+    let posts = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/orders")
+        .count();
+    assert_eq!(
+        posts, 6,
+        "exactly the limit reached Dhan, from both instances"
+    );
     a.stop().await;
     b.stop().await;
 }
