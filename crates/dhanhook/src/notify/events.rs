@@ -278,6 +278,46 @@ mod tests {
     }
 
     #[test]
+    fn a_blocked_leg_and_the_kill_switch_say_what_happened_and_what_failed() {
+        let (title, body) = Event::Rejected {
+            leg: leg(),
+            ended: LegStatus::Blocked,
+            reason: "blocked by MAX_QTY_PER_LEG: 11 units, limit 10".to_owned(),
+        }
+        .text(Mode::Live);
+        assert_eq!(title, "❌ Blocked by dhanhook: BUY 10 RELIANCE");
+        assert!(body.starts_with("blocked by MAX_QTY_PER_LEG"), "{body}");
+
+        let on = Event::KillSwitch {
+            on: true,
+            all: false,
+            by: "203.0.113.9".to_owned(),
+            note: Some("drawdown".to_owned()),
+            flatten: Some("FAILED: no usable Dhan access token".to_owned()),
+            broker: None,
+        };
+        let (title, body) = on.text(Mode::Paper);
+        assert_eq!(title, "🛑 Kill switch ON (paper)");
+        assert_eq!(
+            body,
+            "Turned on by 203.0.113.9. New entries are refused; exits still pass.\nNote: drawdown\nFlatten: FAILED: no usable Dhan access token"
+        );
+        assert_eq!(on.kind(), EventKind::KillSwitch);
+        assert_eq!(on.alert_id(), None);
+        let (title, body) = Event::KillSwitch {
+            on: false,
+            all: true,
+            by: "cli".to_owned(),
+            note: None,
+            flatten: None,
+            broker: None,
+        }
+        .text(Mode::Live);
+        assert_eq!(title, "▶️ Kill switch OFF");
+        assert_eq!(body, "Turned off by cli. Orders go through again.");
+    }
+
+    #[test]
     fn only_a_fill_says_filled() {
         let filled = Event::Filled {
             leg: leg(),
