@@ -28,7 +28,7 @@
 //! switch.
 //!
 //! **Open positions** (`MAX_OPEN_POSITIONS`): counted from the journal, not the broker: the
-//! instruments on which dhanhook's legs of the current IST day left a non-zero net filled
+//! instruments on which dhanhook's legs sent in the current IST day left a non-zero net filled
 //! quantity, or still have an order working at the broker (or with an outcome not yet known).
 //! Positions carried from earlier days, or opened outside dhanhook, are not counted. An entry on
 //! an instrument already open adds to that position and is not refused by this rule.

@@ -55,8 +55,8 @@ pub struct SendContext {
     pub orders_today: i64,
     /// Of those, the legs of alerts of the same strategy (or of alerts naming none).
     pub strategy_orders_today: i64,
-    /// Instruments (`security id@segment`) with dhanhook legs of the day that left a non-zero
-    /// net filled quantity, or that are still working at the broker.
+    /// Instruments (`security id@segment`) on which dhanhook's legs sent in the day left a
+    /// non-zero net filled quantity, or are still working at the broker.
     pub open_instruments: Vec<String>,
     /// The alert's multi-leg policy.
     pub on_leg_reject: OnLegReject,
@@ -127,11 +127,14 @@ const SENT_TODAY_BY_STRATEGY: &str =
       WHERE e.status = 'SUBMITTING' AND e.at >= $1 AND e.at < $2
         AND a.strategy IS NOT DISTINCT FROM $3) s";
 
-/// Instruments open today: net filled quantity of the day's legs not zero, or a leg of theirs
-/// still working at the broker (or with an outcome not yet known).
+/// Instruments open today, over the legs sent in `[$1, $2)` (a queued alert of yesterday sent
+/// today counts today): their net filled quantity is not zero, or one of them is still working
+/// at the broker (or has an outcome not yet known).
 const OPEN_TODAY: &str = "SELECT l.security_id, l.exchange_segment FROM order_legs l
-      WHERE l.created_at >= $1 AND l.created_at < $2 AND l.security_id IS NOT NULL
-        AND l.exchange_segment IS NOT NULL
+       JOIN (SELECT DISTINCT e.alert_id, e.leg_no FROM leg_events e
+              WHERE e.status = 'SUBMITTING' AND e.at >= $1 AND e.at < $2) s
+         ON s.alert_id = l.alert_id AND s.leg_no = l.leg_no
+      WHERE l.security_id IS NOT NULL AND l.exchange_segment IS NOT NULL
       GROUP BY l.security_id, l.exchange_segment
      HAVING SUM(CASE WHEN l.side = 'BUY' THEN 1 ELSE -1 END
                 * COALESCE(l.filled_qty, CASE WHEN l.status = 'FILLED' THEN l.units ELSE 0 END, 0)) <> 0

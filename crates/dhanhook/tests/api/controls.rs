@@ -250,6 +250,29 @@ async fn max_open_positions_refuses_a_new_instrument_but_not_adding_to_an_open_o
         symbols.iter().all(|s| s == &symbols[0]),
         "only RELIANCE: {symbols:?}"
     );
+
+    // Closed to flat (3 bought, 3 sold, every leg filled): RELIANCE is no longer open, so TCS
+    // may open.
+    let (_, exit) = post(&live.app, &exit_alert("NSE:RELIANCE", 3)).await;
+    assert_eq!(exit["legs"][0]["status"], "ACCEPTED", "{exit}");
+    let mut filled = 0;
+    for _ in 0..300 {
+        live.advance(chrono::Duration::seconds(5));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        filled = live
+            .app
+            .journal_orders()
+            .await
+            .iter()
+            .filter(|r| r.status.as_str() == "FILLED")
+            .count();
+        if filled == 3 {
+            break;
+        }
+    }
+    assert_eq!(filled, 3, "the tracker journaled the three fills");
+    let (_, fourth) = post(&live.app, &alert("NSE:TCS", 1, json!({"id": "d"}))).await;
+    assert_eq!(fourth["legs"][0]["status"], "ACCEPTED", "{fourth}");
 }
 
 #[tokio::test]
