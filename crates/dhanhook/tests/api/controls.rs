@@ -633,3 +633,51 @@ async fn a_queued_entry_meets_the_kill_switch_at_the_open() {
         "a queued entry is not sent while the switch is on"
     );
 }
+
+#[tokio::test]
+async fn kill_switch_changes_and_blocked_legs_are_told_unless_switched_off_in_notify_events() {
+    use crate::notify::{borrowed, fake_telegram, telegram_vars, until};
+    let (url, fake) = fake_telegram().await;
+    let mut vars = telegram_vars(&url);
+    vars.push(("NOTIFY_EVENTS", "kill_switch,rejected".to_owned()));
+    let app = spawn_app_with(Arc::new(tempfile::tempdir().unwrap()), &borrowed(&vars)).await;
+    kill_switch(&app, json!({"on": true, "note": "drawdown"})).await;
+    post(&app, &alert("NSE:RELIANCE", 1, json!({"price": 2500}))).await;
+    until("two messages", || fake.taken().len() >= 2).await;
+    let texts: Vec<String> = fake
+        .taken()
+        .iter()
+        .map(|m| m.body["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        texts[0].contains("Kill switch ON (paper)")
+            && texts[0]
+                .contains("Turned on by 127.0.0.1. New entries are refused; exits still pass.")
+            && texts[0].contains("Note: drawdown"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[1].contains("Blocked by dhanhook (paper): BUY 1 RELIANCE")
+            && texts[1].contains("kill switch on since"),
+        "{texts:?}"
+    );
+
+    // Switched off in NOTIFY_EVENTS: the changes are not told, the fill after them is.
+    let (url, fake) = fake_telegram().await;
+    let mut vars = telegram_vars(&url);
+    vars.push(("NOTIFY_EVENTS", "filled".to_owned()));
+    let app = spawn_app_with(Arc::new(tempfile::tempdir().unwrap()), &borrowed(&vars)).await;
+    kill_switch(&app, json!({"on": true})).await;
+    kill_switch(&app, json!({"on": false})).await;
+    post(&app, &alert("NSE:RELIANCE", 1, json!({"price": 2500}))).await;
+    until("the fill", || !fake.taken().is_empty()).await;
+    let taken = fake.taken();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert!(
+        taken[0].body["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Filled"),
+        "{taken:?}"
+    );
+}
