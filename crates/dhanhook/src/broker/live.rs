@@ -186,6 +186,16 @@ impl Broker for DhanBroker {
             .unwrap_or_else(|| "exit all accepted".to_owned()))
     }
 
+    async fn kill_switch_status(&self) -> Result<String, String> {
+        // A read: the token in hand, never a mint.
+        let token = self.read_token().await.map_err(|e| e.to_string())?;
+        self.keeper
+            .client()
+            .kill_switch_status(&token.value)
+            .await
+            .map_err(|e| format!("Dhan's kill switch status (GET /v2/killswitch) failed: {e}"))
+    }
+
     async fn set_kill_switch(&self, on: bool) -> Result<String, String> {
         let token = self
             .keeper

@@ -142,4 +142,12 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
         let _ = on;
         Err(format!("the {} broker has no kill switch", self.name()))
     }
+
+    /// The broker's own kill switch as it reports it (Dhan: `ACTIVATE` or `DEACTIVATE`).
+    ///
+    /// # Errors
+    /// As [`Broker::exit_all`].
+    async fn kill_switch_status(&self) -> Result<String, String> {
+        Err(format!("the {} broker has no kill switch", self.name()))
+    }
 }

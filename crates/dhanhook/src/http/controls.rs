@@ -44,6 +44,8 @@ pub(super) async fn status(_admin: Admin, State(state): State<AppState>) -> Resp
             "kill_switch": current,
             "mode": s.kill_switch.mode().as_str(),
             "history": history,
+            // Dhan's own switch, as Dhan reports it now (paper: there is none).
+            "broker": s.kill_switch.broker_status().await,
         }))
         .into_response(),
         (Err(e), _) | (_, Err(e)) => {

@@ -116,6 +116,12 @@ impl KillSwitchControl {
         out
     }
 
+    /// The broker's own kill switch, as the broker reports it (`None` from the CLI).
+    pub async fn broker_status(&self) -> Option<StepOutcome> {
+        let broker = self.broker.as_ref()?;
+        Some(step(broker.kill_switch_status().await))
+    }
+
     /// The switch as journaled.
     ///
     /// # Errors

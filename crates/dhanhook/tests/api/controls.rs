@@ -394,6 +394,19 @@ async fn flatten_closes_every_position_at_dhan_and_broker_activates_dhans_own_sw
             ("POST".to_owned(), "killSwitchStatus=ACTIVATE".to_owned())
         ]
     );
+    // GET /kill-switch shows Dhan's own switch as Dhan reports it.
+    let state: Value = live
+        .app
+        .get_admin("/kill-switch", ADMIN_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        state["broker"],
+        json!({"ok": true, "message": "ACTIVATE"}),
+        "{state}"
+    );
     // Dhan's own switch now refuses even an exit that dhanhook lets through.
     let (_, exit) = post(&live.app, &exit_alert("NSE:RELIANCE", 1)).await;
     assert_eq!(exit["legs"][0]["status"], "REJECTED", "{exit}");
@@ -446,6 +459,18 @@ async fn flatten_in_paper_mode_says_there_are_no_positions_to_close() {
         }
     }
     assert_eq!(status, "CANCELLED");
+    let state: Value = app
+        .get_admin("/kill-switch", ADMIN_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["kill_switch"]["on"], true, "{state}");
+    assert_eq!(
+        state["broker"],
+        json!({"ok": false, "message": "the paper broker has no kill switch"}),
+        "{state}"
+    );
     // Flatten without turning the switch on is refused, naming the field.
     let (status, body) = kill_switch(&app, json!({"on": false, "flatten": true})).await;
     assert_eq!(status, 422, "{body}");
