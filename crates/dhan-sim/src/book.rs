@@ -82,7 +82,9 @@ pub(crate) struct Book {
     pub(crate) trades: Vec<Trade>,
     pub(crate) positions: Vec<Position>,
     pub(crate) holdings: Vec<Value>,
-    pub(crate) kill_switch: bool,
+    /// The IST day Dhan's kill switch was activated for: it blocks trading for the rest of
+    /// that day (dhan-api.md §4), so it is active only while the sim's clock is on that day.
+    pub(crate) kill_switch_day: Option<chrono::NaiveDate>,
     /// Per-security prices set by tests (`SimHandle::set_price`); the simulator has no
     /// market data of its own.
     pub(crate) prices: HashMap<String, f64>,
@@ -423,6 +425,11 @@ impl Book {
                 format!("Order cannot be cancelled as it is already {other}"),
             )),
         }
+    }
+
+    /// Whether Dhan's kill switch blocks trading at `now`.
+    pub(crate) fn kill_switch_active(&self, now: DateTime<Utc>) -> bool {
+        self.kill_switch_day == Some(crate::clock::ist_date(now))
     }
 
     /// Whether the account has open positions or working orders (blocks the kill switch).

@@ -284,7 +284,7 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, req: &Req, segs: &[&str]) -> 
         }
         Route::KillSwitchStatus => {
             let state = shared.lock();
-            let status = if state.book.kill_switch {
+            let status = if state.book.kill_switch_active(state.now()) {
                 "ACTIVATE"
             } else {
                 "DEACTIVATE"
@@ -302,14 +302,15 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, req: &Req, segs: &[&str]) -> 
                         )
                         .into();
                     }
-                    state.book.kill_switch = true;
+                    let today = crate::clock::ist_date(state.now());
+                    state.book.kill_switch_day = Some(today);
                     Reply::ok(json!({
                         "dhanClientId": client_id,
                         "killSwitchStatus": "Kill Switch has been successfully activated",
                     }))
                 }
                 Some("DEACTIVATE") => {
-                    state.book.kill_switch = false;
+                    state.book.kill_switch_day = None;
                     Reply::ok(json!({
                         "dhanClientId": client_id,
                         "killSwitchStatus": "Kill Switch has been successfully deactivated",
@@ -354,7 +355,7 @@ fn order_write_gate(shared: &Shared, state: &mut crate::state::State) -> Result<
     if !state.whitelisted_ip {
         return Err(ApiError::input("Invalid IP"));
     }
-    if state.book.kill_switch {
+    if state.book.kill_switch_active(state.now()) {
         return Err(ApiError::order(
             400,
             "Kill Switch is active; trading is disabled for the day",

@@ -580,6 +580,19 @@ async fn static_ip_and_kill_switch_gate_order_writes() {
     let (status, body) = place(&sim, &http, &token, &market_order()).await;
     assert_eq!(status, 400);
     assert_eq!(body["errorCode"], "DH-906");
+    assert_eq!(
+        body["errorMessage"],
+        "Kill Switch is active; trading is disabled for the day"
+    );
+
+    // It lasts for the day it was activated: the next IST day trades again.
+    sim.advance(chrono::Duration::days(1));
+    let token = mint(&sim, &http).await;
+    assert_eq!(
+        get(&sim, &http, "/killswitch", &token).await.1["killSwitchStatus"],
+        "DEACTIVATE"
+    );
+    assert_eq!(place(&sim, &http, &token, &market_order()).await.0, 200);
 
     let (status, _) = rest(
         &sim,

@@ -161,12 +161,87 @@ pub async fn run(settings: &Settings, clock: Arc<dyn Clock>) -> Vec<Check> {
             }
         }
     }
+    checks.push(risk_rails(settings));
     if let Some(journal) = journal {
+        checks.push(kill_switch(&journal).await);
         journal.close().await;
     }
     checks.push(webhook_secret(settings));
     checks.push(admin_token(settings));
     checks
+}
+
+/// What the risk rails allow (informational: none is required). Without a size rail an alert's
+/// quantity reaches Dhan as sent, which the line says.
+fn risk_rails(settings: &Settings) -> Check {
+    let r = &settings.controls.rails;
+    let mut set = Vec::new();
+    let mut add = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            set.push(format!("{name}={v}"));
+        }
+    };
+    add("MAX_QTY_PER_LEG", r.max_qty_per_leg.map(|v| v.to_string()));
+    add(
+        "MAX_LOTS_PER_LEG",
+        r.max_lots_per_leg.map(|v| v.to_string()),
+    );
+    add("MAX_ORDER_VALUE", r.max_order_value.map(|v| v.to_string()));
+    add(
+        "MAX_ORDERS_PER_DAY",
+        r.max_orders_per_day.map(|v| v.to_string()),
+    );
+    add(
+        "MAX_ORDERS_PER_DAY_PER_STRATEGY",
+        r.max_orders_per_day_per_strategy.map(|v| v.to_string()),
+    );
+    add(
+        "MAX_OPEN_POSITIONS",
+        r.max_open_positions.map(|v| v.to_string()),
+    );
+    add(
+        "SYMBOL_ALLOWLIST",
+        (!r.symbol_allowlist.is_empty()).then(|| r.symbol_allowlist.join(",")),
+    );
+    add(
+        "SYMBOL_DENYLIST",
+        (!r.symbol_denylist.is_empty()).then(|| r.symbol_denylist.join(",")),
+    );
+    add(
+        "ENTRY_WINDOW",
+        r.entry_window
+            .map(|w| format!("{}-{}", w.from.format("%H:%M"), w.until.format("%H:%M"))),
+    );
+    let sized = r.max_qty_per_leg.is_some() || r.max_lots_per_leg.is_some();
+    let mut detail = if set.is_empty() {
+        "none set".to_owned()
+    } else {
+        set.join(", ")
+    };
+    if !sized {
+        detail.push_str(
+            "; no MAX_QTY_PER_LEG or MAX_LOTS_PER_LEG: an alert's quantity is sent as it comes",
+        );
+    }
+    Check::pass("risk rails", detail)
+}
+
+/// The kill switch as journaled (informational: it is on on purpose).
+async fn kill_switch(journal: &Arc<dyn crate::store::Journal>) -> Check {
+    match journal.kill_switch().await {
+        Ok(k) if k.on => Check::pass(
+            "kill switch",
+            format!(
+                "ON since {} IST by {}: new entries are refused until `dhanhook kill-switch off`",
+                k.since
+                    .map(|t| ist(t).format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default(),
+                k.by.as_deref().unwrap_or("-")
+            ),
+        ),
+        Ok(_) => Check::pass("kill switch", "off"),
+        Err(e) => Check::unknown("kill switch", format!("cannot read it: {e}")),
+    }
 }
 
 fn configuration(settings: &Settings) -> Check {

@@ -57,12 +57,36 @@ pub enum Command {
         #[command(subcommand)]
         action: InstrumentsAction,
     },
+    /// The kill switch, in the journal every instance shares: `on` refuses new entries (every
+    /// order with KILL_SWITCH_MODE=all), `off` lets orders through again, `status` shows it.
+    /// Flattening and Dhan's own kill switch need the running server: POST /kill-switch.
+    KillSwitch {
+        #[command(subcommand)]
+        action: KillSwitchAction,
+    },
     /// Run the Dhan simulator (fake credentials, nothing real) for trying dhanhook locally.
     Sim {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: std::net::SocketAddr,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KillSwitchAction {
+    /// Turn it on.
+    On {
+        /// Why (kept in the journal and the notification).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Turn it off.
+    Off {
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Show it and its last changes.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +150,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Sim { listen } => sim_command(listen).await,
         Command::Instruments { action } => instruments_command(&settings, action).await,
+        Command::KillSwitch { action } => kill_switch_command(&settings, action).await,
         Command::Orders { limit } => {
             let journal = open_journal(&settings).await?;
             // clap has already checked 1..=1000.
@@ -524,6 +549,82 @@ async fn notify_test(settings: &Settings) -> anyhow::Result<()> {
         anyhow::bail!("{failed} channel(s) did not take the test message");
     }
     Ok(())
+}
+
+/// `dhanhook kill-switch on|off|status`: straight to the journal, so it works while the server
+/// is down too; every instance sees the change at its next order. Recorded as made by `cli`.
+async fn kill_switch_command(settings: &Settings, action: KillSwitchAction) -> anyhow::Result<()> {
+    let journal = open_journal(settings).await?;
+    let clock = clock(settings);
+    let result = async {
+        let (notifier, _worker) = crate::startup::notifications(settings, &journal, &clock)?;
+        let control = crate::pipeline::KillSwitchControl::new(
+            journal.clone(),
+            None,
+            notifier,
+            Arc::clone(&clock),
+            settings.controls.kill_switch_mode,
+        );
+        let change = |on: bool, note: Option<String>| crate::pipeline::KillSwitchChange {
+            on,
+            // As the HTTP endpoint keeps it: one printable line of at most 200 characters.
+            note: note
+                .map(|n| {
+                    n.trim()
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(200)
+                        .collect::<String>()
+                })
+                .filter(|n| !n.is_empty()),
+            ..Default::default()
+        };
+        let state = match action {
+            KillSwitchAction::On { note } => {
+                control.apply(&change(true, note), "cli").await?.kill_switch
+            }
+            KillSwitchAction::Off { note } => {
+                control
+                    .apply(&change(false, note), "cli")
+                    .await?
+                    .kill_switch
+            }
+            KillSwitchAction::Status => control.status().await?,
+        };
+        let mode = settings.controls.kill_switch_mode;
+        let since = state.since.map_or_else(
+            || "never switched".to_owned(),
+            |t| {
+                format!(
+                    "since {} IST",
+                    crate::clock::ist(t).format("%Y-%m-%d %H:%M:%S")
+                )
+            },
+        );
+        println!(
+            "kill switch: {} ({since}, by {}){}",
+            if state.on { "ON" } else { "off" },
+            state.by.as_deref().unwrap_or("-"),
+            state
+                .note
+                .as_deref()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default()
+        );
+        if state.on {
+            println!(
+                "refusing: {}",
+                match mode {
+                    crate::config::KillSwitchMode::Entries => "new entries (exits pass)",
+                    crate::config::KillSwitchMode::All => "every order (KILL_SWITCH_MODE=all)",
+                }
+            );
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    journal.close().await;
+    result
 }
 
 #[cfg(test)]

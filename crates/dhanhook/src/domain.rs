@@ -199,6 +199,39 @@ impl Mode {
     }
 }
 
+/// What happens to the remaining legs of an alert when one is refused (`on_leg_reject` in the
+/// alert, `ON_LEG_REJECT` in the environment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLegReject {
+    /// Send every leg whatever became of the others (the upstream's behaviour).
+    #[default]
+    Continue,
+    /// Send a leg only while every earlier leg of its alert is at the broker (accepted, open
+    /// or filled): for hedges, where one leg alone is a naked position.
+    Stop,
+}
+
+impl OnLegReject {
+    pub const ACCEPTED: &'static str = "continue or stop";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnLegReject::Continue => "continue",
+            OnLegReject::Stop => "stop",
+        }
+    }
+
+    /// `continue` or `stop`, in any case.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "continue" => Some(OnLegReject::Continue),
+            "stop" => Some(OnLegReject::Stop),
+            _ => None,
+        }
+    }
+}
+
 /// How derivative quantities in alerts are counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum QuantityUnit {
@@ -231,10 +264,12 @@ pub enum EventKind {
     DailySummary,
     /// `dhanhook notify-test`.
     Test,
+    /// The kill switch was turned on or off (and what flattening did).
+    KillSwitch,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Filled,
         EventKind::Rejected,
         EventKind::NeedsAttention,
@@ -243,6 +278,7 @@ impl EventKind {
         EventKind::Token,
         EventKind::DailySummary,
         EventKind::Test,
+        EventKind::KillSwitch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -255,6 +291,7 @@ impl EventKind {
             EventKind::Token => "token",
             EventKind::DailySummary => "daily_summary",
             EventKind::Test => "test",
+            EventKind::KillSwitch => "kill_switch",
         }
     }
 

@@ -11,7 +11,9 @@
 //! 2. [`pipeline`] takes it: [`pipeline::Admitter`] resolves each leg in the scrip master
 //!    ([`instruments`]), routes it by the market's hours ([`market`]) and journals it with its
 //!    dedupe key ([`store`]); a repeat stops here.
-//! 3. [`pipeline::LegPlacer`] marks each leg SUBMITTING, calls the [`broker`] (paper, or live:
+//! 3. [`pipeline::LegPlacer`] has each leg judged by the trader controls
+//!    ([`pipeline::controls`]: kill switch, risk rails, multi-leg policy; a refused leg is
+//!    BLOCKED and never sent) as it marks it SUBMITTING, calls the [`broker`] (paper, or live:
 //!    [`broker::live`] → [`dhan`] with a token from [`token`], paced by [`ratelimit`]), journals
 //!    the answer and writes the CSV row ([`csvlog`]).
 //! 4. The handler answers with the legs as journaled (`http/answer.rs`).

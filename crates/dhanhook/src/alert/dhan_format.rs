@@ -38,6 +38,7 @@ const TOP_FIELDS: &[&str] = &[
     "meta",
     "id",
     "when_closed",
+    "on_leg_reject",
 ];
 const LEG_FIELDS: &[&str] = &[
     "transactionType",
@@ -110,6 +111,12 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         "when_closed",
         "amo, queue or reject",
         crate::domain::WhenClosed::parse,
+    );
+    let on_leg_reject = top.choice(
+        &mut out,
+        "on_leg_reject",
+        super::OnLegReject::ACCEPTED,
+        super::OnLegReject::parse,
     );
     let top_meta = read_meta(&top, &mut out, &mut warnings);
 
@@ -185,6 +192,7 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         bar_time: meta.time,
         when_closed,
         legs: legs.into_iter().map(|(_, leg)| leg).collect(),
+        on_leg_reject,
         warnings,
     })
 }
@@ -284,6 +292,8 @@ fn parse_leg(
         quantity_field: f.path("quantity"),
         amo: false,
         amo_time,
+        // Dhan's format has no per-leg exit marker (its `manage_position` is refused above).
+        closes: false,
     };
     // A missing sort_order sorts after explicit ones; ties keep array order (stable sort).
     Some((sort_order, leg))

@@ -34,6 +34,8 @@ const FIELDS: &[&str] = &[
     "amo_time",
     "timenow",
     "when_closed",
+    "position",
+    "on_leg_reject",
 ];
 
 const ACTIONS: &str = "buy or sell";
@@ -113,6 +115,13 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         "amo, queue or reject",
         crate::domain::WhenClosed::parse,
     );
+    let closes = position_closes(&f, &mut out);
+    let on_leg_reject = f.choice(
+        &mut out,
+        "on_leg_reject",
+        super::OnLegReject::ACCEPTED,
+        super::OnLegReject::parse,
+    );
     if let Some(order_type) = order_type {
         check_prices(
             order_type,
@@ -153,6 +162,7 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         quantity_field: "quantity".to_owned(),
         amo,
         amo_time,
+        closes,
     };
     Ok(Signal {
         format: AlertFormat::Flat,
@@ -165,8 +175,40 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         // `amo: true` (the upstream's habit) asks for an AMO when the market is closed.
         when_closed: when_closed.or(amo.then_some(crate::domain::WhenClosed::Amo)),
         legs: vec![leg],
+        on_leg_reject,
         warnings: Vec::new(),
     })
+}
+
+/// `position`: TradingView's `{{strategy.market_position}}`, the strategy's position *after*
+/// this order. `flat` marks the order as an exit (it closes the position), which the kill
+/// switch and the entry window let through. `long` and `short` would ask dhanhook to steer to a
+/// target position, which it does not do yet: refused rather than placed as a plain order.
+fn position_closes(f: &Fields<'_>, out: &mut Vec<FieldProblem>) -> bool {
+    match f.text(out, "position") {
+        None => false,
+        Some(p) => match p.to_ascii_lowercase().as_str() {
+            "flat" => true,
+            "long" | "short" => {
+                f.problem(
+                    out,
+                    "position",
+                    format!(
+                        "'{p}' (a target position) is not supported yet; send \"flat\" on exits, or leave it out"
+                    ),
+                );
+                false
+            }
+            _ => {
+                f.problem(
+                    out,
+                    "position",
+                    format!("'{}' is not accepted; use flat", clip(&p)),
+                );
+                false
+            }
+        },
+    }
 }
 
 /// `symbol` is `NSE:RELIANCE`, or `RELIANCE` with `exchange`. When both name an exchange they

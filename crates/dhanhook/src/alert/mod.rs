@@ -21,7 +21,8 @@ pub use fields::clip;
 pub use strict::first_duplicate_key;
 
 pub use crate::domain::{
-    AmoTime, Exchange, Instrument, OptionKind, OrderType, Product, Side, Validity, WhenClosed,
+    AmoTime, Exchange, Instrument, OnLegReject, OptionKind, OrderType, Product, Side, Validity,
+    WhenClosed,
 };
 
 use chrono::NaiveDate;
@@ -70,6 +71,10 @@ pub struct Signal {
     pub when_closed: Option<WhenClosed>,
     /// Never empty; already in execution order (Dhan's `sort_order`, then array order).
     pub legs: Vec<LegOrder>,
+    /// `on_leg_reject`: overrides `ON_LEG_REJECT` for this alert. Left out of the serialised
+    /// form when absent, so the dedupe hash of alerts without it is unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_leg_reject: Option<OnLegReject>,
     /// What the alert carried that was accepted but ignored, as the upstream Python service
     /// ignored it (an unknown field, a trigger price on a limit order): returned in the answer
     /// so the sender can tidy the template. Not part of the alert's identity (dedupe).
@@ -110,6 +115,12 @@ pub struct LegOrder {
     pub amo: bool,
     /// The AMO timing to use if this leg is placed as an AMO.
     pub amo_time: Option<AmoTime>,
+    /// The alert marks this leg as closing a position (the flat format's `"position":"flat"`,
+    /// TradingView's `{{strategy.market_position}}` after the order): an exit, which the kill
+    /// switch and the entry window let through (`pipeline::controls::is_exit`). Left out of
+    /// the serialised form when false, so existing dedupe hashes are unchanged.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub closes: bool,
 }
 
 /// The option a leg trades (Dhan format fields `option_type`, `strike_price`, `expiry_date`).

@@ -169,6 +169,49 @@ impl Broker for DhanBroker {
         Ok(book.iter().map(order_state).collect())
     }
 
+    async fn exit_all(&self) -> Result<String, String> {
+        let token = self
+            .keeper
+            .token()
+            .await
+            .map_err(|e| format!("no usable Dhan access token: {e}"))?;
+        let answer = self
+            .keeper
+            .client()
+            .exit_all(&token.value)
+            .await
+            .map_err(|e| format!("Dhan's exit all (DELETE /v2/positions) failed: {e}"))?;
+        Ok(str_field(&answer, "message")
+            .or_else(|| str_field(&answer, "status"))
+            .unwrap_or_else(|| "exit all accepted".to_owned()))
+    }
+
+    async fn kill_switch_status(&self) -> Result<String, String> {
+        // A read: the token in hand, never a mint.
+        let token = self.read_token().await.map_err(|e| e.to_string())?;
+        self.keeper
+            .client()
+            .kill_switch_status(&token.value)
+            .await
+            .map_err(|e| format!("Dhan's kill switch status (GET /v2/killswitch) failed: {e}"))
+    }
+
+    async fn set_kill_switch(&self, on: bool) -> Result<String, String> {
+        let token = self
+            .keeper
+            .token()
+            .await
+            .map_err(|e| format!("no usable Dhan access token: {e}"))?;
+        let answer = self
+            .keeper
+            .client()
+            .set_kill_switch(&token.value, on)
+            .await
+            .map_err(|e| format!("Dhan's kill switch (POST /v2/killswitch) failed: {e}"))?;
+        Ok(str_field(&answer, "killSwitchStatus")
+            .unwrap_or_else(|| "kill switch changed at Dhan".to_owned()))
+    }
+
     async fn place(&self, order: OrderRequest<'_>) -> Result<Placement, BrokerError> {
         let body = self.order_body(order.correlation_id, order.leg, order.resolved, order.amo);
         let token = match self.keeper.token().await {

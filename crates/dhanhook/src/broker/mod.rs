@@ -124,4 +124,33 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
             self.name()
         )))
     }
+
+    /// Closes every open position and cancels every open order at the broker (the kill
+    /// switch's `flatten`). `Ok` carries what the broker said.
+    ///
+    /// # Errors
+    /// Why it was not done (or may not have been), in words for the operator.
+    async fn exit_all(&self) -> Result<String, String> {
+        Err(format!(
+            "the {} broker cannot exit all positions",
+            self.name()
+        ))
+    }
+
+    /// Turns the broker's own kill switch on or off (Dhan's blocks the account for the day).
+    ///
+    /// # Errors
+    /// As [`Broker::exit_all`].
+    async fn set_kill_switch(&self, on: bool) -> Result<String, String> {
+        let _ = on;
+        Err(format!("the {} broker has no kill switch", self.name()))
+    }
+
+    /// The broker's own kill switch as it reports it (Dhan: `ACTIVATE` or `DEACTIVATE`).
+    ///
+    /// # Errors
+    /// As [`Broker::exit_all`].
+    async fn kill_switch_status(&self) -> Result<String, String> {
+        Err(format!("the {} broker has no kill switch", self.name()))
+    }
 }

@@ -27,6 +27,8 @@ pub struct PaperBroker {
 struct PaperOrder {
     placement: Placement,
     units: u32,
+    /// Cancelled by [`Broker::exit_all`] while resting.
+    cancelled: bool,
 }
 
 #[async_trait]
@@ -42,6 +44,7 @@ impl Broker for PaperBroker {
             PaperOrder {
                 placement: placement.clone(),
                 units: order.resolved.units,
+                cancelled: false,
             },
         );
         Ok(placement)
@@ -67,6 +70,28 @@ impl Broker for PaperBroker {
     async fn order_states(&self) -> Result<Vec<OrderState>, BrokerError> {
         let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
         Ok(book.values().filter_map(state_of).collect())
+    }
+
+    /// Paper mode keeps no positions (a paper fill is not booked anywhere), so there is
+    /// nothing to close; resting paper orders are cancelled, as Dhan's exit-all cancels open
+    /// orders (the order tracker then journals them CANCELLED).
+    async fn exit_all(&self) -> Result<String, String> {
+        let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cancelled = 0;
+        for order in book.values_mut() {
+            if !order.cancelled
+                && matches!(
+                    order.placement,
+                    Placement::Pending { .. } | Placement::Accepted { .. }
+                )
+            {
+                order.cancelled = true;
+                cancelled += 1;
+            }
+        }
+        Ok(format!(
+            "paper mode tracks no positions, so there were none to close; {cancelled} resting paper order(s) cancelled"
+        ))
     }
 }
 
@@ -94,6 +119,20 @@ fn state_of(order: &PaperOrder) -> Option<OrderState> {
             *fill_price,
             message,
         ),
+        Placement::Pending { order_id, .. } | Placement::Accepted { order_id, .. }
+            if order.cancelled =>
+        {
+            OrderState {
+                reason: Some("cancelled by the kill switch's flatten".to_owned()),
+                ..state(
+                    order_id,
+                    LegStatus::Cancelled,
+                    0,
+                    None,
+                    "paper order cancelled by the kill switch's flatten",
+                )
+            }
+        }
         Placement::Pending { order_id, .. } | Placement::Accepted { order_id, .. } => state(
             order_id,
             LegStatus::Pending,

@@ -15,15 +15,20 @@ use std::{
 
 use secrecy::SecretString;
 
+mod controls;
 mod dhan;
 mod notify;
 mod trading;
 
+use controls::control_settings;
 use dhan::dhan_settings;
 use notify::notify_settings;
 use trading::{instrument_settings, routing_settings};
 
 pub use crate::domain::Mode;
+pub use controls::{
+    ControlSettings, DEFAULT_MAX_ORDERS_PER_DAY, EntryWindow, KillSwitchMode, RiskRails,
+};
 pub use dhan::{DhanEnv, DhanSettings, OrderFeedSetting};
 pub use notify::{DEFAULT_TELEGRAM_API_URL, NotifySettings};
 pub use trading::{DEFAULT_QUEUE_MAX_AGE_SECS, InstrumentSettings, RoutingSettings};
@@ -93,6 +98,8 @@ pub struct Settings {
     pub instruments: InstrumentSettings,
     pub routing: RoutingSettings,
     pub notify: NotifySettings,
+    /// Risk rails, the kill switch's mode and the multi-leg policy.
+    pub controls: ControlSettings,
     /// `DHANHOOK_CLOCK_START`: run the service's clock from this instant (simulation, tests).
     pub clock_start: Option<chrono::DateTime<chrono::Utc>>,
     /// `SHUTDOWN_TIMEOUT`: after SIGTERM or ctrl-c the process ends within this, whatever is
@@ -268,6 +275,7 @@ impl Settings {
             instruments,
             routing,
             notify: notify_settings(&get)?,
+            controls: control_settings(&get)?,
             clock_start,
             shutdown_timeout,
             allowed_ips,

@@ -297,6 +297,17 @@ impl DhanClient {
         Ok(array(v))
     }
 
+    /// `DELETE /v2/positions`: Exit All. Dhan closes every open position and cancels every
+    /// open order of the day; answers `{"status":"SUCCESS","message":...}`. An order write:
+    /// never retried here.
+    ///
+    /// # Errors
+    /// Dhan refused or the call failed (its outcome then unknown: look at the positions).
+    pub async fn exit_all(&self, token: &SecretString) -> Result<Value, DhanError> {
+        let req = self.api(Method::DELETE, "/positions", token);
+        self.call(req, "exit all").await
+    }
+
     /// `GET /v2/holdings`. Live Dhan answers an empty portfolio with HTTP 500 DH-1111; that is
     /// an empty list here, not an error.
     ///

@@ -1,5 +1,5 @@
 //! The HTTP surface: `POST /webhook` (`webhook.rs`), the operator endpoints (`ops.rs`,
-//! `market.rs`, `token.rs`), the admin check (`auth.rs`) and the per-address throttle of wrong
+//! `market.rs`, `token.rs`, `controls.rs`: the kill switch), the admin check (`auth.rs`) and the per-address throttle of wrong
 //! secrets (`guard.rs`). A webhook answer's body is `answer.rs`; every error body is one
 //! [`ApiError`] (`error.rs`); `server.rs` serves the connections.
 //!
@@ -12,6 +12,7 @@
 
 mod answer;
 mod auth;
+mod controls;
 mod error;
 mod guard;
 mod market;
@@ -50,7 +51,7 @@ use crate::{
     domain::Mode,
     instruments::source::InstrumentSource,
     market::Calendar,
-    pipeline::Pipeline,
+    pipeline::{KillSwitchControl, Pipeline},
     store::Journal,
     token::TokenKeeper,
     workers::{order_tracker::PostbackHints, queue::QueueRunner},
@@ -102,6 +103,8 @@ struct Inner {
     ready_journal: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
     /// `DHAN_POSTBACK_SECRET` and where postbacks leave their hints (live mode, when set).
     postback: Option<(SecretString, PostbackHints)>,
+    /// `GET`/`POST /kill-switch`.
+    kill_switch: KillSwitchControl,
 }
 
 /// What the HTTP layer is built from (by `startup`).
@@ -123,6 +126,7 @@ pub struct AppParts {
     pub allowed_ips: Option<Vec<ipnet::IpNet>>,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub postback: Option<(SecretString, PostbackHints)>,
+    pub kill_switch: KillSwitchControl,
 }
 
 impl AppState {
@@ -147,6 +151,7 @@ impl AppState {
                 trusted_proxies: p.trusted_proxies,
                 ready_journal: std::sync::Mutex::new(None),
                 postback: p.postback,
+                kill_switch: p.kill_switch,
             }),
         }
     }
@@ -219,6 +224,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/status", get(token::status))
         .route("/auth/callback", get(token::callback))
         .route("/dhan/postback/{secret}", post(postback::receive))
+        .route("/kill-switch", get(controls::status).post(controls::change))
         .route(
             "/webhook",
             post(webhook::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),

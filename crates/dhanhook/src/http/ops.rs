@@ -40,6 +40,8 @@ pub(super) async fn root(State(state): State<AppState>) -> Json<serde_json::Valu
             "POST /auth/consent": "start the API-key consent flow (admin, live mode)",
             "GET /auth/status": "token state (admin, live mode)",
             "GET /auth/callback": "where Dhan's login sends the browser (consent flow)",
+            "GET /kill-switch": "the kill switch and its last changes (admin)",
+            "POST /kill-switch": "{\"on\": bool, \"flatten\": bool, \"broker\": bool, \"note\": \"…\"} (admin)",
         },
     }))
 }

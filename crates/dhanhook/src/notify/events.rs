@@ -73,6 +73,17 @@ pub enum Event {
         ended: i64,
     },
     Test,
+    /// The kill switch was turned on or off, with what flattening and the broker's own switch
+    /// did (when asked).
+    KillSwitch {
+        on: bool,
+        /// `KILL_SWITCH_MODE=all`: every order is refused, exits too.
+        all: bool,
+        by: String,
+        note: Option<String>,
+        flatten: Option<String>,
+        broker: Option<String>,
+    },
 }
 
 impl Event {
@@ -86,6 +97,7 @@ impl Event {
             Event::TokenTrouble { .. } | Event::TokenRecovered { .. } => EventKind::Token,
             Event::DailySummary { .. } => EventKind::DailySummary,
             Event::Test => EventKind::Test,
+            Event::KillSwitch { .. } => EventKind::KillSwitch,
         }
     }
 
@@ -100,7 +112,8 @@ impl Event {
             Event::TokenTrouble { .. }
             | Event::TokenRecovered { .. }
             | Event::DailySummary { .. }
-            | Event::Test => None,
+            | Event::Test
+            | Event::KillSwitch { .. } => None,
         }
     }
 
@@ -146,6 +159,7 @@ impl Event {
                     match ended {
                         LegStatus::Cancelled => "Cancelled",
                         LegStatus::Expired => "Expired",
+                        LegStatus::Blocked => "Blocked by dhanhook",
                         _ => "Rejected",
                     },
                     paper(leg),
@@ -225,6 +239,40 @@ impl Event {
                 "dhanhook test message".to_owned(),
                 "Notifications reach this chat. Nothing was traded.".to_owned(),
             ),
+            Event::KillSwitch {
+                on,
+                all,
+                by,
+                note,
+                flatten,
+                broker,
+            } => {
+                let mut body = if *on && *all {
+                    format!("Turned on by {by}. Every order is refused, exits too.")
+                } else if *on {
+                    format!("Turned on by {by}. New entries are refused; exits still pass.")
+                } else {
+                    format!("Turned off by {by}. Orders go through again.")
+                };
+                if let Some(n) = note {
+                    body.push_str(&format!("\nNote: {n}"));
+                }
+                if let Some(f) = flatten {
+                    body.push_str(&format!("\nFlatten: {f}"));
+                }
+                if let Some(b) = broker {
+                    body.push_str(&format!("\nDhan's kill switch: {b}"));
+                }
+                (
+                    format!(
+                        "{} Kill switch {}{}",
+                        if *on { "🛑" } else { "▶️" },
+                        if *on { "ON" } else { "OFF" },
+                        paper_day(mode)
+                    ),
+                    body,
+                )
+            }
         }
     }
 }
@@ -248,6 +296,46 @@ mod tests {
             side: Side::Buy,
             quantity: 10,
         }
+    }
+
+    #[test]
+    fn a_blocked_leg_and_the_kill_switch_say_what_happened_and_what_failed() {
+        let (title, body) = Event::Rejected {
+            leg: leg(),
+            ended: LegStatus::Blocked,
+            reason: "blocked by MAX_QTY_PER_LEG: 11 units, limit 10".to_owned(),
+        }
+        .text(Mode::Live);
+        assert_eq!(title, "❌ Blocked by dhanhook: BUY 10 RELIANCE");
+        assert!(body.starts_with("blocked by MAX_QTY_PER_LEG"), "{body}");
+
+        let on = Event::KillSwitch {
+            on: true,
+            all: false,
+            by: "203.0.113.9".to_owned(),
+            note: Some("drawdown".to_owned()),
+            flatten: Some("FAILED: no usable Dhan access token".to_owned()),
+            broker: None,
+        };
+        let (title, body) = on.text(Mode::Paper);
+        assert_eq!(title, "🛑 Kill switch ON (paper)");
+        assert_eq!(
+            body,
+            "Turned on by 203.0.113.9. New entries are refused; exits still pass.\nNote: drawdown\nFlatten: FAILED: no usable Dhan access token"
+        );
+        assert_eq!(on.kind(), EventKind::KillSwitch);
+        assert_eq!(on.alert_id(), None);
+        let (title, body) = Event::KillSwitch {
+            on: false,
+            all: true,
+            by: "cli".to_owned(),
+            note: None,
+            flatten: None,
+            broker: None,
+        }
+        .text(Mode::Live);
+        assert_eq!(title, "▶️ Kill switch OFF");
+        assert_eq!(body, "Turned off by cli. Orders go through again.");
     }
 
     #[test]

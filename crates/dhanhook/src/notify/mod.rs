@@ -130,7 +130,10 @@ impl Notifier {
                     reason: row.message.clone().unwrap_or_default(),
                 }
             }
-            LegStatus::Rejected | LegStatus::Cancelled | LegStatus::Expired => Event::Rejected {
+            LegStatus::Rejected
+            | LegStatus::Cancelled
+            | LegStatus::Expired
+            | LegStatus::Blocked => Event::Rejected {
                 leg,
                 ended: row.status,
                 reason: row

@@ -15,7 +15,7 @@ use super::{Intake, PipelineError, keys};
 use crate::{
     alert::{AlertFormat, FieldProblem, Instrument, Product, Signal},
     clock::{Clock, ist},
-    domain::{AmoTime, Mode, QuantityUnit, WhenClosed},
+    domain::{AmoTime, Mode, OnLegReject, QuantityUnit, WhenClosed},
     instruments::source::InstrumentSource,
     market::{self, AmoWindow, Calendar, Route, Venue},
     store::{Admission, AlertJournal, LegStatus, NewAlert, NewLeg, ResolvedLeg},
@@ -36,6 +36,8 @@ pub struct AdmissionRules {
     pub amo_window: AmoWindow,
     /// Alerts fired longer ago than this are refused (`None`: no limit).
     pub max_alert_age: Option<Duration>,
+    /// `ON_LEG_REJECT`, unless the alert says.
+    pub on_leg_reject: OnLegReject,
 }
 
 /// What admission needs. Built once by `startup`.
@@ -202,6 +204,7 @@ impl Admitter {
             queued_until,
             initial_status,
             initial_message,
+            on_leg_reject: signal.on_leg_reject.unwrap_or(self.rules.on_leg_reject),
         }
     }
 

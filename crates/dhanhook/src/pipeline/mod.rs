@@ -17,7 +17,9 @@
 //! reconciler ([`crate::workers::reconciler`]) settles legs whose outcome is unknown.
 
 mod admission;
+pub mod controls;
 pub mod keys;
+pub mod kill_switch;
 mod placer;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
@@ -29,6 +31,8 @@ use crate::{
 
 use admission::Entry;
 pub use admission::{AdmissionRules, Admitter};
+pub use controls::Controls;
+pub use kill_switch::{KillSwitchChange, KillSwitchControl, KillSwitchOutcome};
 pub use placer::LegPlacer;
 pub(crate) use placer::leg_from_row;
 

@@ -11,6 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{Notify, watch};
 
+use super::controls::Controls;
 use crate::{
     alert::LegOrder,
     broker::{Broker, BrokerError, OrderRequest, Placement},
@@ -19,7 +20,7 @@ use crate::{
     domain::AmoTime,
     notify::Notifier,
     store::{
-        AlertJournal, LegDetail, LegSource, LegStatus, LegUpdate, NewAlert, NewLeg, OrderRow,
+        AlertJournal, Gate, LegDetail, LegSource, LegStatus, LegUpdate, NewAlert, NewLeg, OrderRow,
         ResolvedLeg,
     },
 };
@@ -43,6 +44,9 @@ pub struct LegPlacer {
     answered: Arc<Notify>,
     /// Tells the trader about fills, rejections and legs to check (through the outbox).
     notifier: Notifier,
+    /// The kill switch and risk rails, judged as the leg is marked SUBMITTING (see
+    /// [`super::controls`]); `None` sends every leg (tests of the placer alone).
+    controls: Option<Controls>,
 }
 
 impl LegPlacer {
@@ -64,7 +68,15 @@ impl LegPlacer {
             reconciled,
             answered: Arc::new(Notify::new()),
             notifier,
+            controls: None,
         }
+    }
+
+    /// Judges every leg by `controls` before it is sent.
+    #[must_use]
+    pub fn with_controls(mut self, controls: Controls) -> Self {
+        self.controls = Some(controls);
+        self
     }
 
     /// Tells the trader about legs (the queue and the reconciler use it too).
@@ -93,23 +105,40 @@ impl LegPlacer {
         self.csv.append(alert_type, row, self.clock.now()).await;
     }
 
-    /// One leg: SUBMITTING (committed) → broker → result. `row` mirrors what was journaled.
+    /// One leg: the controls' gate, SUBMITTING (committed) → broker → result; or BLOCKED, never
+    /// sent. `row` mirrors what was journaled.
     pub(crate) async fn place(&self, alert_id: &str, leg: &NewLeg, row: &mut OrderRow) {
-        let submitting = LegUpdate {
-            status: LegStatus::Submitting,
-            broker_order_id: None,
-            fill_price: None,
-            message: None,
+        let gate = match &self.controls {
+            Some(controls) => controls.gate(alert_id, leg).await,
+            None => {
+                let submitting = LegUpdate {
+                    status: LegStatus::Submitting,
+                    broker_order_id: None,
+                    fill_price: None,
+                    message: None,
+                };
+                self.journal
+                    .update_leg(alert_id, leg.leg_no, &submitting, self.clock.now())
+                    .await
+                    .map(|()| Gate::Send)
+            }
         };
-        if let Err(error) = self
-            .journal
-            .update_leg(alert_id, leg.leg_no, &submitting, self.clock.now())
-            .await
-        {
-            // Not sent: without the SUBMITTING mark a crash could not tell whether it was.
-            tracing::error!(alert_id = %alert_id, leg = leg.leg_no, %error, "journal refused SUBMITTING; leg not sent");
-            row.message = Some("not sent: the journal could not record the attempt".to_owned());
-            return;
+        match gate {
+            Ok(Gate::Send) => {}
+            Ok(Gate::Blocked(reason)) => {
+                tracing::warn!(alert_id = %alert_id, leg = leg.leg_no, %reason, "leg blocked by the controls; not sent");
+                row.status = LegStatus::Blocked;
+                row.message = Some(reason);
+                self.answered.notify_waiters();
+                self.notifier.leg_changed(row).await;
+                return;
+            }
+            Err(error) => {
+                // Not sent: without the SUBMITTING mark a crash could not tell whether it was.
+                tracing::error!(alert_id = %alert_id, leg = leg.leg_no, %error, "journal refused SUBMITTING; leg not sent");
+                row.message = Some("not sent: the journal could not record the attempt".to_owned());
+                return;
+            }
         }
         row.status = LegStatus::Submitting;
         crate::crash::point("after_submitting");
@@ -225,6 +254,7 @@ pub(crate) fn order_row(alert: &NewAlert, leg: &NewLeg) -> OrderRow {
         trigger_price: o.trigger_price,
         amo: o.amo,
         amo_time: o.amo_time,
+        closes: o.closes,
         security_id: Some(leg.resolved.security_id.clone()),
         exchange_segment: Some(leg.resolved.exchange_segment.clone()),
         trading_symbol: Some(leg.resolved.trading_symbol.clone()),
@@ -278,6 +308,7 @@ pub(crate) fn leg_from_row(row: &OrderRow, keep_amo: bool) -> Result<NewLeg, Str
         quantity_field: String::new(),
         amo: keep_amo && row.amo,
         amo_time: row.amo_time,
+        closes: row.closes,
     };
     Ok(NewLeg {
         leg_no: row.leg,

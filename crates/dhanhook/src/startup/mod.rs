@@ -25,7 +25,7 @@ use crate::{
     instruments::source::{InstrumentSource, SourceConfig},
     market::Calendar,
     notify::{Channels, Notifier},
-    pipeline::{AdmissionRules, Admitter, LegPlacer, Pipeline},
+    pipeline::{AdmissionRules, Admitter, Controls, KillSwitchControl, LegPlacer, Pipeline},
     secrets,
     store::{Journal, sqlite::SqliteJournal},
     token::{Credentials, TokenKeeper},
@@ -206,7 +206,19 @@ impl Application {
             Arc::clone(&clock),
             settings.routing.amo_time,
             reconciled_rx,
+            notifier.clone(),
+        )
+        .with_controls(Controls::new(
+            journal.clone(),
+            settings.controls.clone(),
+            Arc::clone(&clock),
+        ));
+        let kill_switch = KillSwitchControl::new(
+            journal.clone(),
+            Some(Arc::clone(&broker)),
             notifier,
+            Arc::clone(&clock),
+            settings.controls.kill_switch_mode,
         );
         let queue_wake = Arc::new(tokio::sync::Notify::new());
         let pipeline = Pipeline::new(
@@ -224,6 +236,7 @@ impl Application {
                     amo_time: settings.routing.amo_time,
                     amo_window: settings.routing.amo_window,
                     max_alert_age: settings.routing.max_alert_age,
+                    on_leg_reject: settings.controls.on_leg_reject,
                 },
                 queue_wake: Arc::clone(&queue_wake),
             },
@@ -296,6 +309,7 @@ impl Application {
             allowed_ips: settings.allowed_ips.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),
             postback,
+            kill_switch,
         });
         announce(&settings, &source, addr);
         Ok(Self {

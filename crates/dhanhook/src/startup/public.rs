@@ -45,6 +45,7 @@ pub(super) fn public_config(
             "webhook": settings.notify.webhook_url.is_some(),
             "events": settings.notify.events.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
         },
+        "controls": controls(&settings.controls),
         "auto_health_check": settings.auto_health_check,
         // Seconds, under the upstream's name (its guide checks `.config.health_check_interval`).
         "health_check_interval": settings.health_check_interval.as_secs(),
@@ -61,6 +62,24 @@ pub(super) fn public_config(
             },
             "eq_product": if settings.instruments.eq_product_cnc { "cnc" } else { "as_sent" },
         },
+    })
+}
+
+/// The risk rails, the kill switch's mode and the multi-leg policy, as set (`null`: off).
+fn controls(c: &crate::config::ControlSettings) -> serde_json::Value {
+    let r = &c.rails;
+    json!({
+        "max_qty_per_leg": r.max_qty_per_leg,
+        "max_lots_per_leg": r.max_lots_per_leg,
+        "max_order_value": r.max_order_value,
+        "max_orders_per_day": r.max_orders_per_day,
+        "max_orders_per_day_per_strategy": r.max_orders_per_day_per_strategy,
+        "max_open_positions": r.max_open_positions,
+        "symbol_allowlist": r.symbol_allowlist,
+        "symbol_denylist": r.symbol_denylist,
+        "entry_window_ist": r.entry_window.map(|w| format!("{}-{}", w.from.format("%H:%M"), w.until.format("%H:%M"))),
+        "kill_switch_mode": c.kill_switch_mode.as_str(),
+        "on_leg_reject": c.on_leg_reject.as_str(),
     })
 }
 

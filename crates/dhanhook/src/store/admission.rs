@@ -79,8 +79,9 @@ macro_rules! admission_steps {
                 let now = to_millis(alert.received_at);
                 sqlx::query(
                     "INSERT INTO alerts (id, received_at, client_ip, format, alert_type, strategy, dedupe_key,
-                                         payload, mode, status, duplicates, updated_at, route, queued_until)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $2, $11, $12)",
+                                         payload, mode, status, duplicates, updated_at, route, queued_until,
+                                         on_leg_reject)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $2, $11, $12, $13)",
                 )
                 .bind(&alert.id)
                 .bind(now)
@@ -94,6 +95,7 @@ macro_rules! admission_steps {
                 .bind(AlertStatus::from_legs(alert.legs.iter().map(|_| alert.initial_status)).as_str())
                 .bind(&alert.route)
                 .bind(alert.queued_until.map(to_millis))
+                .bind(alert.on_leg_reject.as_str())
                 .execute(&mut *conn)
                 .await?;
                 for leg in &alert.legs {
@@ -102,9 +104,9 @@ macro_rules! admission_steps {
                         "INSERT INTO order_legs (alert_id, leg_no, correlation_id, symbol, exchange, side, quantity,
                              order_type, product, validity, price, trigger_price, instrument, option_type,
                              strike_price, expiry_date, amo, amo_time, mode, status, created_at, updated_at,
-                             security_id, exchange_segment, trading_symbol, lot_size, units, message)
+                             security_id, exchange_segment, trading_symbol, lot_size, units, message, closes)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                                 $19, $20, $21, $21, $22, $23, $24, $25, $26, $27)",
+                                 $19, $20, $21, $21, $22, $23, $24, $25, $26, $27, $28)",
                     )
                     .bind(&alert.id)
                     .bind(i64::from(leg.leg_no))
@@ -133,6 +135,7 @@ macro_rules! admission_steps {
                     .bind(i64::from(leg.resolved.lot_size))
                     .bind(i64::from(leg.resolved.units))
                     .bind(&alert.initial_message)
+                    .bind(o.closes)
                     .execute(&mut *conn)
                     .await?;
                 }

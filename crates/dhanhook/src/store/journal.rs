@@ -208,6 +208,7 @@ pub trait Journal:
     + TokenJournal
     + super::OutboxJournal
     + super::ReportJournal
+    + super::ControlJournal
     + JournalLifecycle
 {
 }
@@ -221,6 +222,7 @@ impl<T> Journal for T where
         + Leases
         + super::OutboxJournal
         + super::ReportJournal
+        + super::ControlJournal
         + JournalLifecycle
         + ?Sized
 {

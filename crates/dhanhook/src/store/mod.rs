@@ -17,6 +17,7 @@
 //! passed on as a string.
 
 mod admission;
+mod controls;
 mod events;
 mod journal;
 mod outbox;
@@ -28,6 +29,9 @@ pub mod sqlite;
 #[cfg(test)]
 mod tests;
 
+pub use controls::{
+    ControlJournal, Gate, KillSwitch, KillSwitchEvent, SendContext, SendRule, instrument_key,
+};
 pub use events::{LegDetail, LegEvent, LegSource};
 pub use journal::{
     AlertJournal, Journal, JournalLifecycle, Leases, QueueJournal, ReconcileJournal, TokenJournal,
@@ -43,7 +47,7 @@ use serde::Serialize;
 
 use crate::{
     alert::LegOrder,
-    domain::{AmoTime, Exchange, Mode, OrderType, Product, Side, Validity},
+    domain::{AmoTime, Exchange, Mode, OnLegReject, OrderType, Product, Side, Validity},
 };
 
 /// Where an order leg stands.
@@ -77,10 +81,14 @@ pub enum LegStatus {
     Cancelled,
     /// Not executed by the end of its validity (a DAY order at the close).
     Expired,
+    /// Refused by dhanhook's own controls (a risk rail, the kill switch, or an earlier leg's
+    /// refusal under `on_leg_reject=stop`) just before it would have been sent: never sent to
+    /// the broker. The rule and its numbers are in the leg's message.
+    Blocked,
 }
 
 impl LegStatus {
-    pub const ALL: [LegStatus; 12] = [
+    pub const ALL: [LegStatus; 13] = [
         LegStatus::Received,
         LegStatus::Queued,
         LegStatus::Submitting,
@@ -93,6 +101,7 @@ impl LegStatus {
         LegStatus::Rejected,
         LegStatus::Cancelled,
         LegStatus::Expired,
+        LegStatus::Blocked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +118,7 @@ impl LegStatus {
             LegStatus::Rejected => "REJECTED",
             LegStatus::Cancelled => "CANCELLED",
             LegStatus::Expired => "EXPIRED",
+            LegStatus::Blocked => "BLOCKED",
         }
     }
 
@@ -132,7 +142,11 @@ impl LegStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            LegStatus::Filled | LegStatus::Rejected | LegStatus::Cancelled | LegStatus::Expired
+            LegStatus::Filled
+                | LegStatus::Rejected
+                | LegStatus::Cancelled
+                | LegStatus::Expired
+                | LegStatus::Blocked
         )
     }
 
@@ -149,8 +163,10 @@ impl LegStatus {
         use LegStatus::*;
         matches!(
             (self, next),
-            (Received, Submitting | Rejected)
-                | (Queued, Submitting | Rejected)
+            // BLOCKED: dhanhook's controls refused it at the moment it would have been sent
+            // (`ControlJournal::gate_leg`), first send or the reconciler's re-send alike.
+            (Received, Submitting | Rejected | Blocked)
+                | (Queued, Submitting | Rejected | Blocked)
                 // A leg settled by correlationId (the reconciler) lands in whatever state the
                 // broker shows, including part-filled, cancelled or expired.
                 | (
@@ -177,6 +193,7 @@ impl LegStatus {
                         | Rejected
                         | Cancelled
                         | Expired
+                        | Blocked
                 )
                 | (
                     NeedsAttention,
@@ -267,8 +284,12 @@ impl AlertStatus {
                 | LegStatus::Pending
                 | LegStatus::PartTraded
                 | LegStatus::Filled => accepted += 1,
-                // Cancelled or expired orders count as not placed, like rejected ones.
-                LegStatus::Rejected | LegStatus::Cancelled | LegStatus::Expired => rejected += 1,
+                // Cancelled or expired orders count as not placed, like rejected ones; so do
+                // legs dhanhook's controls blocked.
+                LegStatus::Rejected
+                | LegStatus::Cancelled
+                | LegStatus::Expired
+                | LegStatus::Blocked => rejected += 1,
                 LegStatus::Received
                 | LegStatus::Queued
                 | LegStatus::Submitting
@@ -338,6 +359,9 @@ pub struct NewAlert {
     pub initial_status: LegStatus,
     /// The legs' message when they start REJECTED (why) or QUEUED (until when).
     pub initial_message: Option<String>,
+    /// What happens to the remaining legs when one is refused (the alert's own, or
+    /// `ON_LEG_REJECT`), kept with the alert for its legs that are sent later (queue).
+    pub on_leg_reject: OnLegReject,
 }
 
 #[derive(Debug, Clone)]
@@ -401,6 +425,8 @@ pub struct OrderRow {
     pub trigger_price: Option<f64>,
     pub amo: bool,
     pub amo_time: Option<AmoTime>,
+    /// The alert marked the leg as closing a position (see [`LegOrder::closes`]).
+    pub closes: bool,
     pub security_id: Option<String>,
     pub exchange_segment: Option<String>,
     pub trading_symbol: Option<String>,

@@ -18,7 +18,7 @@ use crate::{
 pub(super) const ORDER_ROW_SELECT: &str =
     "SELECT l.alert_id, a.received_at, a.strategy, a.client_ip, a.duplicates,
         l.leg_no, l.correlation_id, l.symbol, l.exchange, l.side, l.quantity, l.order_type,
-        l.product, l.validity, l.price, l.trigger_price, l.amo, l.amo_time, l.mode, l.status,
+        l.product, l.validity, l.price, l.trigger_price, l.amo, l.amo_time, l.closes, l.mode, l.status,
         l.security_id, l.exchange_segment, l.trading_symbol, l.units, l.lot_size,
         l.broker_order_id, l.fill_price, l.message, l.updated_at,
         l.filled_qty, l.exchange_order_id, l.exchange_time, l.reason
@@ -133,6 +133,7 @@ where
             .try_get::<Option<String>, _>("amo_time")?
             .map(|t| decode("AMO time", &t, AmoTime::parse))
             .transpose()?,
+        closes: row.try_get("closes")?,
         security_id: row.try_get("security_id")?,
         exchange_segment: row.try_get("exchange_segment")?,
         trading_symbol: row.try_get("trading_symbol")?,

@@ -84,9 +84,16 @@ async fn all_well_is_all_ticks_and_exit_0() {
         "static IP",
         "webhook secret",
         "admin token",
+        "risk rails",
+        "kill switch",
     ] {
         assert!(line(&out, name).starts_with('✓'), "{name}:\n{out}");
     }
+    assert!(
+        line(&out, "risk rails").contains("MAX_ORDERS_PER_DAY=7000; no MAX_QTY_PER_LEG"),
+        "{out}"
+    );
+    assert_eq!(line(&out, "kill switch"), "✓ kill switch: off");
     assert!(
         line(&out, "static IP")
             .contains("Dhan sees this server as 127.0.0.1, which is whitelisted"),

@@ -371,6 +371,7 @@ fn alert_with(id: &str, key: &str, at: DateTime<Utc>, legs: u32) -> NewAlert {
         queued_until: None,
         initial_status: LegStatus::Received,
         initial_message: None,
+        on_leg_reject: dhanhook::domain::OnLegReject::Continue,
     }
 }
 
@@ -774,6 +775,7 @@ fn expected_row(alert: &NewAlert, leg: &NewLeg) -> OrderRow {
         trigger_price: o.trigger_price,
         amo: o.amo,
         amo_time: o.amo_time,
+        closes: o.closes,
         security_id: Some(leg.resolved.security_id.clone()),
         exchange_segment: Some(leg.resolved.exchange_segment.clone()),
         trading_symbol: Some(leg.resolved.trading_symbol.clone()),

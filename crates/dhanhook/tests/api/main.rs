@@ -4,6 +4,7 @@
 mod check;
 mod cli;
 mod connections;
+mod controls;
 mod crash;
 mod dedupe;
 mod dhan_client;

@@ -144,18 +144,17 @@ async fn a_journal_from_before_the_claim_columns_upgrades_with_its_queue_intact(
         .await
         .unwrap();
 
-    // Written the old way: admission has not changed, and the old claim was a status.
-    let old = SqliteJournal::open(&url).await.unwrap();
-    let old: Arc<dyn Journal> = Arc::new(old);
+    // Written the old way, by the SQL of that schema (today's admission writes columns added
+    // since), and the old claim was a status.
     let due = t0() + Duration::hours(1);
-    admitted(&old, &queued("waiting", t0(), due, 1)).await;
-    admitted(&old, &queued("claimed", t0(), due, 1)).await;
+    for id in ["waiting", "claimed"] {
+        old_queued_alert(&pool, id, due).await;
+    }
     sqlx::query("UPDATE alerts SET status = 'processing', claimed_at = $1 WHERE id = 'claimed'")
         .bind(dhanhook::clock::to_millis(t0()))
         .execute(&pool)
         .await
         .unwrap();
-    old.close().await;
     pool.close().await;
 
     let journal = SqliteJournal::open(&url).await.unwrap();
@@ -186,4 +185,41 @@ async fn a_journal_from_before_the_claim_columns_upgrades_with_its_queue_intact(
         "the recovered alert runs once more (its legs were never sent)"
     );
     journal.close().await;
+}
+
+/// An alert queued until `due` with one QUEUED leg, as admission wrote it at migration 0007.
+async fn old_queued_alert(pool: &sqlx::SqlitePool, id: &str, due: chrono::DateTime<chrono::Utc>) {
+    let at = dhanhook::clock::to_millis(t0());
+    sqlx::query(
+        "INSERT INTO alerts (id, received_at, client_ip, format, alert_type, strategy, dedupe_key,
+                             payload, mode, status, duplicates, updated_at, route, queued_until)
+         VALUES ($1, $2, NULL, 'flat', 'flat', NULL, $3, '{}', 'paper', 'queued', 0, $2,
+                 '{\"route\":\"queue\"}', $4)",
+    )
+    .bind(id)
+    .bind(at)
+    .bind(format!("key-{id}"))
+    .bind(dhanhook::clock::to_millis(due))
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO dedupe_keys (key, alert_id, expires_at) VALUES ($1, $2, NULL)")
+        .bind(format!("key-{id}"))
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO order_legs (alert_id, leg_no, correlation_id, symbol, exchange, side, quantity,
+             order_type, product, validity, amo, mode, status, created_at, updated_at,
+             security_id, exchange_segment, trading_symbol, lot_size, units)
+         VALUES ($1, 1, $2, 'SBIN', 'NSE', 'BUY', 1, 'MARKET', 'INTRADAY', 'DAY', 0, 'paper',
+                 'QUEUED', $3, $3, '3045', 'NSE_EQ', 'SBIN', 1, 1)",
+    )
+    .bind(id)
+    .bind(format!("{id}-L1"))
+    .bind(at)
+    .execute(pool)
+    .await
+    .unwrap();
 }
