@@ -70,11 +70,45 @@ pub struct Signal {
     pub when_closed: Option<WhenClosed>,
     /// Never empty; already in execution order (Dhan's `sort_order`, then array order).
     pub legs: Vec<LegOrder>,
+    /// Orders as written, or a position to reach, or a cancel (see [`Intent`]).
+    pub intent: Intent,
     /// What the alert carried that was accepted but ignored, as the upstream Python service
     /// ignored it (an unknown field, a trigger price on a limit order): returned in the answer
     /// so the sender can tidy the template. Not part of the alert's identity (dedupe).
     #[serde(skip)]
     pub warnings: Vec<FieldProblem>,
+}
+
+/// What an alert asks for. Anything but [`Intent::Orders`] is about each leg's instrument and
+/// product as a whole, and is worked out against the broker's positions by
+/// `pipeline::positions` before anything is journaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    /// Place the legs as written (the default).
+    Orders,
+    /// Bring each leg's net position to a target: the leg's side is the direction (BUY
+    /// long, SELL short), its quantity the size; a quantity of 0 means flat.
+    Target,
+    /// Close each leg's position (target 0); the leg's side and quantity are not used.
+    Exit,
+    /// Flip each leg's position to the other side: to the same size, or to the leg's
+    /// quantity when it is not 0. A flat position stays flat.
+    Reverse,
+    /// Cancel the open orders dhanhook placed on each leg's instrument.
+    Cancel,
+}
+
+impl Intent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Intent::Orders => "orders",
+            Intent::Target => "target",
+            Intent::Exit => "exit",
+            Intent::Reverse => "reverse",
+            Intent::Cancel => "cancel",
+        }
+    }
 }
 
 /// One order as the alert asked for it.
@@ -131,11 +165,45 @@ const MAX_LEGS: usize = 20;
 /// Every problem found, each naming its field (for example `quantity` or
 /// `order_legs[0].orderType`).
 pub fn parse_signal(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProblem>> {
-    if dhan_format::looks_like_dhan(body) {
+    let signal = if dhan_format::looks_like_dhan(body) {
         dhan_format::parse(body)
     } else {
         flat::parse(body)
+    }?;
+    let problems = position_problems(&signal);
+    if problems.is_empty() {
+        Ok(signal)
+    } else {
+        Err(problems)
     }
+}
+
+/// Position-aware alerts work on intraday and margin products only: a delivery (CNC/MTF)
+/// position mixes in shares bought outside the strategy (holdings), and "flat" would sell
+/// them. Refused with the leg's product field named.
+pub fn position_problems(signal: &Signal) -> Vec<FieldProblem> {
+    if !matches!(
+        signal.intent,
+        Intent::Target | Intent::Exit | Intent::Reverse
+    ) {
+        return Vec::new();
+    }
+    signal
+        .legs
+        .iter()
+        .filter(|l| matches!(l.product, Product::Delivery | Product::Mtf))
+        .map(|l| FieldProblem {
+            field: if l.symbol_field == "symbol" {
+                "product".to_owned()
+            } else {
+                l.symbol_field.replace(".symbol", ".productType")
+            },
+            problem: format!(
+                "{} cannot be used with a position, exit or reverse: a delivery position includes holdings bought outside the strategy. Use intraday or margin, or plain buy/sell orders; nothing was placed",
+                l.product
+            ),
+        })
+        .collect()
 }
 
 /// The rule shared by both formats: the prices each order type needs.

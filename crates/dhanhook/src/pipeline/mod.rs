@@ -12,6 +12,10 @@
 //! 4. Each leg carries a deterministic `correlationId` ([`keys`]) stored with it, so the order
 //!    can always be found again at the broker.
 //!
+//! Position-aware alerts and SELL checks are worked out in [`positions`] before step 1
+//! journals the legs, under a per-instrument lease; `cancel_order` alerts are journaled
+//! without legs and then cancel our open orders on their instruments.
+//!
 //! Legs routed to the queue wait in the journal; the queue worker
 //! ([`crate::workers::queue`]) places them at the open through the same [`LegPlacer`], and the
 //! reconciler ([`crate::workers::reconciler`]) settles legs whose outcome is unknown.
@@ -19,6 +23,7 @@
 mod admission;
 pub mod keys;
 mod placer;
+mod positions;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
@@ -31,6 +36,7 @@ use admission::Entry;
 pub use admission::{AdmissionRules, Admitter};
 pub use placer::LegPlacer;
 pub(crate) use placer::leg_from_row;
+pub use positions::{CancelReport, PositionDesk};
 
 /// Longest a duplicate delivery waits for the first delivery's outcome (see
 /// [`Pipeline::settled_record`]).
@@ -67,6 +73,10 @@ pub struct Handled {
     pub duplicate: bool,
     /// See [`Signal::warnings`].
     pub warnings: Vec<FieldProblem>,
+    /// How a position-aware alert's legs were worked out, one line per leg.
+    pub positions: Vec<String>,
+    /// What a `cancel_order` alert did, one entry per open order of ours it found.
+    pub cancels: Option<Vec<CancelReport>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +99,10 @@ pub enum PipelineError {
         alert_id: String,
         problem: FieldProblem,
     },
+    /// The account's positions (or holdings, or order book) could not be read, so the legs
+    /// could not be worked out or checked: nothing was journaled or sent (fail closed).
+    #[error("positions could not be read: {0}")]
+    PositionsUnreadable(String),
     /// The journal lost track of an alert it reported as a duplicate.
     #[error("duplicate of alert {0}, which the journal cannot read: {1}")]
     DuplicateUnreadable(String, String),
@@ -148,10 +162,27 @@ impl Pipeline {
                     record,
                     duplicate: true,
                     warnings,
+                    positions: Vec::new(),
+                    cancels: None,
                 })
             }
-            Entry::New { alert, stale } => {
+            Entry::New {
+                alert,
+                stale,
+                notes,
+                cancel,
+            } => {
                 tell(&alert.id, false);
+                let cancels = match cancel {
+                    Some(resolved) => Some(
+                        self.admitter
+                            .positions
+                            .cancel_open(&alert.id, &resolved)
+                            .await
+                            .map_err(PipelineError::PositionsUnreadable)?,
+                    ),
+                    None => None,
+                };
                 let record = self.place_all(&alert).await;
                 match stale {
                     Some(problem) => Err(PipelineError::Stale {
@@ -162,6 +193,8 @@ impl Pipeline {
                         record,
                         duplicate: false,
                         warnings,
+                        positions: notes,
+                        cancels,
                     }),
                 }
             }
@@ -215,6 +248,11 @@ impl Pipeline {
             self.placer.wait_for_reconciliation().await;
         }
         for (leg, row) in alert.legs.iter().zip(rows.iter_mut()) {
+            if leg.refused.is_some() {
+                // Refused before sending (a SELL check): journaled so, only reported.
+                self.placer.log_csv(&alert.alert_type, row).await;
+                continue;
+            }
             match alert.initial_status {
                 LegStatus::Received => self.placer.place(&alert.id, leg, row).await,
                 // Queued legs are placed later by the queue; their CSV row comes then.
@@ -223,7 +261,11 @@ impl Pipeline {
             }
             self.placer.log_csv(&alert.alert_type, row).await;
         }
-        let status = AlertStatus::from_legs(rows.iter().map(|r| r.status));
+        let status = if rows.is_empty() {
+            alert.status()
+        } else {
+            AlertStatus::from_legs(rows.iter().map(|r| r.status))
+        };
         if let Err(error) = self
             .admitter
             .journal

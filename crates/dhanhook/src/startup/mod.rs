@@ -25,7 +25,7 @@ use crate::{
     instruments::source::{InstrumentSource, SourceConfig},
     market::Calendar,
     notify::{Channels, Notifier},
-    pipeline::{AdmissionRules, Admitter, LegPlacer, Pipeline},
+    pipeline::{AdmissionRules, Admitter, LegPlacer, Pipeline, PositionDesk},
     secrets,
     store::{Journal, sqlite::SqliteJournal},
     token::{Credentials, TokenKeeper},
@@ -217,6 +217,14 @@ impl Application {
                     max_alert_age: settings.routing.max_alert_age,
                 },
                 queue_wake: Arc::clone(&queue_wake),
+                positions: Arc::new(PositionDesk::new(
+                    journal.clone(),
+                    Arc::clone(&broker),
+                    Arc::clone(&clock),
+                    settings.mode,
+                    settings.instruments.quantity_unit,
+                    settings.routing.allow_short,
+                )),
             },
             placer.clone(),
         );

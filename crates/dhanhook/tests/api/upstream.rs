@@ -261,22 +261,13 @@ fn cases() -> Vec<Case> {
             expect: Refused("order_legs[0].symbol", "names 2 live contracts"),
         },
         Case {
-            name: "cancel_order is never placed as an order",
-            body: {
-                let mut b = single(i(), json!({"symbol": "RELIANCE", "instrument": "EQ"}));
-                b["alertType"] = json!("cancel_order");
-                b
-            },
-            expect: Refused("alertType", "not supported yet"),
-        },
-        Case {
-            name: "manage_position EXIT_ALL is not placed as a plain order",
+            name: "manage_position inside a leg is not placed as a plain order",
             body: single(
                 i(),
                 json!({"symbol": "RELIANCE", "instrument": "EQ",
                 "manage_position": "EXIT_ALL"}),
             ),
-            expect: Refused("order_legs[0].manage_position", "not supported yet"),
+            expect: Refused("order_legs[0].manage_position", "belongs at the top level"),
         },
         Case {
             name: "quantity 1.5 (the upstream crashed on it after validating)",
