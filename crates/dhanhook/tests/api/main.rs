@@ -17,6 +17,7 @@ mod live;
 mod multi;
 mod notify;
 mod ops;
+mod positions;
 mod restart;
 mod routing;
 mod upstream;
