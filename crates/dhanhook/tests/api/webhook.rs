@@ -69,7 +69,7 @@ async fn dhan_format_legs_run_in_sort_order_with_their_own_outcomes() {
     );
     assert_eq!(
         (legs[1]["side"].as_str(), legs[1]["order_type"].as_str()),
-        (Some("SELL"), Some("LIMIT"))
+        (Some("BUY"), Some("LIMIT"))
     );
     assert_eq!(legs[1]["product"], "CNC");
     assert_ne!(legs[0]["correlation_id"], legs[1]["correlation_id"]);
