@@ -84,6 +84,7 @@ impl Admitter {
         &self,
         mut signal: Signal,
         intake: Intake,
+        resolved: Option<Vec<ResolvedLeg>>,
     ) -> Result<(Entry, Vec<FieldProblem>), PipelineError> {
         self.apply_eq_product(&mut signal);
         let problems = crate::alert::position_problems(&signal);
@@ -96,7 +97,12 @@ impl Admitter {
             tracing::info!(ignored = ?fields, "alert accepted with fields ignored or changed (see the answer's warnings)");
         }
         let now = self.clock.now();
-        let resolved = self.resolve(&signal, now)?;
+        // Given by the caller when it already knows the instruments (the square-off worker,
+        // from the journal's legs), else resolved in the scrip master.
+        let resolved = match resolved {
+            Some(r) if r.len() == signal.legs.len() => r,
+            _ => self.resolve(&signal, now)?,
+        };
         let stale = self.stale(&signal, now);
         let route = match &stale {
             Some(problem) => Route::Reject {

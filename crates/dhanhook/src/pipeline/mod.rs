@@ -29,7 +29,7 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use crate::{
     alert::{FieldProblem, Signal},
-    store::{AlertRecord, AlertStatus, JournalError, LegStatus, NewAlert, OrderRow},
+    store::{AlertRecord, AlertStatus, JournalError, LegStatus, NewAlert, OrderRow, ResolvedLeg},
 };
 
 use admission::Entry;
@@ -143,7 +143,44 @@ impl Pipeline {
         intake: Intake,
         admitted: Option<tokio::sync::oneshot::Sender<Admitted>>,
     ) -> Result<Handled, PipelineError> {
-        let (entry, warnings) = self.admitter.admit(signal, intake).await?;
+        self.run(signal, intake, admitted, None).await
+    }
+
+    /// [`Pipeline::handle`] for legs whose instruments are already known (one per leg, in
+    /// order): the square-off worker closes positions by the instruments its journal names.
+    ///
+    /// # Errors
+    /// As [`Pipeline::handle`].
+    pub async fn handle_resolved(
+        &self,
+        signal: Signal,
+        resolved: Vec<ResolvedLeg>,
+        intake: Intake,
+    ) -> Result<Handled, PipelineError> {
+        self.run(signal, intake, None, Some(resolved)).await
+    }
+
+    /// Cancels the open orders dhanhook placed on these instruments (as a `cancel_order`
+    /// alert does), `by` naming who asked in the legs' messages.
+    ///
+    /// # Errors
+    /// The journal could not list the open legs: nothing was cancelled.
+    pub async fn cancel_open_orders(
+        &self,
+        by: &str,
+        resolved: &[ResolvedLeg],
+    ) -> Result<Vec<CancelReport>, String> {
+        self.admitter.positions.cancel_open(by, resolved).await
+    }
+
+    async fn run(
+        &self,
+        signal: Signal,
+        intake: Intake,
+        admitted: Option<tokio::sync::oneshot::Sender<Admitted>>,
+        resolved: Option<Vec<ResolvedLeg>>,
+    ) -> Result<Handled, PipelineError> {
+        let (entry, warnings) = self.admitter.admit(signal, intake, resolved).await?;
         let tell = |alert_id: &str, duplicate: bool| {
             if let Some(tx) = admitted {
                 let _ = tx.send(Admitted {

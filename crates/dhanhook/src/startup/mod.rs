@@ -268,6 +268,16 @@ impl Application {
                 )
             }),
             notifier: notifier_worker,
+            square_off: settings.routing.square_off_at.map(|at| {
+                crate::workers::square_off::SquareOff::new(
+                    journal.clone(),
+                    pipeline.clone(),
+                    Arc::clone(&clock),
+                    Arc::clone(&calendar),
+                    settings.mode,
+                    at,
+                )
+            }),
         };
 
         let listener = TcpListener::bind((settings.host, settings.port))

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use dhan_sim::{Fault, SimConfig};
+use dhanhook::clock::Clock;
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{SECRET, TestApp, spawn_app, spawn_app_with},
-    live::{Live, eventually, live},
+    helpers::{SECRET, TestApp, ist_time, market_time, spawn_app, spawn_app_with},
+    live::{Live, eventually, live, sim_at, start_at},
 };
 
 const RELIANCE: &str = "2885";
@@ -369,5 +370,72 @@ async fn cancel_order_cancels_only_our_open_orders() {
     // Nothing of ours is open any more: a second cancel finds nothing.
     let v = send(&t.app, &action("k3", "cancel", "intraday", None)).await;
     assert_eq!(v["cancels"], json!([]), "{v}");
+    t.app.stop().await;
+}
+
+#[tokio::test]
+async fn square_off_closes_the_days_intraday_positions_at_the_set_time() {
+    let sim = sim_at(SimConfig::default(), market_time()).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let t = start_at(sim, dir, &[("SQUARE_OFF_AT", "15:12")], market_time()).await;
+    t.sim.set_price(RELIANCE, 2500.0);
+    send(&t.app, &target("q1", "long", 10)).await;
+    eventually("the BUY trades", || net_at_sim(&t) == 10).await;
+    // A resting order of ours on the same symbol, and a delivery buy that is not intraday.
+    let mut resting = action("q2", "buy", "intraday", Some(1));
+    resting["order_type"] = json!("limit");
+    resting["price"] = json!("2000");
+    send(&t.app, &resting).await;
+    send(
+        &t.app,
+        &json!({"secret": SECRET, "id": "q3", "symbol": "NSE:INFY", "action": "buy",
+                "quantity": 2, "product": "delivery"}),
+    )
+    .await;
+    eventually("all three at the exchange", || {
+        let o = t.sim.orders();
+        o.len() == 3
+            && o.iter()
+                .all(|o| o.status == "PENDING" || o.status == "TRADED")
+    })
+    .await;
+
+    // 15:11 IST: not yet.
+    let now = t.app.clock.now();
+    t.advance(ist_time(2026, 12, 1, 15, 11) - now);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(t.sim.orders().len(), 3, "nothing before SQUARE_OFF_AT");
+
+    // 15:12 IST: our resting order is cancelled and the position closed, by one SELL 10.
+    t.advance(chrono::Duration::minutes(1));
+    eventually("the position is flat", || net_at_sim(&t) == 0).await;
+    let orders = t.sim.orders();
+    assert_eq!(orders.len(), 4, "one more order: {orders:?}");
+    let exit = &orders[3].body;
+    assert_eq!(
+        (
+            exit["transactionType"].as_str(),
+            exit["quantity"].as_i64(),
+            exit["productType"].as_str()
+        ),
+        (Some("SELL"), Some(10), Some("INTRADAY"))
+    );
+    assert!(
+        orders
+            .iter()
+            .any(|o| o.body["orderType"] == "LIMIT" && o.status == "CANCELLED"),
+        "{orders:?}"
+    );
+    assert!(
+        orders
+            .iter()
+            .any(|o| o.body["securityId"] == "1594" && o.status != "CANCELLED"),
+        "the delivery buy is left alone: {orders:?}"
+    );
+
+    // Once a day: the next minutes change nothing.
+    t.advance(chrono::Duration::minutes(5));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(t.sim.orders().len(), 4);
     t.app.stop().await;
 }
