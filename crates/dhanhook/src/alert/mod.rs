@@ -70,7 +70,9 @@ pub struct Signal {
     pub when_closed: Option<WhenClosed>,
     /// Never empty; already in execution order (Dhan's `sort_order`, then array order).
     pub legs: Vec<LegOrder>,
-    /// Orders as written, or a position to reach, or a cancel (see [`Intent`]).
+    /// Orders as written, or a position to reach, or a cancel (see [`Intent`]). Left out of
+    /// the serialised form for plain orders, so their dedupe hashes stay what they were.
+    #[serde(skip_serializing_if = "Intent::is_orders")]
     pub intent: Intent,
     /// What the alert carried that was accepted but ignored, as the upstream Python service
     /// ignored it (an unknown field, a trigger price on a limit order): returned in the answer
@@ -100,6 +102,11 @@ pub enum Intent {
 }
 
 impl Intent {
+    /// Plain orders (the default).
+    pub fn is_orders(&self) -> bool {
+        *self == Intent::Orders
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Intent::Orders => "orders",
