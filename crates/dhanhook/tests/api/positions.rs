@@ -439,3 +439,45 @@ async fn square_off_closes_the_days_intraday_positions_at_the_set_time() {
     assert_eq!(t.sim.orders().len(), 4);
     t.app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_postgres_compute_one_symbols_target_one_at_a_time() {
+    use secrecy::ExposeSecret;
+    let Ok(server) = std::env::var(crate::journal_contract::PG_URL_VAR) else {
+        eprintln!("skipping the two-instance position test: no PostgreSQL URL is set");
+        return;
+    };
+    let db = crate::journal_contract::TestDatabase::create(&server).await;
+    let sim = sim_at(SimConfig::default(), market_time()).await;
+    let mut env = crate::live::live_vars(&sim);
+    env.push(("DATABASE_URL".into(), db.url.expose_secret().to_owned()));
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let a =
+        crate::helpers::spawn_app_at(Arc::new(tempfile::tempdir().unwrap()), &vars, market_time())
+            .await;
+    let b =
+        crate::helpers::spawn_app_at(Arc::new(tempfile::tempdir().unwrap()), &vars, market_time())
+            .await;
+    eventually("a token for both", || sim.mint_count() >= 1).await;
+
+    let sends = (0..8).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        async move {
+            let resp = app
+                .post_webhook(&target(&format!("m{i}"), "long", 10))
+                .await;
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    });
+    let answers = futures::future::join_all(sends).await;
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    let orders = sim.orders();
+    assert_eq!(
+        orders.len(),
+        1,
+        "one BUY 10 for eight alerts on two instances: {answers:?}"
+    );
+    assert_eq!(orders[0].body["quantity"], 10);
+    a.stop().await;
+    b.stop().await;
+}
