@@ -180,7 +180,30 @@ impl Pipeline {
         admitted: Option<tokio::sync::oneshot::Sender<Admitted>>,
         resolved: Option<Vec<ResolvedLeg>>,
     ) -> Result<Handled, PipelineError> {
-        let (entry, warnings) = self.admitter.admit(signal, intake, resolved).await?;
+        let asked = format!(
+            "{} {}",
+            signal.intent.as_str(),
+            signal
+                .legs
+                .iter()
+                .map(|l| l.symbol.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let (entry, warnings) = match self.admitter.admit(signal, intake, resolved).await {
+            Ok(admitted) => admitted,
+            Err(PipelineError::PositionsUnreadable(why)) => {
+                self.placer
+                    .notifier()
+                    .send(crate::notify::Event::NotPlaced {
+                        what: asked,
+                        why: format!("The position could not be read: {why}"),
+                    })
+                    .await;
+                return Err(PipelineError::PositionsUnreadable(why));
+            }
+            Err(e) => return Err(e),
+        };
         let tell = |alert_id: &str, duplicate: bool| {
             if let Some(tx) = admitted {
                 let _ = tx.send(Admitted {
@@ -286,8 +309,9 @@ impl Pipeline {
         }
         for (leg, row) in alert.legs.iter().zip(rows.iter_mut()) {
             if leg.refused.is_some() {
-                // Refused before sending (a SELL check): journaled so, only reported.
+                // Refused before sending (a SELL check): journaled so, reported and told.
                 self.placer.log_csv(&alert.alert_type, row).await;
+                self.placer.notifier().leg_changed(row).await;
                 continue;
             }
             match alert.initial_status {

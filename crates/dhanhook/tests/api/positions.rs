@@ -481,3 +481,37 @@ async fn two_instances_on_postgres_compute_one_symbols_target_one_at_a_time() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn refusals_are_told_to_the_trader() {
+    let (url, fake) = crate::notify::fake_telegram().await;
+    let vars = crate::notify::telegram_vars(&url);
+    let sim = sim_at(SimConfig::default(), market_time()).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let t = start_at(sim, dir, &crate::notify::borrowed(&vars), market_time()).await;
+    let texts = || -> Vec<String> {
+        fake.taken()
+            .iter()
+            .map(|m| m.body["text"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+
+    // Unreadable positions: nothing journaled, yet the trader hears why.
+    t.sim.inject(Fault::Read5xx, 1000);
+    let resp = t.app.post_webhook(&target("n1", "long", 10)).await;
+    assert_eq!(resp.status(), 503);
+    eventually("the not-placed message", || !texts().is_empty()).await;
+    let text = texts().remove(0);
+    assert!(text.contains("Not placed: target RELIANCE"), "{text}");
+    assert!(text.contains("could not be read"), "{text}");
+    t.sim.clear_faults();
+
+    // A refused delivery SELL: told as rejected, with the numbers.
+    send(&t.app, &action("n2", "sell", "delivery", Some(5))).await;
+    eventually("the rejection message", || texts().len() >= 2).await;
+    let text = texts().remove(1);
+    assert!(text.contains("Rejected: SELL 5 RELIANCE"), "{text}");
+    assert!(text.contains("holdings 0"), "{text}");
+    assert!(t.sim.orders().is_empty());
+    t.app.stop().await;
+}
