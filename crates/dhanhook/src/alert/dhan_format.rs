@@ -187,6 +187,13 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         return Err(out);
     }
     let meta = top_meta.or(leg_meta).unwrap_or_default();
+    if matches!(intent, Intent::Exit | Intent::Cancel) {
+        // An exit or a cancel is about the instrument: the legs' quantities are not used, and
+        // must not be refused for not being whole lots.
+        for (_, leg) in &mut legs {
+            leg.quantity = 0;
+        }
+    }
     // Stable sort: legs with equal (or missing) sort_order keep their array order.
     legs.sort_by_key(|(order, _)| *order);
     Ok(Signal {

@@ -99,6 +99,10 @@ fn cancel_order_is_a_cancel_and_exit_all_an_exit() {
     )
     .unwrap();
     assert_eq!(s.intent, Intent::Exit);
+    assert_eq!(
+        s.legs[0].quantity, 0,
+        "an exit's quantity is not used (nor checked for lots)"
+    );
     let plain = parse(json!({"alertType":"multi_leg_order","order_legs":[dhan_leg()]})).unwrap();
     assert_eq!(plain.intent, Intent::Orders);
     assert_eq!(

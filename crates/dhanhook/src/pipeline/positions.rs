@@ -26,9 +26,9 @@
 //!   stand still across them.
 //!
 //! Crossing zero (long 10 → short 10) is one order (SELL 20): Dhan nets an instrument's
-//! position per product, and intraday and margin products may go short; a delivery product
-//! cannot be targeted at all (see [`crate::alert::Intent`] checks in the parser), so no split
-//! is ever needed.
+//! position per product, and intraday and margin products may go short; a delivery position
+//! cannot be targeted at all (`alert::position_problems` refuses it: it would include holdings
+//! bought outside the strategy), so no split into exit + entry is ever needed.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -186,11 +186,12 @@ impl PositionDesk {
             .collect();
         names.sort();
         names.dedup();
-        let held = Held {
+        // A holder per computation, not per instance: two alerts in one process must exclude
+        // each other too.
+        let mut held = Held {
             names: Vec::new(),
             holder: uuid::Uuid::now_v7().to_string(),
         };
-        let mut held = held;
         let deadline = tokio::time::Instant::now() + LEASE_WAIT;
         for name in names {
             loop {
