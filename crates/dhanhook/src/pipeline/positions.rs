@@ -25,6 +25,11 @@
 //!   reads would be counted twice or not at all, so the reads are repeated until our orders
 //!   stand still across them.
 //!
+//! Our legs count only if they belong to the current session: received after the last close of
+//! their market before now. An order from an earlier day is over at the broker (a DAY order
+//! expires at the close), whatever the journal still says of it (a leg left UNKNOWN, or one the
+//! order tracker stopped following): counting it would shift every later target for good.
+//!
 //! Crossing zero (long 10 → short 10) is one order (SELL 20): Dhan nets an instrument's
 //! position per product, and intraday and margin products may go short; a delivery position
 //! cannot be targeted at all (`alert::position_problems` refuses it: it would include holdings
@@ -39,6 +44,7 @@ use crate::{
     broker::{BookOrder, Broker, CancelOutcome, Holding, NetPosition},
     clock::Clock,
     domain::{Mode, QuantityUnit},
+    market::{Calendar, Venue},
     store::{Journal, LegDetail, LegSource, LegStatus, LegUpdate, OrderRow, ResolvedLeg},
 };
 
@@ -76,6 +82,8 @@ pub struct PositionDesk {
     journal: Arc<dyn Journal>,
     broker: Arc<dyn Broker>,
     clock: Arc<dyn Clock>,
+    /// Where a session ends: our legs from before the last close are not counted.
+    calendar: Arc<Calendar>,
     mode: Mode,
     quantity_unit: QuantityUnit,
     /// `ALLOW_SHORT`: an intraday or margin SELL may open a short.
@@ -147,6 +155,7 @@ impl PositionDesk {
         journal: Arc<dyn Journal>,
         broker: Arc<dyn Broker>,
         clock: Arc<dyn Clock>,
+        calendar: Arc<Calendar>,
         mode: Mode,
         quantity_unit: QuantityUnit,
         allow_short: bool,
@@ -155,6 +164,7 @@ impl PositionDesk {
             journal,
             broker,
             clock,
+            calendar,
             mode,
             quantity_unit,
             allow_short,
@@ -414,6 +424,28 @@ impl PositionDesk {
         }
     }
 
+    /// The end of the last session of the segment's market before now (the Unix epoch when
+    /// the calendar knows none: then every open leg counts, the cautious side).
+    fn last_close(&self, exchange_segment: &str) -> chrono::DateTime<chrono::Utc> {
+        let now = self.clock.now();
+        let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        let Some(venue) = Venue::from_segment(exchange_segment) else {
+            return epoch;
+        };
+        let today = crate::clock::ist(now).date_naive();
+        (0..=30)
+            .filter_map(|back| today.checked_sub_signed(chrono::Duration::days(back)))
+            .find_map(|day| {
+                self.calendar
+                    .sessions_on(venue, day)
+                    .into_iter()
+                    .map(|(_, close)| close)
+                    .filter(|close| *close <= now)
+                    .max()
+            })
+            .unwrap_or(epoch)
+    }
+
     /// Reads the broker's positions (and holdings when asked) together with our open legs
     /// on the instruments, repeating the reading until our orders stand still across it.
     async fn snapshot(
@@ -434,7 +466,11 @@ impl PositionDesk {
                 .open_legs_on(&r.security_id, &r.exchange_segment)
                 .await
                 .map_err(|e| format!("dhanhook's own open orders could not be read: {e}"))?;
-            own_rows.extend(rows.into_iter().filter(|row| row.mode == self.mode));
+            let since = self.last_close(&r.exchange_segment);
+            own_rows.extend(
+                rows.into_iter()
+                    .filter(|row| row.mode == self.mode && row.received_at >= since),
+            );
         }
         let read_book = !own_rows.is_empty();
         for _ in 0..SNAPSHOT_ATTEMPTS {

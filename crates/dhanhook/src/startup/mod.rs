@@ -221,6 +221,7 @@ impl Application {
                     journal.clone(),
                     Arc::clone(&broker),
                     Arc::clone(&clock),
+                    Arc::clone(&calendar),
                     settings.mode,
                     settings.instruments.quantity_unit,
                     settings.routing.allow_short,

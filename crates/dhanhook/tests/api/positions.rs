@@ -515,3 +515,23 @@ async fn refusals_are_told_to_the_trader() {
     assert!(t.sim.orders().is_empty());
     t.app.stop().await;
 }
+
+#[tokio::test]
+async fn our_orders_from_an_earlier_session_no_longer_count() {
+    let app = spawn_app().await;
+    // A limit BUY 5 rests (paper mode never fills it): it counts today.
+    let mut resting = action("o1", "buy", "intraday", Some(5));
+    resting["order_type"] = json!("limit");
+    resting["price"] = json!("2000");
+    let v = send(&app, &resting).await;
+    assert_eq!(v["legs"][0]["status"], "PENDING", "{v}");
+    let v = send(&app, &target("o2", "long", 5)).await;
+    assert_eq!(legs(&v), sides(&[]), "the open BUY 5 counts: {v}");
+
+    // The next trading day: yesterday's DAY order is over at the broker, whatever the journal
+    // still says of it.
+    app.clock.advance(chrono::Duration::days(1));
+    let v = send(&app, &target("o3", "long", 5)).await;
+    assert_eq!(legs(&v), sides(&[("BUY", 5)]), "{v}");
+    app.stop().await;
+}
