@@ -21,6 +21,7 @@
 //! reconciler ([`crate::workers::reconciler`]) settles legs whose outcome is unknown.
 
 mod admission;
+mod cancel;
 pub mod keys;
 mod placer;
 mod positions;
@@ -34,9 +35,10 @@ use crate::{
 
 use admission::Entry;
 pub use admission::{AdmissionRules, Admitter};
+pub use cancel::CancelReport;
 pub use placer::LegPlacer;
 pub(crate) use placer::leg_from_row;
-pub use positions::{CancelReport, PositionDesk};
+pub use positions::PositionDesk;
 
 /// Longest a duplicate delivery waits for the first delivery's outcome (see
 /// [`Pipeline::settled_record`]).
