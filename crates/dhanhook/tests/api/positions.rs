@@ -535,3 +535,29 @@ async fn our_orders_from_an_earlier_session_no_longer_count() {
     assert_eq!(legs(&v), sides(&[("BUY", 5)]), "{v}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn paper_dhan_format_cancel_order_cancels_our_resting_order() {
+    let app = spawn_app().await;
+    let mut resting = action("pc1", "buy", "intraday", Some(3));
+    resting["order_type"] = json!("limit");
+    resting["price"] = json!("2000");
+    let v = send(&app, &resting).await;
+    let order_id = v["legs"][0]["order_id"].as_str().unwrap().to_owned();
+
+    // Dhan's format: alertType cancel_order with a leg naming the symbol.
+    let cancel = json!({"secret": SECRET, "alertType": "cancel_order", "order_legs": [
+        {"transactionType":"B","orderType":"MKT","quantity":"1","exchange":"NSE",
+         "symbol":"RELIANCE","instrument":"EQ","productType":"I","price":"0"}],
+        "meta": {"interval":"5","time":"2026-12-01T04:25:00Z","timenow":"2026-12-01T04:30:02Z"}});
+    let v = send(&app, &cancel).await;
+    assert_eq!(v["cancels"][0]["order_id"], order_id.as_str(), "{v}");
+    assert_eq!(v["cancels"][0]["result"], "cancelled", "{v}");
+    let rows = app.journal_orders().await;
+    assert_eq!(rows.len(), 1, "a cancel journals no leg of its own");
+    assert_eq!(rows[0].status.as_str(), "CANCELLED");
+    // Cancelled, it no longer counts towards the position.
+    let v = send(&app, &target("pc2", "long", 3)).await;
+    assert_eq!(legs(&v), sides(&[("BUY", 3)]), "{v}");
+    app.stop().await;
+}
