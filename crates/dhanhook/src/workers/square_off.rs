@@ -1,6 +1,9 @@
 //! The scheduled square-off (`SQUARE_OFF_AT`, e.g. 15:12 IST): on each NSE trading day, before
 //! Dhan's own auto square-off (and its fee), close the intraday positions dhanhook opened.
 //!
+//! Only NSE/BSE equity and equity-derivative instruments (their session closes at 15:30);
+//! commodity and currency positions trade on past that time and are left alone.
+//!
 //! "Opened by dhanhook" is read from the journal: the instruments with an INTRADAY leg of this
 //! mode sent to the broker that day (executed, or perhaps executed: the order tracker may not
 //! have seen the fill yet; an instrument with no position left places nothing). For each one, dhanhook's orders still open
@@ -33,6 +36,10 @@ use crate::{
 const RUN_LEASE: chrono::Duration = chrono::Duration::minutes(10);
 /// Journal legs read to find the day's intraday instruments.
 const LEGS_READ: u32 = 10_000;
+/// The segments squared off: those of the NSE/BSE equity and equity-derivative sessions that
+/// close at 15:30. Commodity (MCX, until 23:30) and currency (until 17:00) positions are left
+/// to trade on.
+const SEGMENTS: [&str; 4] = ["NSE_EQ", "BSE_EQ", "NSE_FNO", "BSE_FNO"];
 
 /// Closes the day's intraday positions at `SQUARE_OFF_AT`.
 #[derive(Debug)]
@@ -176,6 +183,9 @@ impl SquareOff {
             else {
                 continue;
             };
+            if !SEGMENTS.contains(&segment.as_str()) {
+                continue;
+            }
             let trading_symbol = row
                 .trading_symbol
                 .clone()
