@@ -10,7 +10,8 @@
 //!    ([`secrets`]), then parses the body into a [`alert::Signal`] ([`alert`]).
 //! 2. [`pipeline`] takes it: [`pipeline::Admitter`] resolves each leg in the scrip master
 //!    ([`instruments`]), routes it by the market's hours ([`market`]) and journals it with its
-//!    dedupe key ([`store`]); a repeat stops here.
+//!    dedupe key ([`store`]); a repeat stops here. A position-aware alert or a checked SELL
+//!    is first worked out against the broker's positions (`pipeline/positions.rs`).
 //! 3. [`pipeline::LegPlacer`] has each leg judged by the trader controls
 //!    ([`pipeline::controls`]: kill switch, risk rails, multi-leg policy; a refused leg is
 //!    BLOCKED and never sent) as it marks it SUBMITTING, calls the [`broker`] (paper, or live:
@@ -27,10 +28,10 @@
 //! - Deciding: [`instruments`] (scrip master), [`market`] (calendar and routing).
 //! - Recording: [`store`] (the journal: SQLite or PostgreSQL), [`csvlog`], [`vault`] (the
 //!   token sealed at rest).
-//! - Acting: [`pipeline`] (admission and placement), [`broker`], [`dhan`] (Dhan API v2 client),
+//! - Acting: [`pipeline`] (admission, positions and placement), [`broker`], [`dhan`] (Dhan API v2 client),
 //!   [`token`] (keeping the Dhan token alive), [`totp`], [`ratelimit`].
 //! - Running on their own: [`workers`] (queue, reconciler, order tracker, token refresh,
-//!   scrip-master refresh).
+//!   scrip-master refresh, square-off).
 //! - Around it: [`config`] (settings from the environment), [`telemetry`] (logging),
 //!   [`http`] (routes, answers, errors, connection serving), [`startup`] (the one place that
 //!   wires settings into components, builds and runs the application), [`cli`] (the commands),

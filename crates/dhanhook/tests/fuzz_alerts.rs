@@ -105,7 +105,9 @@ fn check_signal(s: &Signal) -> Result<(), String> {
         return Err(format!("a Signal with {} legs", s.legs.len()));
     }
     for leg in &s.legs {
-        if leg.quantity < 1 || leg.quantity > MAX_QUANTITY {
+        // Position-aware alerts and cancels may carry 0 (flat, exit, cancel): not an order size.
+        let min = u32::from(s.intent == dhanhook::alert::Intent::Orders);
+        if leg.quantity < min || leg.quantity > MAX_QUANTITY {
             return Err(format!("a leg with quantity {}", leg.quantity));
         }
         check_price("price", leg.price)?;

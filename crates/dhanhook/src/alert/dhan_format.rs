@@ -19,15 +19,18 @@
 //!   `alertType`, several legs in a `single_order`) are ignored here too and listed as warnings.
 //!
 //! Unlike the upstream, `sort_order` is honoured, `amoTime` is kept per leg, `triggerPrice` is
-//! read, and `cancel_order` and `manage_position` are refused instead of being placed as orders.
+//! read, `cancel_order` cancels the open orders dhanhook placed on each leg's instrument, and
+//! `manage_position: "EXIT_ALL"` closes each leg's position (the legs name the instruments and
+//! products; their side and quantity are not used). Dhan's own meaning of `EXIT_ALL` is not
+//! documented: dhanhook never reads it as "exit the whole account", which the kill switch does.
 
 use chrono::NaiveDate;
 use serde_json::{Map, Value};
 
 use super::{
-    AlertFormat, AmoTime, Exchange, FieldProblem, Instrument, LegOrder, OptionContract, OptionKind,
-    OrderType, Product, Side, Signal, Validity, check_label, check_prices, check_symbol, contract,
-    fields::Fields,
+    AlertFormat, AmoTime, Exchange, FieldProblem, Instrument, Intent, LegOrder, OptionContract,
+    OptionKind, OrderType, Product, Side, Signal, Validity, check_label, check_prices,
+    check_symbol, contract, fields::Fields,
 };
 
 const TOP_FIELDS: &[&str] = &[
@@ -39,6 +42,7 @@ const TOP_FIELDS: &[&str] = &[
     "id",
     "when_closed",
     "on_leg_reject",
+    "manage_position",
 ];
 const LEG_FIELDS: &[&str] = &[
     "transactionType",
@@ -60,13 +64,6 @@ const LEG_FIELDS: &[&str] = &[
 ];
 const META_FIELDS: &[&str] = &["interval", "time", "timenow"];
 
-/// Fields with a meaning dhanhook does not implement yet. The upstream ignored them and placed
-/// the leg as a plain order, which is not what the sender meant: refused, nothing placed.
-const UNSUPPORTED: &[(&str, &str)] = &[(
-    "manage_position",
-    "is not supported yet (dhanhook does not open or close positions from it); nothing was placed",
-)];
-
 /// TradingView's `{{interval}}`, `{{time}}` and `{{timenow}}`.
 #[derive(Debug, Default)]
 struct Meta {
@@ -84,23 +81,40 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
     let mut out = Vec::new();
     let mut warnings = Vec::new();
     let top = Fields::new(body, "", TOP_FIELDS);
-    refuse_unsupported(&top, &mut out);
     top.ignore_unknown(&mut warnings);
 
     let alert_type = top.required_text(&mut out, "alertType");
+    let mut intent = Intent::Orders;
     match alert_type.as_deref() {
         None | Some("single_order" | "multi_leg_order") => {}
-        Some("cancel_order") => top.problem(
-            &mut out,
-            "alertType",
-            "cancel_order is not supported yet; nothing was placed",
-        ),
+        Some("cancel_order") => intent = Intent::Cancel,
         Some(other) => top.problem(
             &mut warnings,
             "alertType",
             format!(
                 "'{}' is not one of Dhan's (single_order, multi_leg_order); the legs are placed as orders",
                 super::fields::clip(other)
+            ),
+        ),
+    }
+    match top.text(&mut out, "manage_position") {
+        None => {}
+        Some(m) if m.eq_ignore_ascii_case("EXIT_ALL") => {
+            if intent == Intent::Cancel {
+                top.problem(
+                    &mut out,
+                    "manage_position",
+                    "cannot go with alertType cancel_order: send the exit and the cancel as two alerts",
+                );
+            }
+            intent = Intent::Exit;
+        }
+        Some(other) => top.problem(
+            &mut out,
+            "manage_position",
+            format!(
+                "'{}' is not accepted; use EXIT_ALL (close each leg's position)",
+                super::fields::clip(&other)
             ),
         ),
     }
@@ -180,6 +194,13 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         return Err(out);
     }
     let meta = top_meta.or(leg_meta).unwrap_or_default();
+    if matches!(intent, Intent::Exit | Intent::Cancel) {
+        // An exit or a cancel is about the instrument: the legs' quantities are not used, and
+        // must not be refused for not being whole lots.
+        for (_, leg) in &mut legs {
+            leg.quantity = 0;
+        }
+    }
     // Stable sort: legs with equal (or missing) sort_order keep their array order.
     legs.sort_by_key(|(order, _)| *order);
     Ok(Signal {
@@ -193,16 +214,9 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         when_closed,
         legs: legs.into_iter().map(|(_, leg)| leg).collect(),
         on_leg_reject,
+        intent,
         warnings,
     })
-}
-
-fn refuse_unsupported(f: &Fields<'_>, out: &mut Vec<FieldProblem>) {
-    for (key, why) in UNSUPPORTED {
-        if f.raw(key).is_some() {
-            f.problem(out, key, *why);
-        }
-    }
 }
 
 /// The `meta` object of `f` (top level or a leg), if present.
@@ -229,7 +243,14 @@ fn parse_leg(
     warnings: &mut Vec<FieldProblem>,
 ) -> Option<(u32, LegOrder)> {
     let before = out.len();
-    refuse_unsupported(f, out);
+    if f.raw("manage_position").is_some() {
+        // A silent ignore would place the leg as an order, not the exit the sender meant.
+        f.problem(
+            out,
+            "manage_position",
+            "belongs at the top level of the alert (it applies to every leg); nothing was placed",
+        );
+    }
     f.ignore_unknown(warnings);
 
     let side = required_choice(f, out, "transactionType", Side::ACCEPTED, Side::parse);

@@ -8,12 +8,19 @@
 //! ```
 //!
 //! `symbol` may carry the exchange (`NSE:RELIANCE`) or come with a separate `exchange` field.
+//!
+//! Position-aware alerts (see `pipeline::positions`): `"position":"long"|"short"|"flat"` with
+//! `"position_size"` (TradingView's `{{strategy.market_position}}` and
+//! `{{strategy.market_position_size}}`) asks for a net position, and then `action` and
+//! `quantity` are not used; `"action":"exit"` closes the symbol's position, `"action":"reverse"`
+//! flips it (to `quantity` when given), and `"action":"cancel"` cancels the symbol's open
+//! orders that dhanhook placed.
 
 use serde_json::{Map, Value};
 
 use super::{
-    AlertFormat, AmoTime, Exchange, FieldProblem, LegOrder, OrderType, Product, Side, Signal,
-    Validity, check_label, check_prices, check_symbol,
+    AlertFormat, AmoTime, Exchange, FieldProblem, Intent, LegOrder, OrderType, Product, Side,
+    Signal, Validity, check_label, check_prices, check_symbol,
     fields::{Fields, clip},
 };
 
@@ -36,9 +43,11 @@ const FIELDS: &[&str] = &[
     "when_closed",
     "position",
     "on_leg_reject",
+    "position_size",
 ];
 
-const ACTIONS: &str = "buy or sell";
+const ACTIONS: &str = "buy, sell, exit, reverse or cancel";
+const POSITIONS: &str = "long, short or flat";
 const ORDER_TYPES: &str = "market, limit, sl or sl-m";
 const PRODUCTS: &str = "intraday, delivery, margin or mtf";
 
@@ -52,25 +61,8 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
     let timenow = f.text(&mut out, "timenow");
 
     let (symbol, exchange) = symbol_and_exchange(&f, &mut out);
-    let side = match f.text(&mut out, "action") {
-        None => {
-            f.problem(&mut out, "action", format!("is required; use {ACTIONS}"));
-            None
-        }
-        Some(a) => match a.to_ascii_lowercase().as_str() {
-            "buy" => Some(Side::Buy),
-            "sell" => Some(Side::Sell),
-            _ => {
-                f.problem(
-                    &mut out,
-                    "action",
-                    format!("'{}' is not accepted; use {ACTIONS}", clip(&a)),
-                );
-                None
-            }
-        },
-    };
-    let quantity = f.quantity(&mut out, "quantity");
+    let mut warnings = Vec::new();
+    let (intent, side, quantity) = intent_side_quantity(&f, &mut out, &mut warnings);
     let order_type = match f.text(&mut out, "order_type") {
         None => Some(OrderType::Market),
         Some(t) => {
@@ -115,7 +107,10 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         "amo, queue or reject",
         crate::domain::WhenClosed::parse,
     );
-    let closes = position_closes(&f, &mut out);
+    // An exit (a leg that closes a position, which the kill switch and the entry window let
+    // through) is worked out against the positions for a position-aware alert
+    // (`pipeline/positions.rs`); a plain order is an entry.
+    let closes = false;
     let on_leg_reject = f.choice(
         &mut out,
         "on_leg_reject",
@@ -176,38 +171,146 @@ pub(super) fn parse(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProble
         when_closed: when_closed.or(amo.then_some(crate::domain::WhenClosed::Amo)),
         legs: vec![leg],
         on_leg_reject,
-        warnings: Vec::new(),
+        intent,
+        warnings,
     })
 }
 
-/// `position`: TradingView's `{{strategy.market_position}}`, the strategy's position *after*
-/// this order. `flat` marks the order as an exit (it closes the position), which the kill
-/// switch and the entry window let through. `long` and `short` would ask dhanhook to steer to a
-/// target position, which it does not do yet: refused rather than placed as a plain order.
-fn position_closes(f: &Fields<'_>, out: &mut Vec<FieldProblem>) -> bool {
-    match f.text(out, "position") {
-        None => false,
-        Some(p) => match p.to_ascii_lowercase().as_str() {
-            "flat" => true,
-            "long" | "short" => {
+/// What the alert asks for, the leg's side and its quantity: from `position` and
+/// `position_size` when the alert names a position, else from `action` and `quantity`.
+fn intent_side_quantity(
+    f: &Fields<'_>,
+    out: &mut Vec<FieldProblem>,
+    warnings: &mut Vec<FieldProblem>,
+) -> (Intent, Option<Side>, Option<u32>) {
+    let action = f.text(out, "action").map(|a| a.to_ascii_lowercase());
+    if let Some(position) = f.text(out, "position") {
+        let size = position_size(f, out);
+        let not_used = |key: &str, warnings: &mut Vec<FieldProblem>| {
+            if f.raw(key).is_some() {
                 f.problem(
-                    out,
-                    "position",
-                    format!(
-                        "'{p}' (a target position) is not supported yet; send \"flat\" on exits, or leave it out"
-                    ),
+                    warnings,
+                    key,
+                    "not used: the alert names a position (position, position_size), and dhanhook orders the difference from the current one",
                 );
-                false
+            }
+        };
+        match action.as_deref() {
+            None | Some("buy" | "sell") => not_used("action", warnings),
+            Some(other) => f.problem(
+                out,
+                "action",
+                format!(
+                    "'{}' cannot go with position; send buy, sell or no action",
+                    clip(other)
+                ),
+            ),
+        }
+        not_used("quantity", warnings);
+        let (side, size) = match position.to_ascii_lowercase().as_str() {
+            "long" | "short" => {
+                if size == Some(0) {
+                    f.problem(
+                        out,
+                        "position_size",
+                        format!("must be at least 1 for a {position} position (use position flat to close)"),
+                    );
+                } else if f.raw("position_size").is_none() {
+                    f.problem(
+                        out,
+                        "position_size",
+                        "is required with position long or short (TradingView's {{strategy.market_position_size}})",
+                    );
+                }
+                let side = if position.eq_ignore_ascii_case("long") {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                };
+                (Some(side), size.filter(|s| *s > 0))
+            }
+            "flat" => {
+                if size.is_some_and(|s| s > 0) {
+                    f.problem(
+                        out,
+                        "position_size",
+                        "must be 0 (or absent) with position flat",
+                    );
+                }
+                (Some(Side::Sell), Some(0))
             }
             _ => {
                 f.problem(
                     out,
                     "position",
-                    format!("'{}' is not accepted; use flat", clip(&p)),
+                    format!("'{}' is not accepted; use {POSITIONS}", clip(&position)),
                 );
-                false
+                (None, None)
             }
-        },
+        };
+        return (Intent::Target, side, size);
+    }
+    if f.raw("position_size").is_some() {
+        f.problem(
+            out,
+            "position_size",
+            "only goes with position (long, short or flat)",
+        );
+    }
+    let optional_quantity = |out: &mut Vec<FieldProblem>| match f.raw("quantity") {
+        None => Some(0),
+        Some(_) => f.quantity(out, "quantity"),
+    };
+    match action.as_deref() {
+        None => {
+            f.problem(out, "action", format!("is required; use {ACTIONS}"));
+            (Intent::Orders, None, f.quantity(out, "quantity"))
+        }
+        Some("buy") => (Intent::Orders, Some(Side::Buy), f.quantity(out, "quantity")),
+        Some("sell") => (
+            Intent::Orders,
+            Some(Side::Sell),
+            f.quantity(out, "quantity"),
+        ),
+        Some("exit") => {
+            if f.raw("quantity").is_some() {
+                f.problem(
+                    warnings,
+                    "quantity",
+                    "not used: exit closes the whole position",
+                );
+            }
+            (Intent::Exit, Some(Side::Sell), Some(0))
+        }
+        Some("reverse") => (Intent::Reverse, Some(Side::Sell), optional_quantity(out)),
+        Some("cancel") => {
+            if f.raw("quantity").is_some() {
+                f.problem(
+                    warnings,
+                    "quantity",
+                    "not used: cancel cancels every open order dhanhook placed on the symbol",
+                );
+            }
+            (Intent::Cancel, Some(Side::Sell), Some(0))
+        }
+        Some(other) => {
+            f.problem(
+                out,
+                "action",
+                format!("'{}' is not accepted; use {ACTIONS}", clip(other)),
+            );
+            (Intent::Orders, None, f.quantity(out, "quantity"))
+        }
+    }
+}
+
+/// `position_size`: a whole number, 0 allowed (TradingView sends 0 when flat).
+fn position_size(f: &Fields<'_>, out: &mut Vec<FieldProblem>) -> Option<u32> {
+    match f.raw("position_size") {
+        None => None,
+        Some(Value::Number(n)) if n.as_f64() == Some(0.0) => Some(0),
+        Some(Value::String(s)) if s.trim() == "0" || s.trim() == "0.0" => Some(0),
+        Some(_) => f.quantity(out, "position_size"),
     }
 }
 

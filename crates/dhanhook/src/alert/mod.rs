@@ -75,11 +75,52 @@ pub struct Signal {
     /// form when absent, so the dedupe hash of alerts without it is unchanged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_leg_reject: Option<OnLegReject>,
+    /// Orders as written, or a position to reach, or a cancel (see [`Intent`]). Left out of
+    /// the serialised form for plain orders, so their dedupe hashes stay what they were.
+    #[serde(skip_serializing_if = "Intent::is_orders")]
+    pub intent: Intent,
     /// What the alert carried that was accepted but ignored, as the upstream Python service
     /// ignored it (an unknown field, a trigger price on a limit order): returned in the answer
     /// so the sender can tidy the template. Not part of the alert's identity (dedupe).
     #[serde(skip)]
     pub warnings: Vec<FieldProblem>,
+}
+
+/// What an alert asks for. Anything but [`Intent::Orders`] is about each leg's instrument and
+/// product as a whole, and is worked out against the broker's positions by
+/// `pipeline::positions` before anything is journaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    /// Place the legs as written (the default).
+    Orders,
+    /// Bring each leg's net position to a target: the leg's side is the direction (BUY
+    /// long, SELL short), its quantity the size; a quantity of 0 means flat.
+    Target,
+    /// Close each leg's position (target 0); the leg's side and quantity are not used.
+    Exit,
+    /// Flip each leg's position to the other side: to the same size, or to the leg's
+    /// quantity when it is not 0. A flat position stays flat.
+    Reverse,
+    /// Cancel the open orders dhanhook placed on each leg's instrument.
+    Cancel,
+}
+
+impl Intent {
+    /// Plain orders (the default).
+    pub fn is_orders(&self) -> bool {
+        *self == Intent::Orders
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Intent::Orders => "orders",
+            Intent::Target => "target",
+            Intent::Exit => "exit",
+            Intent::Reverse => "reverse",
+            Intent::Cancel => "cancel",
+        }
+    }
 }
 
 /// One order as the alert asked for it.
@@ -115,10 +156,10 @@ pub struct LegOrder {
     pub amo: bool,
     /// The AMO timing to use if this leg is placed as an AMO.
     pub amo_time: Option<AmoTime>,
-    /// The alert marks this leg as closing a position (the flat format's `"position":"flat"`,
-    /// TradingView's `{{strategy.market_position}}` after the order): an exit, which the kill
-    /// switch and the entry window let through (`pipeline::controls::is_exit`). Left out of
-    /// the serialised form when false, so existing dedupe hashes are unchanged.
+    /// This leg moves a position towards flat without crossing it, as `pipeline::positions`
+    /// worked it out from a position-aware alert: an exit, which the kill switch and the entry
+    /// window let through (`pipeline::controls::is_exit`). False as parsed. Left out of the
+    /// serialised form when false, so existing dedupe hashes are unchanged.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub closes: bool,
 }
@@ -142,11 +183,45 @@ const MAX_LEGS: usize = 20;
 /// Every problem found, each naming its field (for example `quantity` or
 /// `order_legs[0].orderType`).
 pub fn parse_signal(body: &Map<String, Value>) -> Result<Signal, Vec<FieldProblem>> {
-    if dhan_format::looks_like_dhan(body) {
+    let signal = if dhan_format::looks_like_dhan(body) {
         dhan_format::parse(body)
     } else {
         flat::parse(body)
+    }?;
+    let problems = position_problems(&signal);
+    if problems.is_empty() {
+        Ok(signal)
+    } else {
+        Err(problems)
     }
+}
+
+/// Position-aware alerts work on intraday and margin products only: a delivery (CNC/MTF)
+/// position mixes in shares bought outside the strategy (holdings), and "flat" would sell
+/// them. Refused with the leg's product field named.
+pub fn position_problems(signal: &Signal) -> Vec<FieldProblem> {
+    if !matches!(
+        signal.intent,
+        Intent::Target | Intent::Exit | Intent::Reverse
+    ) {
+        return Vec::new();
+    }
+    signal
+        .legs
+        .iter()
+        .filter(|l| matches!(l.product, Product::Delivery | Product::Mtf))
+        .map(|l| FieldProblem {
+            field: if l.symbol_field == "symbol" {
+                "product".to_owned()
+            } else {
+                l.symbol_field.replace(".symbol", ".productType")
+            },
+            problem: format!(
+                "{} cannot be used with a position, exit or reverse: a delivery position includes holdings bought outside the strategy. Use intraday or margin, or plain buy/sell orders; nothing was placed",
+                l.product
+            ),
+        })
+        .collect()
 }
 
 /// The rule shared by both formats: the prices each order type needs.

@@ -91,10 +91,115 @@ fn dhan_options_need_all_option_fields() {
 }
 
 #[test]
-fn cancel_order_is_refused_not_placed() {
-    let err = parse(json!({"alertType":"cancel_order","order_legs":[dhan_leg()]})).unwrap_err();
-    assert_eq!(err[0].field, "alertType");
-    assert!(err[0].problem.contains("not supported yet"), "{err:?}");
+fn cancel_order_is_a_cancel_and_exit_all_an_exit() {
+    let s = parse(json!({"alertType":"cancel_order","order_legs":[dhan_leg()]})).unwrap();
+    assert_eq!(s.intent, Intent::Cancel);
+    let s = parse(
+        json!({"alertType":"multi_leg_order","manage_position":"EXIT_ALL","order_legs":[dhan_leg()]}),
+    )
+    .unwrap();
+    assert_eq!(s.intent, Intent::Exit);
+    assert_eq!(
+        s.legs[0].quantity, 0,
+        "an exit's quantity is not used (nor checked for lots)"
+    );
+    let plain = parse(json!({"alertType":"multi_leg_order","order_legs":[dhan_leg()]})).unwrap();
+    assert_eq!(plain.intent, Intent::Orders);
+    assert_eq!(
+        problems_for(
+            json!({"alertType":"multi_leg_order","manage_position":"CLOSE","order_legs":[dhan_leg()]})
+        ),
+        ["manage_position"]
+    );
+    assert_eq!(
+        problems_for(
+            json!({"alertType":"cancel_order","manage_position":"EXIT_ALL","order_legs":[dhan_leg()]})
+        ),
+        ["manage_position"]
+    );
+    // Exiting a delivery position would sell holdings bought outside the strategy.
+    let mut cnc = dhan_leg();
+    cnc["productType"] = json!("C");
+    assert_eq!(
+        problems_for(
+            json!({"alertType":"multi_leg_order","manage_position":"EXIT_ALL","order_legs":[cnc]})
+        ),
+        ["order_legs[0].productType"]
+    );
+}
+
+fn flat(extra: Value) -> Value {
+    let mut body = json!({"symbol":"NSE:RELIANCE","product":"intraday"});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body
+}
+
+#[test]
+fn flat_positions_name_a_target_and_actions_exit_reverse_and_cancel() {
+    let target = |position: &str, size: Value| {
+        let s = parse(flat(json!({"position": position, "position_size": size}))).unwrap();
+        assert_eq!(s.intent, Intent::Target);
+        (s.legs[0].side, s.legs[0].quantity)
+    };
+    assert_eq!(target("long", json!("10")), (Side::Buy, 10));
+    assert_eq!(target("short", json!(10)), (Side::Sell, 10));
+    assert_eq!(target("flat", json!("0")), (Side::Sell, 0));
+    // TradingView's order fields may come along: accepted, not used, and said so.
+    let s = parse(flat(
+        json!({"position":"long","position_size":"5","action":"buy","quantity":"3"}),
+    ))
+    .unwrap();
+    assert_eq!((s.legs[0].quantity, s.warnings.len()), (5, 2));
+
+    for (action, intent, qty) in [
+        ("exit", Intent::Exit, 0),
+        ("reverse", Intent::Reverse, 0),
+        ("cancel", Intent::Cancel, 0),
+    ] {
+        let s = parse(flat(json!({ "action": action }))).unwrap();
+        assert_eq!((s.intent, s.legs[0].quantity), (intent, qty), "{action}");
+    }
+    let s = parse(flat(json!({"action":"reverse","quantity":"7"}))).unwrap();
+    assert_eq!(s.legs[0].quantity, 7);
+}
+
+#[test]
+fn flat_position_mistakes_are_named() {
+    assert_eq!(
+        problems_for(flat(json!({"position":"long"}))),
+        ["position_size"]
+    );
+    assert_eq!(
+        problems_for(flat(json!({"position":"long","position_size":"0"}))),
+        ["position_size"]
+    );
+    assert_eq!(
+        problems_for(flat(json!({"position":"flat","position_size":"3"}))),
+        ["position_size"]
+    );
+    assert_eq!(
+        problems_for(flat(json!({"position":"sideways","position_size":"3"}))),
+        ["position"]
+    );
+    assert_eq!(
+        problems_for(flat(
+            json!({"position":"long","position_size":"3","action":"exit"})
+        )),
+        ["action"]
+    );
+    assert_eq!(
+        problems_for(flat(
+            json!({"action":"buy","quantity":"3","position_size":"3"})
+        )),
+        ["position_size"]
+    );
+    let mut cnc = flat(json!({"position":"long","position_size":"3"}));
+    cnc["product"] = json!("delivery");
+    assert_eq!(problems_for(cnc), ["product"]);
+    // A plain order still needs its quantity.
+    assert_eq!(problems_for(flat(json!({"action":"buy"}))), ["quantity"]);
 }
 
 #[test]

@@ -15,12 +15,15 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
-use super::{Broker, BrokerError, Lookup, OrderRequest, OrderState, Placement};
+use super::{
+    BookOrder, Broker, BrokerError, CancelOutcome, Holding, Lookup, NetPosition, OrderRequest,
+    OrderState, Placement,
+};
 use crate::{
     alert::{AmoTime, LegOrder, OrderType},
     dhan::{
         DhanError, DhanErrorKind,
-        types::{OrderAck, OrderBody, OrderRecord, parse_ist, str_field},
+        types::{OrderAck, OrderBody, OrderRecord, num_field, parse_ist, str_field},
     },
     ratelimit::RateLimiter,
     store::{LegStatus, ResolvedLeg},
@@ -212,6 +215,82 @@ impl Broker for DhanBroker {
             .unwrap_or_else(|| "kill switch changed at Dhan".to_owned()))
     }
 
+    async fn positions(&self) -> Result<Vec<NetPosition>, BrokerError> {
+        let token = self.alert_token("read positions").await?;
+        let rows = self
+            .keeper
+            .client()
+            .positions(&token.value)
+            .await
+            .map_err(|e| BrokerError::Unknown(format!("positions could not be read: {e}")))?;
+        rows.iter().map(net_position).collect()
+    }
+
+    async fn holdings(&self) -> Result<Vec<Holding>, BrokerError> {
+        let token = self.alert_token("read holdings").await?;
+        // The client reads Dhan's "no holdings" (HTTP 500 DH-1111) as an empty list.
+        let rows = self
+            .keeper
+            .client()
+            .holdings(&token.value)
+            .await
+            .map_err(|e| BrokerError::Unknown(format!("holdings could not be read: {e}")))?;
+        rows.iter()
+            .map(|r| {
+                let unreadable =
+                    || BrokerError::Unknown(format!("a holdings row could not be read: {r}"));
+                Ok(Holding {
+                    security_id: str_field(r, "securityId").ok_or_else(unreadable)?,
+                    available_qty: num_field(r, "availableQty")
+                        .map(|q| q.round() as i64)
+                        .ok_or_else(unreadable)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn book(&self) -> Result<Vec<BookOrder>, BrokerError> {
+        let token = self.alert_token("read the order book").await?;
+        let book = self
+            .keeper
+            .client()
+            .order_book(&token.value)
+            .await
+            .map_err(|e| BrokerError::Unknown(format!("the order book could not be read: {e}")))?;
+        Ok(book
+            .iter()
+            .filter_map(|r| {
+                let state = order_state(r);
+                Some(BookOrder {
+                    correlation_id: r.correlation_id.clone()?,
+                    order_id: r.order_id.clone(),
+                    status: state.status,
+                    quantity: r.quantity.map_or(0, |q| q.round() as i64),
+                    filled_qty: state.filled_qty.unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    async fn cancel(&self, order_id: &str) -> Result<CancelOutcome, BrokerError> {
+        let token = self.alert_token("cancel the order").await?;
+        match self
+            .keeper
+            .client()
+            .cancel_order(&token.value, order_id)
+            .await
+        {
+            Ok(_) => Ok(CancelOutcome::Cancelled),
+            Err(e) => match e.kind {
+                // The request may have reached Dhan: the order tracker will see what it did.
+                DhanErrorKind::Transient | DhanErrorKind::Unknown => {
+                    Err(BrokerError::Unknown(format!("cancel outcome unknown: {e}")))
+                }
+                _ => Ok(CancelOutcome::Refused(format!("refused by Dhan: {e}"))),
+            },
+        }
+    }
+
     async fn place(&self, order: OrderRequest<'_>) -> Result<Placement, BrokerError> {
         let body = self.order_body(order.correlation_id, order.leg, order.resolved, order.amo);
         let token = match self.keeper.token().await {
@@ -230,6 +309,31 @@ impl Broker for DhanBroker {
             Err(e) => outcome_of_error(e),
         }
     }
+}
+
+impl DhanBroker {
+    /// A token for a call an alert needs now (positions, holdings, a cancel): may mint, as
+    /// an order would.
+    async fn alert_token(&self, what: &str) -> Result<Token, BrokerError> {
+        self.keeper
+            .token()
+            .await
+            .map_err(|e| BrokerError::Unknown(format!("no usable Dhan token to {what}: {e}")))
+    }
+}
+
+/// One row of `GET /v2/positions`; a row that cannot be read fails the whole read (it might
+/// be the position an alert is about).
+fn net_position(r: &serde_json::Value) -> Result<NetPosition, BrokerError> {
+    let unreadable = || BrokerError::Unknown(format!("a position row could not be read: {r}"));
+    Ok(NetPosition {
+        security_id: str_field(r, "securityId").ok_or_else(unreadable)?,
+        exchange_segment: str_field(r, "exchangeSegment").ok_or_else(unreadable)?,
+        product: str_field(r, "productType").ok_or_else(unreadable)?,
+        net_qty: num_field(r, "netQty")
+            .map(|q| q.round() as i64)
+            .ok_or_else(unreadable)?,
+    })
 }
 
 impl DhanBroker {

@@ -153,4 +153,85 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     async fn kill_switch_status(&self) -> Result<String, String> {
         Err(format!("the {} broker has no kill switch", self.name()))
     }
+
+    /// The account's net positions (every product, every instrument the broker lists).
+    ///
+    /// # Errors
+    /// [`BrokerError::Unknown`] when they could not be read: callers fail closed.
+    async fn positions(&self) -> Result<Vec<NetPosition>, BrokerError> {
+        unsupported(self.name(), "read positions")
+    }
+
+    /// The demat holdings; an empty portfolio is an empty list (Dhan's DH-1111).
+    ///
+    /// # Errors
+    /// As [`Broker::positions`].
+    async fn holdings(&self) -> Result<Vec<Holding>, BrokerError> {
+        unsupported(self.name(), "read holdings")
+    }
+
+    /// The day's orders by correlationId (for counting our own orders in flight).
+    ///
+    /// # Errors
+    /// As [`Broker::positions`].
+    async fn book(&self) -> Result<Vec<BookOrder>, BrokerError> {
+        unsupported(self.name(), "read the order book")
+    }
+
+    /// Cancels one open order by its broker id.
+    ///
+    /// # Errors
+    /// [`BrokerError::Unknown`] when the answer could not be observed.
+    async fn cancel(&self, order_id: &str) -> Result<CancelOutcome, BrokerError> {
+        let _ = order_id;
+        unsupported(self.name(), "cancel orders")
+    }
+}
+
+/// One row of the broker's positions (`GET /v2/positions`), as much as position-aware alerts
+/// need: the net quantity of one instrument in one product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetPosition {
+    pub security_id: String,
+    /// Dhan's `exchangeSegment`, e.g. `NSE_EQ`.
+    pub exchange_segment: String,
+    /// Dhan's `productType`, e.g. `INTRADAY`.
+    pub product: String,
+    /// Units: positive long, negative short (Dhan's `netQty`).
+    pub net_qty: i64,
+}
+
+/// One row of the demat holdings (`GET /v2/holdings`): what a delivery SELL may sell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holding {
+    pub security_id: String,
+    /// Dhan's `availableQty`: shares that can be sold now.
+    pub available_qty: i64,
+}
+
+/// One order of the day's book, by the `correlationId` we gave it: how much of it is still to
+/// execute, so our own orders in flight count towards a position exactly once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookOrder {
+    pub correlation_id: String,
+    pub order_id: String,
+    pub status: LegStatus,
+    pub quantity: i64,
+    pub filled_qty: i64,
+}
+
+/// What became of a cancel request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The broker cancelled it (what was filled before stays filled).
+    Cancelled,
+    /// The broker refused (already final, still in transit, unknown id), with its reason.
+    Refused(String),
+}
+
+/// The default answer of a broker that cannot do `what`: fail closed.
+fn unsupported<T>(broker: &str, what: &str) -> Result<T, BrokerError> {
+    Err(BrokerError::Unknown(format!(
+        "the {broker} broker cannot {what}"
+    )))
 }

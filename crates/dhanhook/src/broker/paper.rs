@@ -5,6 +5,10 @@
 //! always gets the same paper id. Asked about an order later ([`Broker::order_state`]), it
 //! answers from that book: a market order is FILLED, a limit or stop order stays PENDING (there
 //! is no price source to fill it at yet, and its message says so).
+//!
+//! It also keeps the net positions its fills make (per instrument and product, as Dhan's
+//! positions are), so position-aware alerts and SELL checks behave in paper mode as they do
+//! live; it holds no demat holdings. A pending paper order can be cancelled.
 
 use std::{
     collections::HashMap,
@@ -13,22 +17,42 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{Broker, BrokerError, Lookup, OrderRequest, OrderState, Placement};
-use crate::{alert::OrderType, store::LegStatus};
+use super::{
+    BookOrder, Broker, BrokerError, CancelOutcome, Holding, Lookup, NetPosition, OrderRequest,
+    OrderState, Placement,
+};
+use crate::{
+    alert::{OrderType, Side},
+    store::LegStatus,
+};
 
-/// The paper broker keeps its "order book" in memory (lost on restart, like a paper session),
-/// by correlationId.
+/// The paper broker keeps its "order book" and positions in memory (lost on restart, like a
+/// paper session). One lock for both, so a fill and the position it makes are seen together.
 #[derive(Debug, Clone, Default)]
 pub struct PaperBroker {
-    book: Arc<Mutex<HashMap<String, PaperOrder>>>,
+    state: Arc<Mutex<PaperState>>,
+}
+
+#[derive(Debug, Default)]
+struct PaperState {
+    /// By correlationId.
+    book: HashMap<String, PaperOrder>,
+    /// Net units by (security id, exchange segment, product).
+    positions: HashMap<(String, String, String), i64>,
 }
 
 #[derive(Debug, Clone)]
 struct PaperOrder {
     placement: Placement,
     units: u32,
-    /// Cancelled by [`Broker::exit_all`] while resting.
+    /// Cancelled while pending ([`Broker::cancel`], or [`Broker::exit_all`]'s flatten).
     cancelled: bool,
+}
+
+impl PaperBroker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PaperState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[async_trait]
@@ -38,8 +62,29 @@ impl Broker for PaperBroker {
     }
 
     async fn place(&self, order: OrderRequest<'_>) -> Result<Placement, BrokerError> {
+        let mut state = self.lock();
+        // The same leg always gets the same answer (a re-send after a lost answer must not
+        // fill twice).
+        if let Some(existing) = state.book.get(order.correlation_id) {
+            return Ok(existing.placement.clone());
+        }
         let placement = paper_fill(&order);
-        self.book.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        if matches!(placement, Placement::Filled { .. }) {
+            let units = i64::from(order.resolved.units);
+            let signed = match order.leg.side {
+                Side::Buy => units,
+                Side::Sell => -units,
+            };
+            *state
+                .positions
+                .entry((
+                    order.resolved.security_id.clone(),
+                    order.resolved.exchange_segment.clone(),
+                    order.leg.product.as_str().to_owned(),
+                ))
+                .or_default() += signed;
+        }
+        state.book.insert(
             order.correlation_id.to_owned(),
             PaperOrder {
                 placement: placement.clone(),
@@ -51,8 +96,9 @@ impl Broker for PaperBroker {
     }
 
     async fn lookup(&self, correlation_id: &str) -> Result<Lookup, BrokerError> {
-        let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(book
+        let state = self.lock();
+        Ok(state
+            .book
             .get(correlation_id)
             // A paper order refused without an id never existed: absent.
             .and_then(state_of)
@@ -68,17 +114,75 @@ impl Broker for PaperBroker {
     }
 
     async fn order_states(&self) -> Result<Vec<OrderState>, BrokerError> {
-        let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(book.values().filter_map(state_of).collect())
+        let state = self.lock();
+        Ok(state.book.values().filter_map(state_of).collect())
     }
 
-    /// Paper mode keeps no positions (a paper fill is not booked anywhere), so there is
-    /// nothing to close; resting paper orders are cancelled, as Dhan's exit-all cancels open
-    /// orders (the order tracker then journals them CANCELLED).
+    async fn positions(&self) -> Result<Vec<NetPosition>, BrokerError> {
+        let state = self.lock();
+        Ok(state
+            .positions
+            .iter()
+            .map(|((security_id, segment, product), net)| NetPosition {
+                security_id: security_id.clone(),
+                exchange_segment: segment.clone(),
+                product: product.clone(),
+                net_qty: *net,
+            })
+            .collect())
+    }
+
+    async fn holdings(&self) -> Result<Vec<Holding>, BrokerError> {
+        // A paper session starts with an empty demat account.
+        Ok(Vec::new())
+    }
+
+    async fn book(&self) -> Result<Vec<BookOrder>, BrokerError> {
+        let state = self.lock();
+        Ok(state
+            .book
+            .iter()
+            .filter_map(|(cid, order)| {
+                let s = state_of(order)?;
+                Some(BookOrder {
+                    correlation_id: cid.clone(),
+                    order_id: s.order_id,
+                    status: s.status,
+                    quantity: i64::from(order.units),
+                    filled_qty: s.filled_qty.unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    async fn cancel(&self, order_id: &str) -> Result<CancelOutcome, BrokerError> {
+        let mut state = self.lock();
+        let Some(order) = state
+            .book
+            .values_mut()
+            .find(|o| placement_id(&o.placement) == Some(order_id))
+        else {
+            return Ok(CancelOutcome::Refused(format!(
+                "paper order {order_id} is unknown (paper orders are lost on restart)"
+            )));
+        };
+        match &order.placement {
+            Placement::Pending { .. } | Placement::Accepted { .. } if !order.cancelled => {
+                order.cancelled = true;
+                Ok(CancelOutcome::Cancelled)
+            }
+            _ => Ok(CancelOutcome::Refused(format!(
+                "paper order {order_id} is already final"
+            ))),
+        }
+    }
+
+    /// Closes the paper positions and cancels resting paper orders, as Dhan's exit-all does
+    /// (the order tracker then journals them CANCELLED).
     async fn exit_all(&self) -> Result<String, String> {
-        let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.lock();
         let mut cancelled = 0;
-        for order in book.values_mut() {
+        for order in state.book.values_mut() {
             if !order.cancelled
                 && matches!(
                     order.placement,
@@ -89,14 +193,38 @@ impl Broker for PaperBroker {
                 cancelled += 1;
             }
         }
+        // Squared off at once, as Dhan's Exit All does (paper has no price to do it at).
+        let closed = state.positions.values().filter(|q| **q != 0).count();
+        state.positions.clear();
         Ok(format!(
-            "paper mode tracks no positions, so there were none to close; {cancelled} resting paper order(s) cancelled"
+            "{closed} paper position(s) closed; {cancelled} resting paper order(s) cancelled"
         ))
+    }
+}
+
+fn placement_id(p: &Placement) -> Option<&str> {
+    match p {
+        Placement::Accepted { order_id, .. }
+        | Placement::Pending { order_id, .. }
+        | Placement::Filled { order_id, .. } => Some(order_id),
+        Placement::Rejected { order_id, .. } => order_id.as_deref(),
     }
 }
 
 /// The paper order as the broker's view of it (nothing moves after placement: no price source).
 fn state_of(order: &PaperOrder) -> Option<OrderState> {
+    if order.cancelled {
+        return Some(OrderState {
+            order_id: placement_id(&order.placement)?.to_owned(),
+            status: LegStatus::Cancelled,
+            filled_qty: Some(0),
+            average_price: None,
+            exchange_order_id: None,
+            exchange_time: None,
+            reason: Some("cancelled".to_owned()),
+            message: "paper order cancelled".to_owned(),
+        });
+    }
     let state = |order_id: &String, status, filled: u32, price, message: &str| OrderState {
         order_id: order_id.clone(),
         status,

@@ -38,6 +38,12 @@ pub struct RoutingSettings {
     /// `MAX_ALERT_AGE`: an alert whose `timenow` is older than this (or more than a minute in
     /// the future) is refused and never placed; `None` (`0`) turns the check off.
     pub max_alert_age: Option<Duration>,
+    /// `ALLOW_SHORT` (default true): an intraday or margin SELL may open a short position.
+    /// With false, such a SELL may only reduce a long (`pipeline::positions`).
+    pub allow_short: bool,
+    /// `SQUARE_OFF_AT` (IST, unset or `off`: none): on trading days, close the intraday
+    /// positions of the instruments dhanhook traded intraday that day (`workers::square_off`).
+    pub square_off_at: Option<NaiveTime>,
 }
 
 /// Where the scrip master comes from and how alert quantities are read.
@@ -117,6 +123,17 @@ pub(super) fn routing_settings(
     // for senders with longer timeouts.
     let ack_deadline = Duration::from_millis(parse_u64(get, "ACK_DEADLINE_MS", 2000, 100, 60_000)?);
     let resend_unknown = parse_bool(get, "RESEND_UNKNOWN", true)?;
+    let allow_short = parse_bool(get, "ALLOW_SHORT", true)?;
+    let square_off_at = match get("SQUARE_OFF_AT") {
+        None => None,
+        Some(v) if v.eq_ignore_ascii_case("off") => None,
+        Some(v) => Some(NaiveTime::parse_from_str(&v, "%H:%M").map_err(|_| {
+            ConfigError::new(
+                "SQUARE_OFF_AT",
+                format!("'{v}' is not accepted; use an IST time like 15:12, or off"),
+            )
+        })?),
+    };
     let unknown_settle = Duration::from_secs(parse_u64(get, "UNKNOWN_SETTLE_SECS", 30, 5, 3600)?);
     let max_alert_age = match parse_u64(get, "MAX_ALERT_AGE", 600, 0, 7 * 86_400)? {
         0 => None,
@@ -133,6 +150,8 @@ pub(super) fn routing_settings(
         resend_unknown,
         unknown_settle,
         max_alert_age,
+        allow_short,
+        square_off_at,
     })
 }
 

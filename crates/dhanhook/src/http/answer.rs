@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::{
     alert::FieldProblem,
     domain::{Exchange, Mode, OrderType, Product, Side},
+    pipeline::CancelReport,
     store::{AlertRecord, AlertStatus, LegStatus, OrderRow},
 };
 
@@ -25,13 +26,26 @@ pub struct Outcome {
     /// [`crate::alert::Signal::warnings`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<FieldProblem>,
+    /// A position-aware alert: how each leg was worked out from the position (or why nothing
+    /// was placed: already at the target).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub positions: Vec<String>,
+    /// A `cancel_order` alert: each open order of ours it found and what became of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancels: Option<Vec<CancelReport>>,
 }
 
 impl Outcome {
     /// The answer for a journaled alert as it stands now.
     pub fn of(record: &AlertRecord, duplicate: bool, warnings: Vec<FieldProblem>) -> Self {
         Outcome {
-            status: AlertStatus::from_legs(record.legs.iter().map(|l| l.status)),
+            // An alert without legs (already at its target, a cancel) keeps its journaled
+            // status: there is nothing to derive it from.
+            status: if record.legs.is_empty() {
+                record.status
+            } else {
+                AlertStatus::from_legs(record.legs.iter().map(|l| l.status))
+            },
             alert_id: record.id.clone(),
             duplicate,
             mode: record.mode,
@@ -42,6 +56,8 @@ impl Outcome {
                 .unwrap_or(serde_json::Value::Null),
             legs: record.legs.iter().map(LegView::from).collect(),
             warnings,
+            positions: Vec::new(),
+            cancels: None,
         }
     }
 }

@@ -142,6 +142,12 @@ impl From<PipelineError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the scrip master is not loaded yet (see /ready); nothing was placed; it is safe to send the alert again",
             ),
+            PipelineError::PositionsUnreadable(why) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "nothing was placed: the alert depends on the account's position, which could not be read ({why}). dhanhook never guesses a position; it is safe to send the alert again"
+                ),
+            ),
             PipelineError::DuplicateUnreadable(..) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "this alert was already received; its outcome cannot be read right now (nothing new was placed)",

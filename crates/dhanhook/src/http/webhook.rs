@@ -182,7 +182,14 @@ pub(super) async fn receive(
             record,
             duplicate,
             warnings,
-        })) => answer(Outcome::of(&record, duplicate, warnings)),
+            positions,
+            cancels,
+        })) => {
+            let mut outcome = Outcome::of(&record, duplicate, warnings);
+            outcome.positions = positions;
+            outcome.cancels = cancels;
+            answer(outcome)
+        }
         Ok(Err(e)) => {
             match &e {
                 PipelineError::NotJournaled(e) => {
@@ -196,6 +203,9 @@ pub(super) async fn receive(
                     tracing::info!(%alert_id, problem = %problem.problem, "webhook refused: stale alert (journaled, not placed)");
                 }
                 PipelineError::InstrumentsMissing => {}
+                PipelineError::PositionsUnreadable(why) => {
+                    tracing::warn!(%why, "webhook refused: positions unreadable; nothing placed (fail closed)");
+                }
                 PipelineError::DuplicateUnreadable(..) => {
                     tracing::error!(error = %e, "duplicate alert could not be answered");
                 }

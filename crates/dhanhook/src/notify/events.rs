@@ -72,6 +72,13 @@ pub enum Event {
         /// Cancelled or expired at the exchange.
         ended: i64,
     },
+    /// An alert refused before anything was journaled or sent (its position could not be
+    /// read): nothing exists to point at, so the event says what was asked.
+    NotPlaced {
+        /// What the alert asked, e.g. `target RELIANCE`.
+        what: String,
+        why: String,
+    },
     Test,
     /// The kill switch was turned on or off, with what flattening and the broker's own switch
     /// did (when asked).
@@ -90,7 +97,7 @@ impl Event {
     pub fn kind(&self) -> EventKind {
         match self {
             Event::Filled { .. } => EventKind::Filled,
-            Event::Rejected { .. } => EventKind::Rejected,
+            Event::Rejected { .. } | Event::NotPlaced { .. } => EventKind::Rejected,
             Event::NeedsAttention { .. } => EventKind::NeedsAttention,
             Event::StaticIpRefused { .. } => EventKind::StaticIp,
             Event::QueueExpired { .. } => EventKind::QueueExpired,
@@ -112,6 +119,7 @@ impl Event {
             Event::TokenTrouble { .. }
             | Event::TokenRecovered { .. }
             | Event::DailySummary { .. }
+            | Event::NotPlaced { .. }
             | Event::Test
             | Event::KillSwitch { .. } => None,
         }
@@ -233,6 +241,12 @@ impl Event {
                     } else {
                         String::new()
                     }
+                ),
+            ),
+            Event::NotPlaced { what, why } => (
+                format!("❌ Not placed{}: {what}", paper_day(mode)),
+                format!(
+                    "{why}\nNothing was sent. TradingView's resend, or the next alert, is safe."
                 ),
             ),
             Event::Test => (

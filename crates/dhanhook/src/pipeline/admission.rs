@@ -11,9 +11,12 @@ use std::{sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use super::{Intake, PipelineError, keys};
+use super::{
+    Intake, PipelineError, keys,
+    positions::{PlannedLeg, PositionDesk},
+};
 use crate::{
-    alert::{AlertFormat, FieldProblem, Instrument, Product, Signal},
+    alert::{AlertFormat, FieldProblem, Instrument, Intent, Product, Signal},
     clock::{Clock, ist},
     domain::{AmoTime, Mode, OnLegReject, QuantityUnit, WhenClosed},
     instruments::source::InstrumentSource,
@@ -55,6 +58,8 @@ pub struct Admitter {
     pub rules: AdmissionRules,
     /// Wakes the queue runner when an alert is queued.
     pub queue_wake: Arc<Notify>,
+    /// Works out position-aware alerts and SELL checks against the broker's positions.
+    pub positions: Arc<PositionDesk>,
 }
 
 /// What admission made of a delivery.
@@ -65,6 +70,10 @@ pub(super) enum Entry {
     New {
         alert: Box<NewAlert>,
         stale: Option<FieldProblem>,
+        /// How each position-aware leg was worked out (for the answer).
+        notes: Vec<String>,
+        /// A `cancel_order` alert: the instruments whose open orders are to be cancelled.
+        cancel: Option<Vec<ResolvedLeg>>,
     },
     /// A live dedupe key points at this earlier alert: nothing new was journaled.
     Duplicate { alert_id: String },
@@ -77,43 +86,116 @@ impl Admitter {
         &self,
         mut signal: Signal,
         intake: Intake,
+        resolved: Option<Vec<ResolvedLeg>>,
     ) -> Result<(Entry, Vec<FieldProblem>), PipelineError> {
         self.apply_eq_product(&mut signal);
+        let problems = crate::alert::position_problems(&signal);
+        if !problems.is_empty() {
+            return Err(PipelineError::Unresolvable(problems));
+        }
         let warnings = signal.warnings.clone();
         if !warnings.is_empty() {
             let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
             tracing::info!(ignored = ?fields, "alert accepted with fields ignored or changed (see the answer's warnings)");
         }
         let now = self.clock.now();
-        let resolved = self.resolve(&signal, now)?;
+        // Given by the caller when it already knows the instruments (the square-off worker,
+        // from the journal's legs), else resolved in the scrip master.
+        let resolved = match resolved {
+            Some(r) if r.len() == signal.legs.len() => r,
+            _ => self.resolve(&signal, now)?,
+        };
         let stale = self.stale(&signal, now);
         let route = match &stale {
             Some(problem) => Route::Reject {
                 reason: problem.problem.clone(),
             },
+            // A cancel is not an order: it runs whatever the market's hours.
+            None if signal.intent == Intent::Cancel => Route::Now,
             None => self.route(&signal, &resolved, now),
         };
-        let alert = self.new_alert(&signal, intake, resolved, &route, now);
-        let entry = match self
-            .journal
-            .admit(&alert)
-            .await
-            .map_err(PipelineError::NotJournaled)?
-        {
-            Admission::Duplicate { alert_id } => Entry::Duplicate { alert_id },
-            Admission::Admitted => {
-                tracing::info!(alert_id = %alert.id, legs = alert.legs.len(), route = %alert.route, "alert journaled");
-                crate::crash::point("after_journal");
-                if alert.initial_status == LegStatus::Queued {
-                    self.queue_wake.notify_one();
-                }
-                Entry::New {
-                    alert: Box::new(alert),
-                    stale,
-                }
-            }
+        let as_sent = |resolved: Vec<ResolvedLeg>| -> Vec<PlannedLeg> {
+            signal
+                .legs
+                .iter()
+                .cloned()
+                .zip(resolved)
+                .map(|(order, resolved)| PlannedLeg {
+                    order,
+                    resolved,
+                    refused: None,
+                })
+                .collect()
         };
-        Ok((entry, warnings))
+        if signal.intent == Intent::Cancel {
+            let cancel = stale.is_none().then(|| resolved.clone());
+            let alert = self.new_alert(&signal, intake, Vec::new(), &route, now);
+            return Ok((
+                self.journal_new(alert, stale, Vec::new(), cancel).await?,
+                warnings,
+            ));
+        }
+        // A refused route (stale, closed market) places nothing: no position is read.
+        let rejected = matches!(route, Route::Reject { .. });
+        if rejected || !self.positions.needed_for(&signal) {
+            let alert = self.new_alert(&signal, intake, as_sent(resolved), &route, now);
+            return Ok((
+                self.journal_new(alert, stale, Vec::new(), None).await?,
+                warnings,
+            ));
+        }
+        // Position-aware: from reading the position until the legs are journaled, under the
+        // instruments' leases (see `positions`).
+        let held = self
+            .positions
+            .hold(&resolved)
+            .await
+            .map_err(PipelineError::PositionsUnreadable)?;
+        let result = async {
+            let plan = self
+                .positions
+                .plan(&signal, resolved)
+                .await
+                .map_err(PipelineError::PositionsUnreadable)?;
+            let alert = self.new_alert(&signal, intake, plan.legs, &route, now);
+            self.journal_new(alert, stale, plan.notes, None).await
+        }
+        .await;
+        self.positions.release(held).await;
+        Ok((result?, warnings))
+    }
+
+    /// Journals a new alert (or recognises a repeat).
+    async fn journal_new(
+        &self,
+        alert: NewAlert,
+        stale: Option<FieldProblem>,
+        notes: Vec<String>,
+        cancel: Option<Vec<ResolvedLeg>>,
+    ) -> Result<Entry, PipelineError> {
+        Ok(
+            match self
+                .journal
+                .admit(&alert)
+                .await
+                .map_err(PipelineError::NotJournaled)?
+            {
+                Admission::Duplicate { alert_id } => Entry::Duplicate { alert_id },
+                Admission::Admitted => {
+                    tracing::info!(alert_id = %alert.id, legs = alert.legs.len(), route = %alert.route, "alert journaled");
+                    crate::crash::point("after_journal");
+                    if alert.initial_status == LegStatus::Queued {
+                        self.queue_wake.notify_one();
+                    }
+                    Entry::New {
+                        alert: Box::new(alert),
+                        stale,
+                        notes,
+                        cancel,
+                    }
+                }
+            },
+        )
     }
 
     /// Where the alert goes by its venues' hours and its (or the default) closed-market policy.
@@ -144,7 +226,7 @@ impl Admitter {
         &self,
         signal: &Signal,
         intake: Intake,
-        resolved: Vec<ResolvedLeg>,
+        legs: Vec<PlannedLeg>,
         route: &Route,
         now: DateTime<Utc>,
     ) -> NewAlert {
@@ -165,14 +247,16 @@ impl Admitter {
             ),
         };
         let alert_id = uuid::Uuid::now_v7().to_string();
-        let legs = signal
-            .legs
-            .iter()
-            .zip(resolved)
+        let legs = legs
+            .into_iter()
             .enumerate()
-            .map(|(i, (leg, resolved))| {
+            .map(|(i, planned)| {
+                let PlannedLeg {
+                    mut order,
+                    resolved,
+                    refused,
+                } = planned;
                 let leg_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
-                let mut order = leg.clone();
                 // The route decides whether this is an AMO, not the alert's wish alone.
                 match route {
                     Route::Amo { amo_time } => {
@@ -186,6 +270,7 @@ impl Admitter {
                     correlation_id: keys::correlation_id(&alert_id, leg_no, now),
                     order,
                     resolved,
+                    refused,
                 }
             })
             .collect();

@@ -21,11 +21,12 @@
 //! The reconciler's single re-send of an order the broker never got is the same order, already
 //! counted: only the kill switch is applied to it.
 //!
-//! **Entry or exit** ([`is_exit`]): only what the alert says. A leg is an exit when the alert
-//! marked it as closing a position (the flat format's `"position":"flat"`, TradingView's
-//! `{{strategy.market_position}}` after the order). Nothing is inferred from the side or the
-//! product: a SELL may open a short, and guessing wrong would let an entry through the kill
-//! switch.
+//! **Entry or exit** ([`is_exit`]): a leg is an exit when `pipeline::positions` worked it out as
+//! one, from a position-aware alert (`"position":"flat"`, `"action":"exit"`, Dhan's
+//! `manage_position: "EXIT_ALL"`, the square-off, or a target moving the position towards zero
+//! without crossing it), against the broker's actual position. Nothing is inferred from a plain
+//! order's side or product: a SELL may open a short, and guessing wrong would let an entry
+//! through the kill switch.
 //!
 //! **Open positions** (`MAX_OPEN_POSITIONS`): counted from the journal, not the broker: the
 //! instruments on which dhanhook's legs sent in the current IST day left a non-zero net filled
@@ -48,7 +49,7 @@ use crate::{
     },
 };
 
-/// Whether a leg closes a position (see the module header): the alert's explicit marker only.
+/// Whether a leg closes a position (see the module header): set by `pipeline::positions` only.
 pub fn is_exit(leg: &LegOrder) -> bool {
     leg.closes
 }

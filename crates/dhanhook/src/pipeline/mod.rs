@@ -12,29 +12,37 @@
 //! 4. Each leg carries a deterministic `correlationId` ([`keys`]) stored with it, so the order
 //!    can always be found again at the broker.
 //!
+//! Position-aware alerts and SELL checks are worked out in [`positions`] before step 1
+//! journals the legs, under a per-instrument lease; `cancel_order` alerts are journaled
+//! without legs and then cancel our open orders on their instruments.
+//!
 //! Legs routed to the queue wait in the journal; the queue worker
 //! ([`crate::workers::queue`]) places them at the open through the same [`LegPlacer`], and the
 //! reconciler ([`crate::workers::reconciler`]) settles legs whose outcome is unknown.
 
 mod admission;
+mod cancel;
 pub mod controls;
 pub mod keys;
 pub mod kill_switch;
 mod placer;
+mod positions;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use crate::{
     alert::{FieldProblem, Signal},
-    store::{AlertRecord, AlertStatus, JournalError, LegStatus, NewAlert, OrderRow},
+    store::{AlertRecord, AlertStatus, JournalError, LegStatus, NewAlert, OrderRow, ResolvedLeg},
 };
 
 use admission::Entry;
 pub use admission::{AdmissionRules, Admitter};
+pub use cancel::CancelReport;
 pub use controls::Controls;
 pub use kill_switch::{KillSwitchChange, KillSwitchControl, KillSwitchOutcome};
 pub use placer::LegPlacer;
 pub(crate) use placer::leg_from_row;
+pub use positions::PositionDesk;
 
 /// Longest a duplicate delivery waits for the first delivery's outcome (see
 /// [`Pipeline::settled_record`]).
@@ -71,6 +79,10 @@ pub struct Handled {
     pub duplicate: bool,
     /// See [`Signal::warnings`].
     pub warnings: Vec<FieldProblem>,
+    /// How a position-aware alert's legs were worked out, one line per leg.
+    pub positions: Vec<String>,
+    /// What a `cancel_order` alert did, one entry per open order of ours it found.
+    pub cancels: Option<Vec<CancelReport>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +105,10 @@ pub enum PipelineError {
         alert_id: String,
         problem: FieldProblem,
     },
+    /// The account's positions (or holdings, or order book) could not be read, so the legs
+    /// could not be worked out or checked: nothing was journaled or sent (fail closed).
+    #[error("positions could not be read: {0}")]
+    PositionsUnreadable(String),
     /// The journal lost track of an alert it reported as a duplicate.
     #[error("duplicate of alert {0}, which the journal cannot read: {1}")]
     DuplicateUnreadable(String, String),
@@ -133,7 +149,67 @@ impl Pipeline {
         intake: Intake,
         admitted: Option<tokio::sync::oneshot::Sender<Admitted>>,
     ) -> Result<Handled, PipelineError> {
-        let (entry, warnings) = self.admitter.admit(signal, intake).await?;
+        self.run(signal, intake, admitted, None).await
+    }
+
+    /// [`Pipeline::handle`] for legs whose instruments are already known (one per leg, in
+    /// order): the square-off worker closes positions by the instruments its journal names.
+    ///
+    /// # Errors
+    /// As [`Pipeline::handle`].
+    pub async fn handle_resolved(
+        &self,
+        signal: Signal,
+        resolved: Vec<ResolvedLeg>,
+        intake: Intake,
+    ) -> Result<Handled, PipelineError> {
+        self.run(signal, intake, None, Some(resolved)).await
+    }
+
+    /// Cancels the open orders dhanhook placed on these instruments (as a `cancel_order`
+    /// alert does), `by` naming who asked in the legs' messages.
+    ///
+    /// # Errors
+    /// The journal could not list the open legs: nothing was cancelled.
+    pub async fn cancel_open_orders(
+        &self,
+        by: &str,
+        resolved: &[ResolvedLeg],
+    ) -> Result<Vec<CancelReport>, String> {
+        self.admitter.positions.cancel_open(by, resolved).await
+    }
+
+    async fn run(
+        &self,
+        signal: Signal,
+        intake: Intake,
+        admitted: Option<tokio::sync::oneshot::Sender<Admitted>>,
+        resolved: Option<Vec<ResolvedLeg>>,
+    ) -> Result<Handled, PipelineError> {
+        let asked = format!(
+            "{} {}",
+            signal.intent.as_str(),
+            signal
+                .legs
+                .iter()
+                .map(|l| l.symbol.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let (entry, warnings) = match self.admitter.admit(signal, intake, resolved).await {
+            Ok(admitted) => admitted,
+            Err(PipelineError::PositionsUnreadable(why)) => {
+                self.placer
+                    .notifier()
+                    .send(crate::notify::Event::NotPlaced {
+                        what: asked,
+                        why: format!("The position could not be read: {why}"),
+                    })
+                    .await;
+                return Err(PipelineError::PositionsUnreadable(why));
+            }
+            Err(e) => return Err(e),
+        };
         let tell = |alert_id: &str, duplicate: bool| {
             if let Some(tx) = admitted {
                 let _ = tx.send(Admitted {
@@ -152,10 +228,27 @@ impl Pipeline {
                     record,
                     duplicate: true,
                     warnings,
+                    positions: Vec::new(),
+                    cancels: None,
                 })
             }
-            Entry::New { alert, stale } => {
+            Entry::New {
+                alert,
+                stale,
+                notes,
+                cancel,
+            } => {
                 tell(&alert.id, false);
+                let cancels = match cancel {
+                    Some(resolved) => Some(
+                        self.admitter
+                            .positions
+                            .cancel_open(&alert.id, &resolved)
+                            .await
+                            .map_err(PipelineError::PositionsUnreadable)?,
+                    ),
+                    None => None,
+                };
                 let record = self.place_all(&alert).await;
                 match stale {
                     Some(problem) => Err(PipelineError::Stale {
@@ -166,6 +259,8 @@ impl Pipeline {
                         record,
                         duplicate: false,
                         warnings,
+                        positions: notes,
+                        cancels,
                     }),
                 }
             }
@@ -219,6 +314,12 @@ impl Pipeline {
             self.placer.wait_for_reconciliation().await;
         }
         for (leg, row) in alert.legs.iter().zip(rows.iter_mut()) {
+            if leg.refused.is_some() {
+                // Refused before sending (a SELL check): journaled so, reported and told.
+                self.placer.log_csv(&alert.alert_type, row).await;
+                self.placer.notifier().leg_changed(row).await;
+                continue;
+            }
             match alert.initial_status {
                 LegStatus::Received => self.placer.place(&alert.id, leg, row).await,
                 // Queued legs are placed later by the queue; their CSV row comes then.
@@ -227,7 +328,11 @@ impl Pipeline {
             }
             self.placer.log_csv(&alert.alert_type, row).await;
         }
-        let status = AlertStatus::from_legs(rows.iter().map(|r| r.status));
+        let status = if rows.is_empty() {
+            alert.status()
+        } else {
+            AlertStatus::from_legs(rows.iter().map(|r| r.status))
+        };
         if let Err(error) = self
             .admitter
             .journal

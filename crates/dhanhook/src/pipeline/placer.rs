@@ -261,10 +261,10 @@ pub(crate) fn order_row(alert: &NewAlert, leg: &NewLeg) -> OrderRow {
         units: Some(i64::from(leg.resolved.units)),
         lot_size: Some(i64::from(leg.resolved.lot_size)),
         mode: alert.mode,
-        status: alert.initial_status,
+        status: alert.leg_status(leg),
         order_id: None,
         fill_price: None,
-        message: alert.initial_message.clone(),
+        message: alert.leg_message(leg),
         detail: LegDetail::default(),
         updated_at: alert.received_at,
     }
@@ -315,5 +315,6 @@ pub(crate) fn leg_from_row(row: &OrderRow, keep_amo: bool) -> Result<NewLeg, Str
         correlation_id: row.correlation_id.clone(),
         order,
         resolved,
+        refused: None,
     })
 }

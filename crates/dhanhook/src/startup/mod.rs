@@ -25,7 +25,9 @@ use crate::{
     instruments::source::{InstrumentSource, SourceConfig},
     market::Calendar,
     notify::{Channels, Notifier},
-    pipeline::{AdmissionRules, Admitter, Controls, KillSwitchControl, LegPlacer, Pipeline},
+    pipeline::{
+        AdmissionRules, Admitter, Controls, KillSwitchControl, LegPlacer, Pipeline, PositionDesk,
+    },
     secrets,
     store::{Journal, sqlite::SqliteJournal},
     token::{Credentials, TokenKeeper},
@@ -239,6 +241,15 @@ impl Application {
                     on_leg_reject: settings.controls.on_leg_reject,
                 },
                 queue_wake: Arc::clone(&queue_wake),
+                positions: Arc::new(PositionDesk::new(
+                    journal.clone(),
+                    Arc::clone(&broker),
+                    Arc::clone(&clock),
+                    Arc::clone(&calendar),
+                    settings.mode,
+                    settings.instruments.quantity_unit,
+                    settings.routing.allow_short,
+                )),
             },
             placer.clone(),
         );
@@ -283,6 +294,16 @@ impl Application {
                 )
             }),
             notifier: notifier_worker,
+            square_off: settings.routing.square_off_at.map(|at| {
+                crate::workers::square_off::SquareOff::new(
+                    journal.clone(),
+                    pipeline.clone(),
+                    Arc::clone(&clock),
+                    Arc::clone(&calendar),
+                    settings.mode,
+                    at,
+                )
+            }),
         };
 
         let listener = TcpListener::bind((settings.host, settings.port))

@@ -4,7 +4,7 @@
 //! transaction, which is where the backends really differ; this macro expands the steps for
 //! each backend's connection type (see `shared.rs` for why a macro).
 
-use super::{AlertStatus, NewAlert};
+use super::NewAlert;
 use crate::clock::to_millis;
 
 /// Adds the admission steps to `$journal`, whose connections are `$connection`.
@@ -92,7 +92,7 @@ macro_rules! admission_steps {
                 .bind(&alert.dedupe.key)
                 .bind(&alert.payload)
                 .bind(alert.mode.as_str())
-                .bind(AlertStatus::from_legs(alert.legs.iter().map(|_| alert.initial_status)).as_str())
+                .bind(alert.status().as_str())
                 .bind(&alert.route)
                 .bind(alert.queued_until.map(to_millis))
                 .bind(alert.on_leg_reject.as_str())
@@ -127,14 +127,14 @@ macro_rules! admission_steps {
                     .bind(o.amo)
                     .bind(o.amo_time.map(|t| t.as_str()))
                     .bind(alert.mode.as_str())
-                    .bind(alert.initial_status.as_str())
+                    .bind(alert.leg_status(leg).as_str())
                     .bind(now)
                     .bind(&leg.resolved.security_id)
                     .bind(&leg.resolved.exchange_segment)
                     .bind(&leg.resolved.trading_symbol)
                     .bind(i64::from(leg.resolved.lot_size))
                     .bind(i64::from(leg.resolved.units))
-                    .bind(&alert.initial_message)
+                    .bind(alert.leg_message(leg))
                     .bind(o.closes)
                     .execute(&mut *conn)
                     .await?;

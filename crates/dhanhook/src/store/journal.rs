@@ -69,6 +69,15 @@ pub trait AlertJournal: Send + Sync + fmt::Debug {
 
     /// The newest order legs first, at most `limit`.
     async fn recent_orders(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError>;
+
+    /// The legs on instrument `security_id` (in `exchange_segment`) that are not final yet,
+    /// oldest first: dhanhook's own orders that may still move that position (position-aware
+    /// alerts count them; `cancel_order` cancels them).
+    async fn open_legs_on(
+        &self,
+        security_id: &str,
+        exchange_segment: &str,
+    ) -> Result<Vec<OrderRow>, JournalError>;
 }
 
 /// The durable queue: alerts waiting for their market to open, and the claims queue runs hold

@@ -364,6 +364,33 @@ pub struct NewAlert {
     pub on_leg_reject: OnLegReject,
 }
 
+impl NewAlert {
+    /// The status `leg` is journaled in: BLOCKED when a check refused it before sending (a
+    /// SELL check), else the alert's initial status.
+    pub fn leg_status(&self, leg: &NewLeg) -> LegStatus {
+        if leg.refused.is_some() {
+            LegStatus::Blocked
+        } else {
+            self.initial_status
+        }
+    }
+
+    /// The message `leg` is journaled with (its refusal, else the alert's initial message).
+    pub fn leg_message(&self, leg: &NewLeg) -> Option<String> {
+        leg.refused.clone().or_else(|| self.initial_message.clone())
+    }
+
+    /// The alert's status as journaled. An alert without legs (a position already at its
+    /// target, a cancel) has nothing left to do: `placed`.
+    pub fn status(&self) -> AlertStatus {
+        if self.legs.is_empty() {
+            AlertStatus::Placed
+        } else {
+            AlertStatus::from_legs(self.legs.iter().map(|l| self.leg_status(l)))
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewLeg {
     pub leg_no: u32,
@@ -371,6 +398,9 @@ pub struct NewLeg {
     pub order: LegOrder,
     /// What the leg resolved to in the scrip master.
     pub resolved: ResolvedLeg,
+    /// Refused before sending (a SELL check): journaled REJECTED with this message, whatever
+    /// the alert's route, and never sent. (After issue 13's merge this becomes BLOCKED.)
+    pub refused: Option<String>,
 }
 
 /// The instrument and quantity a leg trades at the broker.

@@ -223,6 +223,30 @@ macro_rules! shared_journal {
                 .map(rows::order_row)
                 .collect()
             }
+            async fn open_legs_on(
+                &self,
+                security_id: &str,
+                exchange_segment: &str,
+            ) -> Result<Vec<OrderRow>, JournalError> {
+                let open: Vec<String> = LegStatus::ALL
+                    .into_iter()
+                    .filter(|s| !s.is_final())
+                    .map(|s| format!("'{}'", s.as_str()))
+                    .collect();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{ORDER_ROW_SELECT} WHERE l.security_id = $1 AND l.exchange_segment = $2
+                       AND l.status IN ({})
+                     ORDER BY l.created_at, l.alert_id, l.leg_no",
+                    open.join(", ")
+                )))
+                .bind(security_id)
+                .bind(exchange_segment)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(rows::order_row)
+                .collect()
+            }
         }
 
         #[async_trait]

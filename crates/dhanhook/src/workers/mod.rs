@@ -11,6 +11,7 @@
 //! - [`scrip_master`]: keeps the scrip master fresh.
 //! - [`notifier`]: delivers the notification outbox (when a channel is configured).
 //! - [`daily_summary`]: the day's summary after the close (when a channel is configured).
+//! - [`square_off`]: closes the day's intraday positions at `SQUARE_OFF_AT` (when set).
 //!
 //! `startup` builds them ([`Workers`]); they start when the application runs, not when it is
 //! built, and each stops at the shutdown signal (their loops select on the stop token, so a
@@ -25,6 +26,7 @@ pub mod order_tracker;
 pub mod queue;
 pub mod reconciler;
 pub mod scrip_master;
+pub mod square_off;
 pub mod token_refresh;
 
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -50,6 +52,8 @@ pub struct Workers {
     pub notifier: Option<NotifierWorker>,
     /// Only when a notification channel is configured.
     pub daily_summary: Option<DailySummary>,
+    /// Only with `SQUARE_OFF_AT`.
+    pub square_off: Option<square_off::SquareOff>,
 }
 
 impl Workers {
@@ -66,6 +70,9 @@ impl Workers {
         }
         if let Some(summary) = self.daily_summary {
             tasks.spawn(summary.run_until_stopped(stop.clone()));
+        }
+        if let Some(square_off) = self.square_off {
+            tasks.spawn(square_off.run_until_stopped(stop.clone()));
         }
         tasks.spawn(self.order_tracker.run_until_stopped(stop.clone()));
         if let Some(feed) = self.order_feed {

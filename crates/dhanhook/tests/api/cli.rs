@@ -296,7 +296,7 @@ async fn json_logs_are_one_object_per_line_and_carry_no_secret() {
         ],
     );
     let client = crate::helpers::http_client();
-    let alert = json!({"secret": SECRET, "symbol": "NSE:SBIN", "action": "sell", "quantity": 3, "product": "delivery"});
+    let alert = json!({"secret": SECRET, "symbol": "NSE:SBIN", "action": "buy", "quantity": 3, "product": "delivery"});
     let resp = client
         .post(format!("{}/webhook", served.base))
         .body(alert.to_string())

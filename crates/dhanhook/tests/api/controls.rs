@@ -38,13 +38,37 @@ fn alert(symbol: &str, quantity: u32, extra: Value) -> Value {
     a
 }
 
-/// An exit: a sell that leaves the strategy flat.
+/// An exit: TradingView's `"position": "flat"`, which closes whatever the broker holds
+/// (`action` and `quantity` are not used; see `pipeline/positions.rs`).
 fn exit_alert(symbol: &str, quantity: u32) -> Value {
     alert(
         symbol,
         quantity,
         json!({"action": "sell", "position": "flat"}),
     )
+}
+
+/// A position opened by hand at "Dhan" (a market BUY of RELIANCE, outside dhanhook), so that
+/// an exit has something to close whatever the controls let dhanhook do.
+async fn by_hand(sim: &dhan_sim::SimHandle, quantity: u32) {
+    let token = sim.active_token().expect("a token");
+    let resp = crate::helpers::http_client()
+        .post(format!("{}/orders", sim.base_url()))
+        .header("access-token", token)
+        .json(&json!({"dhanClientId": SimConfig::default().client_id,
+            "correlationId": "placed-by-hand", "transactionType": "BUY",
+            "exchangeSegment": "NSE_EQ", "productType": "INTRADAY", "orderType": "MARKET",
+            "validity": "DAY", "securityId": "2885", "quantity": quantity}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    eventually("the by-hand order trades", || {
+        sim.orders()
+            .iter()
+            .any(|o| o.correlation_id.as_deref() == Some("placed-by-hand") && o.status == "TRADED")
+    })
+    .await;
 }
 
 async fn post(app: &TestApp, body: &Value) -> (u16, Value) {
@@ -157,10 +181,12 @@ async fn each_risk_rail_refuses_with_its_rule_and_numbers_and_nothing_reaches_dh
 #[tokio::test]
 async fn exits_pass_the_entry_window_and_the_kill_switch() {
     let live = live_with(&[("ENTRY_WINDOW", "09:20-09:45")]).await;
+    by_hand(&live.sim, 1).await;
     let (status, body) = post(&live.app, &exit_alert("NSE:RELIANCE", 1)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["legs"][0]["status"], "ACCEPTED", "{body}");
-    assert_eq!(live.sim.orders().len(), 1);
+    assert_eq!(body["legs"][0]["side"], "SELL", "{body}");
+    assert_eq!(live.sim.orders().len(), 2);
 }
 
 #[tokio::test]
@@ -289,6 +315,7 @@ async fn the_kill_switch_refuses_entries_passes_exits_and_survives_a_restart() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
 
+    by_hand(&live.sim, 1).await;
     let (status, body) = kill_switch(&live.app, json!({"on": true, "note": "drawdown"})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["kill_switch"]["on"], true);
@@ -302,10 +329,10 @@ async fn the_kill_switch_refuses_entries_passes_exits_and_survives_a_restart() {
         "blocked: kill switch on since 2026-12-01 10:00:00 IST by 127.0.0.1 (drawdown); entries are refused, exits pass",
     )
     .await;
-    assert!(live.sim.orders().is_empty());
+    assert_eq!(live.sim.orders().len(), 1, "only the by-hand order");
     let (_, exit) = post(&live.app, &exit_alert("NSE:RELIANCE", 1)).await;
     assert_eq!(exit["legs"][0]["status"], "ACCEPTED", "{exit}");
-    assert_eq!(live.sim.orders().len(), 1, "the exit reached Dhan");
+    assert_eq!(live.sim.orders().len(), 2, "the exit reached Dhan");
 
     // A restart on the same journal: still on.
     let Live { sim, app } = live;
@@ -320,14 +347,14 @@ async fn the_kill_switch_refuses_entries_passes_exits_and_survives_a_restart() {
     assert_eq!(state["history"][0]["by"], "127.0.0.1", "{state}");
     let again = post(&live.app, &alert("NSE:RELIANCE", 1, json!({"id": "e2"}))).await;
     assert_blocked(&live.app, &again, "kill switch on since").await;
-    assert_eq!(live.sim.orders().len(), 1);
+    assert_eq!(live.sim.orders().len(), 2, "the by-hand order and the exit");
 
     // Off: entries go through again; both changes are in the history.
     let (status, body) = kill_switch(&live.app, json!({"on": false})).await;
     assert_eq!(status, 200, "{body}");
     let (_, after) = post(&live.app, &alert("NSE:RELIANCE", 1, json!({"id": "e3"}))).await;
     assert_eq!(after["legs"][0]["status"], "ACCEPTED", "{after}");
-    assert_eq!(live.sim.orders().len(), 2);
+    assert_eq!(live.sim.orders().len(), 3);
     let state: Value = live
         .app
         .get_admin("/kill-switch", ADMIN_TOKEN)
@@ -342,6 +369,7 @@ async fn the_kill_switch_refuses_entries_passes_exits_and_survives_a_restart() {
 #[tokio::test]
 async fn kill_switch_mode_all_refuses_exits_too() {
     let live = live_with(&[("KILL_SWITCH_MODE", "all")]).await;
+    by_hand(&live.sim, 1).await;
     kill_switch(&live.app, json!({"on": true})).await;
     let answer = post(&live.app, &exit_alert("NSE:RELIANCE", 1)).await;
     assert_blocked(
@@ -350,7 +378,7 @@ async fn kill_switch_mode_all_refuses_exits_too() {
         "every order is refused (KILL_SWITCH_MODE=all)",
     )
     .await;
-    assert_eq!(order_posts(&live), 0);
+    assert_eq!(order_posts(&live), 1, "only the by-hand order");
 }
 
 #[tokio::test]
@@ -407,8 +435,9 @@ async fn flatten_closes_every_position_at_dhan_and_broker_activates_dhans_own_sw
         json!({"ok": true, "message": "ACTIVATE"}),
         "{state}"
     );
-    // Dhan's own switch now refuses even an exit that dhanhook lets through.
-    let (_, exit) = post(&live.app, &exit_alert("NSE:RELIANCE", 1)).await;
+    // Dhan's own switch now refuses what dhanhook lets through (its own switch turned off).
+    kill_switch(&live.app, json!({"on": false})).await;
+    let (_, exit) = post(&live.app, &alert("NSE:RELIANCE", 1, json!({"id": "after"}))).await;
     assert_eq!(exit["legs"][0]["status"], "REJECTED", "{exit}");
     assert!(
         exit["legs"][0]["message"]
@@ -420,7 +449,7 @@ async fn flatten_closes_every_position_at_dhan_and_broker_activates_dhans_own_sw
 }
 
 #[tokio::test]
-async fn flatten_in_paper_mode_says_there_are_no_positions_to_close() {
+async fn flatten_in_paper_mode_closes_paper_positions_and_cancels_resting_orders() {
     let app = spawn_app().await;
     // `/` shows the controls in force (the defaults here).
     let root: Value = app.get("/").await.json().await.unwrap();
@@ -429,6 +458,9 @@ async fn flatten_in_paper_mode_says_there_are_no_positions_to_close() {
     assert_eq!(controls["max_qty_per_leg"], Value::Null);
     assert_eq!(controls["kill_switch_mode"], "entries");
     assert_eq!(controls["on_leg_reject"], "continue");
+    // A paper position (a market order fills at once), which flatten closes.
+    let (_, filled) = post(&app, &alert("NSE:TCS", 1, json!({"id": "held"}))).await;
+    assert_eq!(filled["legs"][0]["status"], "FILLED", "{filled}");
     // A resting paper limit order, which flatten cancels as Dhan's exit-all would.
     let (_, resting) = post(
         &app,
@@ -445,7 +477,7 @@ async fn flatten_in_paper_mode_says_there_are_no_positions_to_close() {
     assert_eq!(body["flatten"]["ok"], true);
     assert_eq!(
         body["flatten"]["message"],
-        "paper mode tracks no positions, so there were none to close; 1 resting paper order(s) cancelled",
+        "1 paper position(s) closed; 1 resting paper order(s) cancelled",
         "{body}"
     );
     // The order tracker (on the app's clock) journals the cancellation.
@@ -453,7 +485,13 @@ async fn flatten_in_paper_mode_says_there_are_no_positions_to_close() {
     for _ in 0..200 {
         app.clock.advance(chrono::Duration::seconds(5));
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        status = app.journal_orders().await[0].status.as_str().to_owned();
+        status = app
+            .journal_orders()
+            .await
+            .into_iter()
+            .find(|r| r.order_type.as_str() == "LIMIT")
+            .map(|r| r.status.as_str().to_owned())
+            .unwrap_or_default();
         if status == "CANCELLED" {
             break;
         }
@@ -572,9 +610,14 @@ async fn the_kill_switch_holds_on_a_second_instance_sharing_the_postgres_journal
     assert_eq!(status, 200, "{body}");
     let answer = post(&b, &alert("NSE:RELIANCE", 1, json!({"id": "on-b"}))).await;
     assert_blocked(&b, &answer, "kill switch on since").await;
+    by_hand(&sim, 1).await;
     let (_, exit) = post(&b, &exit_alert("NSE:RELIANCE", 1)).await;
     assert_eq!(exit["legs"][0]["status"], "ACCEPTED", "{exit}");
-    assert_eq!(sim.orders().len(), 1, "only the exit reached Dhan");
+    assert_eq!(
+        sim.orders().len(),
+        2,
+        "only the exit (and the by-hand order) reached Dhan"
+    );
 
     kill_switch(&b, json!({"on": false})).await;
     let (_, body) = post(&a, &alert("NSE:RELIANCE", 1, json!({"id": "off-a"}))).await;

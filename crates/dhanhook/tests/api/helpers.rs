@@ -248,10 +248,11 @@ pub fn flat_alert() -> Value {
            "product": "intraday", "price": "2500.5"})
 }
 
-/// A valid Dhan-format alert (as Dhan's web UI writes it) with the test secret.
+/// A valid Dhan-format alert (as Dhan's web UI writes it) with the test secret. (Its CNC leg
+/// is a BUY: a delivery SELL needs holdings, which a paper session has none of.)
 pub fn dhan_alert() -> Value {
     json!({"secret": SECRET, "alertType": "multi_leg_order", "order_legs": [
-        {"transactionType":"S","orderType":"LMT","quantity":"5","exchange":"NSE","symbol":"TCS",
+        {"transactionType":"B","orderType":"LMT","quantity":"5","exchange":"NSE","symbol":"TCS",
          "instrument":"EQ","productType":"C","sort_order":"2","price":"4100.25"},
         {"transactionType":"B","orderType":"MKT","quantity":"10","exchange":"NSE","symbol":"INFY",
          "instrument":"EQ","productType":"I","sort_order":"1","price":"0"}],

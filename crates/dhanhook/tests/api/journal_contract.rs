@@ -348,6 +348,7 @@ fn new_leg(alert_id: &str, leg_no: u32) -> NewLeg {
             lot_size: 1,
             units: 1,
         },
+        refused: None,
     }
 }
 

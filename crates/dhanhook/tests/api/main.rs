@@ -19,6 +19,7 @@ mod multi;
 mod notify;
 mod ops;
 mod order_feed;
+mod positions;
 mod restart;
 mod routing;
 mod upstream;

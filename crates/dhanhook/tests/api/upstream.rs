@@ -70,7 +70,8 @@ fn cases() -> Vec<Case> {
                 let i = i();
                 json!({"alertType": "multi_leg_order", "strategy": "pairs-v2", "meta": meta(i),
                     "order_legs": [
-                        leg(i, json!({"transactionType": "S", "orderType": "LMT", "quantity": "5",
+                        // A BUY: a CNC SELL needs holdings (see positions.rs for that check).
+                        leg(i, json!({"transactionType": "B", "orderType": "LMT", "quantity": "5",
                             "symbol": "TCS", "instrument": "EQ", "productType": "C",
                             "sort_order": "2", "price": "4100.25", "amoTime": "OPEN"})),
                         leg(i, json!({"quantity": "10", "symbol": "INFY", "instrument": "EQ",
@@ -261,22 +262,22 @@ fn cases() -> Vec<Case> {
             expect: Refused("order_legs[0].symbol", "names 2 live contracts"),
         },
         Case {
-            name: "cancel_order is never placed as an order",
-            body: {
-                let mut b = single(i(), json!({"symbol": "RELIANCE", "instrument": "EQ"}));
-                b["alertType"] = json!("cancel_order");
-                b
-            },
-            expect: Refused("alertType", "not supported yet"),
-        },
-        Case {
-            name: "manage_position EXIT_ALL is not placed as a plain order",
+            name: "manage_position inside a leg is not placed as a plain order",
             body: single(
                 i(),
                 json!({"symbol": "RELIANCE", "instrument": "EQ",
                 "manage_position": "EXIT_ALL"}),
             ),
-            expect: Refused("order_legs[0].manage_position", "not supported yet"),
+            expect: Refused("order_legs[0].manage_position", "belongs at the top level"),
+        },
+        Case {
+            name: "manage_position other than EXIT_ALL is not guessed at",
+            body: {
+                let mut b = single(i(), json!({"symbol": "RELIANCE", "instrument": "EQ"}));
+                b["manage_position"] = json!("CLOSE_SOME");
+                b
+            },
+            expect: Refused("manage_position", "use EXIT_ALL"),
         },
         Case {
             name: "quantity 1.5 (the upstream crashed on it after validating)",

@@ -69,7 +69,7 @@ async fn dhan_format_legs_run_in_sort_order_with_their_own_outcomes() {
     );
     assert_eq!(
         (legs[1]["side"].as_str(), legs[1]["order_type"].as_str()),
-        (Some("SELL"), Some("LIMIT"))
+        (Some("BUY"), Some("LIMIT"))
     );
     assert_eq!(legs[1]["product"], "CNC");
     assert_ne!(legs[0]["correlation_id"], legs[1]["correlation_id"]);
@@ -228,20 +228,15 @@ async fn a_limit_order_without_a_price_names_price() {
 }
 
 #[tokio::test]
-async fn dhan_cancel_order_alerts_are_refused_and_never_placed() {
+async fn dhan_cancel_order_alerts_cancel_and_are_never_placed_as_orders() {
     let app = spawn_app().await;
     let mut body = dhan_alert();
     body["alertType"] = json!("cancel_order");
     let resp = app.post_webhook(&body).await;
-    assert_eq!(resp.status(), 422);
+    assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["errors"][0]["field"], "alertType");
-    assert!(
-        v["errors"][0]["problem"]
-            .as_str()
-            .unwrap()
-            .contains("not supported yet")
-    );
+    assert_eq!(v["legs"], json!([]), "{v}");
+    assert_eq!(v["cancels"], json!([]), "nothing of ours was open: {v}");
     assert!(app.journal_orders().await.is_empty());
 }
 

@@ -24,6 +24,7 @@ fn leg(extra: serde_json::Value, units: u32, lot_size: u32) -> NewLeg {
             lot_size,
             units,
         },
+        refused: None,
     }
 }
 
@@ -31,8 +32,11 @@ fn entry(units: u32) -> NewLeg {
     leg(json!({}), units, 1)
 }
 
+/// A SELL that `pipeline::positions` worked out as closing a position.
 fn exit(units: u32) -> NewLeg {
-    leg(json!({"action":"sell","position":"flat"}), units, 1)
+    let mut leg = leg(json!({"action":"sell"}), units, 1);
+    leg.order.closes = true;
+    leg
 }
 
 fn ctx() -> SendContext {
