@@ -71,6 +71,8 @@ pub enum Event {
         queued: i64,
         /// Cancelled or expired at the exchange.
         ended: i64,
+        /// Refused by dhanhook's own controls (risk rails, kill switch, SELL checks).
+        blocked: i64,
     },
     /// An alert refused before anything was journaled or sent (its position could not be
     /// read): nothing exists to point at, so the event says what was asked.
@@ -225,12 +227,18 @@ impl Event {
                 unsettled,
                 queued,
                 ended,
+                blocked,
             } => (
                 format!("📊 {date}{}: {alerts} alerts", paper_day(mode)),
                 format!(
-                    "Filled {filled} · Rejected {rejected} · Open at the broker {open} · Queued {queued}{}{}",
+                    "Filled {filled} · Rejected {rejected} · Open at the broker {open} · Queued {queued}{}{}{}",
                     if *ended > 0 {
                         format!(" · Cancelled or expired {ended}")
+                    } else {
+                        String::new()
+                    },
+                    if *blocked > 0 {
+                        format!(" · Blocked by dhanhook {blocked}")
                     } else {
                         String::new()
                     },
@@ -403,5 +411,27 @@ mod tests {
             assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
         }
         assert_eq!(EventKind::parse("everything"), None);
+    }
+
+    #[test]
+    fn the_daily_summary_counts_what_dhanhook_blocked_only_when_there_was_any() {
+        let day = |blocked| Event::DailySummary {
+            date: "2026-12-01".to_owned(),
+            alerts: 4,
+            filled: 1,
+            rejected: 1,
+            open: 0,
+            unsettled: 0,
+            queued: 0,
+            ended: 0,
+            blocked,
+        };
+        let (_, body) = day(2).text(Mode::Live);
+        assert_eq!(
+            body,
+            "Filled 1 · Rejected 1 · Open at the broker 0 · Queued 0 · Blocked by dhanhook 2"
+        );
+        let (_, body) = day(0).text(Mode::Live);
+        assert!(!body.contains("Blocked"), "{body}");
     }
 }

@@ -119,6 +119,7 @@ impl DailySummary {
                     + counts.legs_in(LegStatus::Pending)
                     + counts.legs_in(LegStatus::PartTraded),
                 ended: counts.legs_in(LegStatus::Cancelled) + counts.legs_in(LegStatus::Expired),
+                blocked: counts.legs_in(LegStatus::Blocked),
                 unsettled: counts.legs_in(LegStatus::Unknown)
                     + counts.legs_in(LegStatus::NeedsAttention)
                     + counts.legs_in(LegStatus::Submitting),
