@@ -86,6 +86,9 @@ pub struct Settings {
     pub webhook_secret: Option<SecretString>,
     /// `None` disables the admin endpoints (they answer 403 saying how to enable them).
     pub admin_token: Option<SecretString>,
+    /// `METRICS_TOKEN`: a bearer token that reads `GET /metrics` only (for a scraper that
+    /// should not hold the admin token). The admin token reads it too.
+    pub metrics_token: Option<SecretString>,
     pub csv_log_path: PathBuf,
     pub database_url: DatabaseUrl,
     /// Identical alerts (no `id`, no `timenow`) inside this window are duplicates.
@@ -265,6 +268,7 @@ impl Settings {
             data_dir,
             webhook_secret: get("WEBHOOK_SECRET").map(SecretString::from),
             admin_token: get("ADMIN_TOKEN").map(SecretString::from),
+            metrics_token: get("METRICS_TOKEN").map(SecretString::from),
             csv_log_path,
             database_url,
             dedup_window: Duration::from_secs(dedup_secs),

@@ -13,9 +13,11 @@
 mod answer;
 mod auth;
 mod controls;
+mod dashboard;
 mod error;
 mod guard;
 mod market;
+mod metrics;
 mod ops;
 mod postback;
 pub(crate) mod server;
@@ -51,6 +53,7 @@ use crate::{
     domain::Mode,
     instruments::source::InstrumentSource,
     market::Calendar,
+    metrics::Metrics,
     pipeline::{KillSwitchControl, Pipeline},
     store::Journal,
     token::TokenKeeper,
@@ -105,6 +108,10 @@ struct Inner {
     postback: Option<(SecretString, PostbackHints)>,
     /// `GET`/`POST /kill-switch`.
     kill_switch: KillSwitchControl,
+    /// `GET /metrics` and the dashboard's charts.
+    metrics: Arc<Metrics>,
+    /// `METRICS_TOKEN`: reads `/metrics` only.
+    metrics_token: Option<SecretString>,
 }
 
 /// What the HTTP layer is built from (by `startup`).
@@ -127,6 +134,8 @@ pub struct AppParts {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub postback: Option<(SecretString, PostbackHints)>,
     pub kill_switch: KillSwitchControl,
+    pub metrics: Arc<Metrics>,
+    pub metrics_token: Option<SecretString>,
 }
 
 impl AppState {
@@ -152,6 +161,8 @@ impl AppState {
                 ready_journal: std::sync::Mutex::new(None),
                 postback: p.postback,
                 kill_switch: p.kill_switch,
+                metrics: p.metrics,
+                metrics_token: p.metrics_token,
             }),
         }
     }
@@ -225,6 +236,8 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/callback", get(token::callback))
         .route("/dhan/postback/{secret}", post(postback::receive))
         .route("/kill-switch", get(controls::status).post(controls::change))
+        .route("/metrics", get(metrics::scrape))
+        .merge(dashboard::routes())
         .route(
             "/webhook",
             post(webhook::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),

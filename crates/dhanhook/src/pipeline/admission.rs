@@ -55,6 +55,8 @@ pub struct Admitter {
     pub rules: AdmissionRules,
     /// Wakes the queue runner when an alert is queued.
     pub queue_wake: Arc<Notify>,
+    /// Where the journal's commit time is recorded.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// What admission made of a delivery.
@@ -94,12 +96,12 @@ impl Admitter {
             None => self.route(&signal, &resolved, now),
         };
         let alert = self.new_alert(&signal, intake, resolved, &route, now);
-        let entry = match self
-            .journal
-            .admit(&alert)
-            .await
-            .map_err(PipelineError::NotJournaled)?
-        {
+        let committing = std::time::Instant::now();
+        let admitted = self.journal.admit(&alert).await;
+        if let Some(m) = &self.metrics {
+            m.journal_commit(committing.elapsed());
+        }
+        let entry = match admitted.map_err(PipelineError::NotJournaled)? {
             Admission::Duplicate { alert_id } => Entry::Duplicate { alert_id },
             Admission::Admitted => {
                 tracing::info!(alert_id = %alert.id, legs = alert.legs.len(), route = %alert.route, "alert journaled");

@@ -15,6 +15,7 @@ mod instruments;
 mod journal_contract;
 mod lifecycle;
 mod live;
+mod metrics;
 mod multi;
 mod notify;
 mod ops;
