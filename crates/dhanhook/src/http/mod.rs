@@ -112,6 +112,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// `METRICS_TOKEN`: reads `/metrics` only.
     metrics_token: Option<SecretString>,
+    /// The dashboard's signed-in sessions (in memory).
+    sessions: dashboard::Sessions,
 }
 
 /// What the HTTP layer is built from (by `startup`).
@@ -163,6 +165,7 @@ impl AppState {
                 kill_switch: p.kill_switch,
                 metrics: p.metrics,
                 metrics_token: p.metrics_token,
+                sessions: dashboard::Sessions::default(),
             }),
         }
     }

@@ -284,7 +284,7 @@ pub(super) async fn order(
 /// The alert's status as its legs say it now, like a `/webhook` answer: the journal's column is
 /// written just after a leg moves, and a reader must not see the two disagree. While legs wait
 /// in the queue the journal's view (queued, or processing when claimed) is the one to show.
-fn shown_status(record: &crate::store::AlertRecord) -> crate::store::AlertStatus {
+pub(super) fn shown_status(record: &crate::store::AlertRecord) -> crate::store::AlertStatus {
     if record
         .legs
         .iter()

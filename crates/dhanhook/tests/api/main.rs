@@ -6,6 +6,7 @@ mod cli;
 mod connections;
 mod controls;
 mod crash;
+mod dashboard;
 mod dedupe;
 mod dhan_client;
 mod faults;
