@@ -1,6 +1,6 @@
 //! The operator dashboard at `/ui`: one server-rendered page (plus one page per alert) so a
 //! trader can look at what happened instead of reading JSON, and act (kill switch, token,
-//! queue) without curl. No Node toolchain: the HTML is built here, the script and the style
+//! queue, replaying an alert in paper mode) without curl. No Node toolchain: the HTML is built here, the script and the style
 //! sheet are embedded with `include_str!` and served from `/ui/app.js` and `/ui/style.css`.
 //!
 //! Safety, because alert fields are attacker-shaped text (`<script>`, `<img onerror>`,
@@ -38,6 +38,7 @@ use chrono::{DateTime, Timelike, Utc};
 use super::{AppState, guard::Verdict};
 use crate::{
     clock::ist,
+    domain::Mode,
     metrics::WebhookOutcome,
     pipeline::KillSwitchChange,
     secrets::secrets_match,
@@ -68,6 +69,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/alerts/{alert_id}", get(alert_page))
+        .route("/ui/alerts/{alert_id}/replay", post(replay))
         .route("/ui/kill-switch", post(kill_switch))
         .route("/ui/refresh-token", post(refresh_token))
         .route("/ui/process-queue", post(process_queue))
@@ -504,6 +506,84 @@ async fn process_queue(
     )
 }
 
+/// Replays a stored alert as a new alert (a fresh `id`, so it is not its own duplicate),
+/// **in paper mode only**: a replay in live mode would place a real order again. It runs in
+/// a tracked task like a webhook's placement, so a closed tab does not cut it short.
+async fn replay(
+    session: UiSession,
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(alert_id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !csrf_ok(&session, &headers, &form) {
+        return forbidden_csrf();
+    }
+    if state.inner.mode != Mode::Paper {
+        return act_result(Err(
+            "Replay is for paper mode only: in live mode it would place a real order again."
+                .to_owned(),
+        ));
+    }
+    let record = match state.inner.journal.alert(&alert_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return act_result(Err("No alert with this id.".to_owned())),
+        Err(e) => {
+            tracing::error!(error = %e, "the dashboard could not read an alert to replay");
+            return act_result(Err("The journal could not be read.".to_owned()));
+        }
+    };
+    if record.mode != Mode::Paper {
+        return act_result(Err(
+            "This alert was journaled in live mode; only paper alerts are replayed.".to_owned(),
+        ));
+    }
+    let Ok(serde_json::Value::Object(mut map)) =
+        serde_json::from_str::<serde_json::Value>(&record.payload)
+    else {
+        return act_result(Err("The stored alert is not a JSON object.".to_owned()));
+    };
+    map.insert(
+        "id".to_owned(),
+        serde_json::Value::String(format!("replay-{}", uuid::Uuid::now_v7())),
+    );
+    let signal = match crate::alert::parse_signal(&map) {
+        Ok(s) => s,
+        Err(problems) => {
+            let list: Vec<String> = problems
+                .iter()
+                .map(|p| format!("{}: {}", p.field, p.problem))
+                .collect();
+            return act_result(Err(format!(
+                "The stored alert no longer passes the checks: {}",
+                list.join("; ")
+            )));
+        }
+    };
+    let intake = crate::pipeline::Intake {
+        client_ip: Some(state.client_ip(peer.ip(), &headers)),
+        payload: serde_json::Value::Object(map),
+    };
+    let pipeline = state.inner.pipeline.clone();
+    let handled = state
+        .inner
+        .tasks
+        .spawn(async move { pipeline.handle(signal, intake).await })
+        .await;
+    match handled {
+        Ok(Ok(h)) => {
+            tracing::info!(from = %record.id, alert_id = %h.record.id, "alert replayed from the dashboard (paper)");
+            Redirect::to(&format!("/ui/alerts/{}", urlencode(&h.record.id))).into_response()
+        }
+        Ok(Err(e)) => act_result(Err(format!("The replay was refused: {e}"))),
+        Err(e) => {
+            tracing::error!(error = %e, "the replay task failed");
+            act_result(Err("The replay failed; see the service log.".to_owned()))
+        }
+    }
+}
+
 // ---- the dashboard -------------------------------------------------------------------------
 
 async fn home(session: UiSession, State(state): State<AppState>) -> Response {
@@ -524,11 +604,7 @@ async fn home(session: UiSession, State(state): State<AppState>) -> Response {
         "<header><h1>dhanhook</h1><span class=\"pill {mode_class}\" id=\"mode\">{mode} mode</span>\
          <span class=\"pill {ready_class}\" id=\"readiness\">{ready_text}</span>\
          <span class=\"muted\">{time} IST</span>{logout}</header><main>",
-        mode_class = if s.mode == crate::domain::Mode::Live {
-            "bad"
-        } else {
-            "meh"
-        },
+        mode_class = if s.mode == Mode::Live { "bad" } else { "meh" },
         mode = s.mode.as_str(),
         ready_class = if ready_ok { "good" } else { "bad" },
         ready_text = if ready_ok { "ready" } else { "not ready" },
@@ -984,7 +1060,7 @@ fn charts(state: &AppState, rows: &[OrderRow], now: DateTime<Utc>, body: &mut St
 // ---- one alert -----------------------------------------------------------------------------
 
 async fn alert_page(
-    _session: UiSession,
+    session: UiSession,
     State(state): State<AppState>,
     Path(alert_id): Path<String>,
 ) -> Response {
@@ -1025,6 +1101,15 @@ async fn alert_page(
         esc(super::ops::shown_status(&record).as_str()),
         record.duplicates
     );
+    if state.inner.mode == Mode::Paper && record.mode == Mode::Paper {
+        body.push_str(&act_form(
+            &format!("/ui/alerts/{}/replay", urlencode(&record.id)),
+            &session.csrf,
+            &[],
+            "Replay this alert as a new one (paper)",
+            "replay",
+        ));
+    }
     for leg in &record.legs {
         let _ = write!(
             body,

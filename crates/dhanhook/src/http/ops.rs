@@ -42,6 +42,8 @@ pub(super) async fn root(State(state): State<AppState>) -> Json<serde_json::Valu
             "GET /auth/callback": "where Dhan's login sends the browser (consent flow)",
             "GET /kill-switch": "the kill switch and its last changes (admin)",
             "POST /kill-switch": "{\"on\": bool, \"flatten\": bool, \"broker\": bool, \"note\": \"…\"} (admin)",
+            "GET /metrics": "Prometheus metrics (admin token or METRICS_TOKEN)",
+            "GET /ui": "the operator dashboard in a browser (sign in with the admin token)",
         },
     }))
 }

@@ -494,3 +494,68 @@ async fn in_a_real_browser_an_operator_signs_in_sees_the_alert_opens_its_history
 
     browser.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_paper_alert_is_replayed_as_a_new_alert_from_its_history_page() {
+    let app = spawn_app().await;
+    let mut alert = flat_alert();
+    alert["id"] = json!("to-replay");
+    let first: Value = app.post_webhook(&alert).await.json().await.unwrap();
+    let first_id = first["alert_id"].as_str().unwrap().to_owned();
+    let client = no_redirects();
+    let cookie = sign_in(&app, &client).await;
+    let history = page(&app, &client, &cookie, &format!("/ui/alerts/{first_id}")).await;
+    assert!(history.contains("Replay this alert"));
+    let csrf = csrf_of(&history);
+
+    let resp = client
+        .post(app.url(&format!("/ui/alerts/{first_id}/replay")))
+        .header("cookie", &cookie)
+        .form_of(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(resp.status(), 303);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let replay_id = location.strip_prefix("/ui/alerts/").unwrap();
+    assert_ne!(replay_id, first_id, "a new alert, not a duplicate");
+    let replayed: Value = app
+        .get_admin(&format!("/orders/{replay_id}"), ADMIN_TOKEN)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replayed["alert"]["mode"], "paper");
+    assert_eq!(replayed["legs"][0]["symbol"], "RELIANCE");
+    assert_eq!(replayed["legs"][0]["status"], first["legs"][0]["status"]);
+    let rows = app.journal_orders().await;
+    assert_eq!(rows.len(), 2, "the original and its replay");
+}
+
+#[tokio::test]
+async fn in_live_mode_the_dashboard_never_replays_an_alert() {
+    let t = crate::live::live(dhan_sim::SimConfig::default()).await;
+    let (_, placed) = t.order("live-1").await;
+    let alert_id = placed["alert_id"].as_str().unwrap().to_owned();
+    assert_eq!(t.sim.orders().len(), 1);
+    let client = no_redirects();
+    let cookie = sign_in(&t.app, &client).await;
+    let history = page(&t.app, &client, &cookie, &format!("/ui/alerts/{alert_id}")).await;
+    assert!(!history.contains("Replay this alert"), "no replay button");
+    let home = page(&t.app, &client, &cookie, "/ui").await;
+    assert!(home.contains("live mode") && home.contains("id=\"token-state\">valid<"));
+    assert!(home.contains("class=\"countdown\""), "the expiry countdown");
+
+    let resp = client
+        .post(t.app.url(&format!("/ui/alerts/{alert_id}/replay")))
+        .header("cookie", &cookie)
+        .form_of(&[("csrf", csrf_of(&home).as_str())])
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("paper mode only"));
+    assert_eq!(t.sim.orders().len(), 1, "nothing was sent to Dhan");
+}
