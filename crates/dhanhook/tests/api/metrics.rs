@@ -235,3 +235,43 @@ async fn a_failed_mint_is_counted_by_its_reason() {
     );
     assert_eq!(m.value("dhanhook_token_state", &[("state", "none")]), 1.0);
 }
+
+#[tokio::test]
+async fn each_periodic_health_check_is_counted_by_its_result() {
+    let sim = crate::live::sim_at(SimConfig::default(), crate::helpers::market_time()).await;
+    let t = crate::live::start_at(
+        sim,
+        std::sync::Arc::new(tempfile::tempdir().unwrap()),
+        &[("HEALTH_CHECK_INTERVAL", "3600")],
+        crate::helpers::market_time(),
+    )
+    .await;
+    eventually("the start-up mint", || t.sim.mint_count() == 1).await;
+    let before = Scrape::of(&t.app).await;
+    let checks = |m: &Scrape, result: &str| {
+        m.value("dhanhook_token_health_checks_total", &[("result", result)])
+    };
+    assert_eq!(checks(&before, "ok"), 0.0);
+
+    t.advance(chrono::Duration::seconds(3600));
+
+    // The check runs in the background: scrape until it shows (bounded).
+    let mut after = Scrape::of(&t.app).await;
+    for _ in 0..300 {
+        if checks(&after, "ok") >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        after = Scrape::of(&t.app).await;
+    }
+    assert_eq!(checks(&after, "ok"), 1.0);
+    assert_eq!(checks(&after, "refused"), 0.0);
+    assert_eq!(
+        after.value(
+            "dhanhook_broker_call_seconds_count",
+            &[("call", "profile"), ("result", "ok")]
+        ),
+        1.0,
+        "the check is one GET /v2/profile"
+    );
+}
