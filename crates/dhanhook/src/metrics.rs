@@ -119,8 +119,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every metric registered (at zero), labelled with the build and mode.
+    /// A fresh registry with every metric registered (at zero), labelled with the build and
+    /// mode. The token's metrics exist in live mode only: paper mode has no token, and a
+    /// token gauge at zero would set off "token about to expire" alerts.
     pub fn new(mode: &str) -> Arc<Self> {
+        let live = mode == "live";
         let mut registry = Registry::default();
         let webhooks = Family::<Labels, Counter>::default();
         registry.register(
@@ -145,23 +148,42 @@ impl Metrics {
             broker.clone(),
         );
         let mint_attempts = Counter::default();
-        registry.register(
-            "dhanhook_token_mint_attempts",
-            "Calls to Dhan's auth host for a new token (PIN + TOTP, or RenewToken)",
-            mint_attempts.clone(),
-        );
+        if live {
+            registry.register(
+                "dhanhook_token_mint_attempts",
+                "Calls to Dhan's auth host for a new token (PIN + TOTP, or RenewToken)",
+                mint_attempts.clone(),
+            );
+        }
         let mint_failures = Family::<Labels, Counter>::default();
-        registry.register(
-            "dhanhook_token_mint_failures",
-            "Failed token mints by reason (auth, rate_limit, transient, unreachable, ...)",
-            mint_failures.clone(),
-        );
+        if live {
+            registry.register(
+                "dhanhook_token_mint_failures",
+                "Failed token mints by reason (auth, rate_limit, transient, unreachable, ...)",
+                mint_failures.clone(),
+            );
+        }
+        // Every reason at zero from the start, so increase() sees the first failure.
+        for reason in [
+            "auth",
+            "rate_limit",
+            "input",
+            "static_ip",
+            "order",
+            "transient",
+            "unreachable",
+            "unknown",
+        ] {
+            let _ = mint_failures.get_or_create(&vec![("reason", reason.to_owned())]);
+        }
         let health_checks = Family::<Labels, Counter>::default();
-        registry.register(
-            "dhanhook_token_health_checks",
-            "Token checks with GET /v2/profile by result (ok, refused, unreachable, no_token)",
-            health_checks.clone(),
-        );
+        if live {
+            registry.register(
+                "dhanhook_token_health_checks",
+                "Token checks with GET /v2/profile by result (ok, refused, unreachable, no_token)",
+                health_checks.clone(),
+            );
+        }
         for result in ["ok", "refused", "unreachable", "no_token"] {
             let _ = health_checks.get_or_create(&vec![("result", result.to_owned())]);
         }
@@ -178,23 +200,29 @@ impl Metrics {
             journal_commit.clone(),
         );
         let token_expiry = Gauge::<f64, _>::default();
-        registry.register(
-            "dhanhook_token_expiry_seconds",
-            "Seconds until the Dhan token in use expires (negative once expired; absent in paper mode or with no token)",
-            token_expiry.clone(),
-        );
+        if live {
+            registry.register(
+                "dhanhook_token_expiry_seconds",
+                "Seconds until the Dhan token in use expires (0 while there is none, negative once expired; live mode only)",
+                token_expiry.clone(),
+            );
+        }
         let token_age = Gauge::<f64, _>::default();
-        registry.register(
-            "dhanhook_token_age_seconds",
-            "Seconds since Dhan issued the token in use",
-            token_age.clone(),
-        );
+        if live {
+            registry.register(
+                "dhanhook_token_age_seconds",
+                "Seconds since Dhan issued the token in use (0 while there is none or its issue time is unknown; live mode only)",
+                token_age.clone(),
+            );
+        }
         let token_state = Family::<Labels, Gauge>::default();
-        registry.register(
-            "dhanhook_token_state",
-            "1 for the token's current state (valid, expiring, unchecked, minting, refused, expired, none), 0 for the others",
-            token_state.clone(),
-        );
+        if live {
+            registry.register(
+                "dhanhook_token_state",
+                "1 for the token's current state (valid, expiring, unchecked, minting, refused, expired, none), 0 for the others",
+                token_state.clone(),
+            );
+        }
         let queue_depth = Gauge::default();
         registry.register(
             "dhanhook_queue_depth",

@@ -85,10 +85,14 @@ pub(super) async fn refresh(state: &AppState) {
                 .get_or_create(&vec![("state", st.as_str().to_owned())])
                 .set(i64::from(status.state == st));
         }
-        if let Some((issued, expires)) = keeper.token_times() {
-            m.token_expiry.set(secs(expires - now));
-            m.token_age.set(issued.map_or(0.0, |i| secs(now - i)));
-        }
+        // No token: 0 left, so "about to expire" alerts fire rather than go quiet.
+        let (expiry, age) = keeper
+            .token_times()
+            .map_or((0.0, 0.0), |(issued, expires)| {
+                (secs(expires - now), issued.map_or(0.0, |i| secs(now - i)))
+            });
+        m.token_expiry.set(expiry);
+        m.token_age.set(age);
     }
 
     match s.journal.queue_summary(LEG_SCAN).await {

@@ -116,6 +116,12 @@ async fn paper_mode_metrics_have_build_info_and_no_token_series() {
         None,
         "paper mode has no token"
     );
+    assert_eq!(
+        m.get("dhanhook_token_expiry_seconds", &[]),
+        None,
+        "no expiry series to set off a token alert in paper mode"
+    );
+    assert_eq!(m.get("dhanhook_token_mint_attempts_total", &[]), None);
 }
 
 #[tokio::test]
@@ -193,11 +199,13 @@ async fn a_scripted_run_against_dhan_sim_moves_each_counter_by_exactly_what_happ
         0.0
     );
     assert_eq!(delta("dhanhook_token_mint_attempts_total", &[]), 1.0);
-    assert_eq!(
-        after.get("dhanhook_token_mint_failures_total", &[("reason", "auth")]),
-        None,
-        "no mint failed"
-    );
+    for reason in ["auth", "rate_limit", "transient", "unreachable"] {
+        assert_eq!(
+            after.value("dhanhook_token_mint_failures_total", &[("reason", reason)]),
+            0.0,
+            "no mint failed"
+        );
+    }
     assert_eq!(
         after.value("dhanhook_token_state", &[("state", "valid")]),
         1.0
@@ -234,6 +242,11 @@ async fn a_failed_mint_is_counted_by_its_reason() {
         "every attempt failed, each for Dhan refusing the credentials"
     );
     assert_eq!(m.value("dhanhook_token_state", &[("state", "none")]), 1.0);
+    assert_eq!(
+        m.value("dhanhook_token_expiry_seconds", &[]),
+        0.0,
+        "no token: nothing left, so an expiry alert fires"
+    );
 }
 
 #[tokio::test]
