@@ -1,6 +1,8 @@
 //! `GET /metrics`: the Prometheus exposition ([`crate::metrics`]), for a scraper holding the
 //! admin token or `METRICS_TOKEN` (a token that reads this page and nothing else, so
-//! Prometheus or a Cloud Run sidecar never holds the admin token).
+//! Prometheus never holds the admin token), or sending from `METRICS_ALLOWED_IPS` (a collector
+//! that cannot send a token, such as a sidecar on 127.0.0.1). The page holds counts and
+//! states, never a secret, an alert id or a symbol.
 //!
 //! The state gauges (token, queue, legs, scrip master, kill switch) are refreshed here, at
 //! scrape time, from the same sources `/ready` and `/queue-stats` read.
@@ -37,8 +39,22 @@ pub(super) async fn scrape(
     response
 }
 
-/// The metrics token, or else the admin token (with its wrong-token throttle).
+/// An allowed address, the metrics token, or else the admin token (with its wrong-token
+/// throttle).
 async fn allowed(state: &AppState, mut parts: axum::http::request::Parts) -> Result<(), Response> {
+    let client = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| state.client_ip(c.0.ip(), &parts.headers));
+    if client.is_some_and(|ip| {
+        state
+            .inner
+            .metrics_allowed_ips
+            .iter()
+            .any(|net| net.contains(&ip))
+    }) {
+        return Ok(());
+    }
     let given = parts
         .headers
         .get(header::AUTHORIZATION)

@@ -112,6 +112,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// `METRICS_TOKEN`: reads `/metrics` only.
     metrics_token: Option<SecretString>,
+    /// `METRICS_ALLOWED_IPS`: read `/metrics` without a token.
+    metrics_allowed_ips: Vec<ipnet::IpNet>,
     /// The dashboard's signed-in sessions (in memory).
     sessions: dashboard::Sessions,
 }
@@ -138,6 +140,7 @@ pub struct AppParts {
     pub kill_switch: KillSwitchControl,
     pub metrics: Arc<Metrics>,
     pub metrics_token: Option<SecretString>,
+    pub metrics_allowed_ips: Vec<ipnet::IpNet>,
 }
 
 impl AppState {
@@ -165,6 +168,7 @@ impl AppState {
                 kill_switch: p.kill_switch,
                 metrics: p.metrics,
                 metrics_token: p.metrics_token,
+                metrics_allowed_ips: p.metrics_allowed_ips,
                 sessions: dashboard::Sessions::default(),
             }),
         }

@@ -317,6 +317,7 @@ impl Application {
             kill_switch,
             metrics,
             metrics_token: settings.metrics_token.clone(),
+            metrics_allowed_ips: settings.metrics_allowed_ips.clone(),
         });
         announce(&settings, &source, addr);
         Ok(Self {

@@ -95,6 +95,27 @@ async fn metrics_need_the_admin_token_or_the_metrics_token() {
 }
 
 #[tokio::test]
+async fn an_allowed_address_reads_the_metrics_without_a_token() {
+    let allowed = spawn_app_with(
+        std::sync::Arc::new(tempfile::tempdir().unwrap()),
+        &[("METRICS_ALLOWED_IPS", "127.0.0.1/32")],
+    )
+    .await;
+    assert_eq!(allowed.get("/metrics").await.status(), 200);
+    assert_eq!(
+        allowed.get("/logs").await.status(),
+        401,
+        "nothing else opens"
+    );
+    let elsewhere = spawn_app_with(
+        std::sync::Arc::new(tempfile::tempdir().unwrap()),
+        &[("METRICS_ALLOWED_IPS", "10.0.0.0/8")],
+    )
+    .await;
+    assert_eq!(elsewhere.get("/metrics").await.status(), 401);
+}
+
+#[tokio::test]
 async fn paper_mode_metrics_have_build_info_and_no_token_series() {
     let app = spawn_app().await;
     let m = Scrape::of(&app).await;
