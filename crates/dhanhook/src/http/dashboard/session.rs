@@ -127,12 +127,17 @@ pub(super) fn csrf_ok(
     headers: &HeaderMap,
     form: &HashMap<String, String>,
 ) -> bool {
-    if let (Some(origin), Some(host)) = (
-        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
-        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
-    ) {
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
-        if origin_host != host {
+        // The host the browser used: `Host`, or `X-Forwarded-Host` behind a proxy that
+        // rewrites `Host` (nginx does by default). A cross-site form cannot set either header.
+        let ours = [header::HOST.as_str(), "x-forwarded-host"]
+            .iter()
+            .flat_map(|name| headers.get_all(*name).iter())
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|h| h.trim().eq_ignore_ascii_case(origin_host));
+        if !ours {
             return false;
         }
     }
@@ -272,5 +277,43 @@ mod tests {
         sessions.remove(&id);
         assert!(sessions.get(&id).is_none());
         assert!(sessions.get("").is_none());
+    }
+
+    fn form(csrf: &str) -> HashMap<String, String> {
+        HashMap::from([("csrf".to_owned(), csrf.to_owned())])
+    }
+
+    #[test]
+    fn the_csrf_check_wants_the_token_and_a_same_site_origin() {
+        let session = UiSession {
+            id: "s".to_owned(),
+            csrf: "c".repeat(64),
+        };
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        assert!(csrf_ok(&session, &h, &form(&"c".repeat(64))));
+        assert!(!csrf_ok(&session, &h, &form("")));
+        assert!(!csrf_ok(&session, &h, &form(&"d".repeat(64))));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8080"),
+        );
+        assert!(csrf_ok(&session, &h, &form(&"c".repeat(64))));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(!csrf_ok(&session, &h, &form(&"c".repeat(64))));
+        // Behind a proxy that rewrites Host, the browser's host is in X-Forwarded-Host.
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://trade.example.com"),
+        );
+        assert!(!csrf_ok(&session, &h, &form(&"c".repeat(64))));
+        h.insert(
+            "x-forwarded-host",
+            HeaderValue::from_static("trade.example.com"),
+        );
+        assert!(csrf_ok(&session, &h, &form(&"c".repeat(64))));
     }
 }
