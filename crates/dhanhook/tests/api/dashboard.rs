@@ -295,22 +295,10 @@ fn screenshot_dir() -> std::path::PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("dhanhook-screenshots"))
 }
 
-#[tokio::test]
-async fn in_a_real_browser_an_operator_signs_in_sees_the_alert_opens_its_history_and_works_the_kill_switch()
- {
+/// A headless Chromium session signed in to `app`'s dashboard through its login form (after
+/// checking that a stranger is sent there).
+async fn signed_in_browser(driver: &Driver, app: &TestApp) -> fantoccini::Client {
     use fantoccini::{ClientBuilder, Locator};
-
-    let Some(driver) = start_driver().await else {
-        return;
-    };
-    let app = spawn_app().await;
-    let mut alert = flat_alert();
-    alert["strategy"] = json!(HOSTILE);
-    alert["id"] = json!("browser-1");
-    let answer: Value = app.post_webhook(&alert).await.json().await.unwrap();
-    let alert_id = answer["alert_id"].as_str().unwrap().to_owned();
-    let leg_status = answer["legs"][0]["status"].as_str().unwrap().to_owned();
-
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".to_owned(),
@@ -323,8 +311,6 @@ async fn in_a_real_browser_an_operator_signs_in_sees_the_alert_opens_its_history
         .connect(&format!("http://127.0.0.1:{}", driver.port))
         .await
         .expect("a chromium session");
-
-    // Sign in: the dashboard sends a stranger to the login form.
     browser.goto(&app.url("/ui")).await.unwrap();
     assert!(
         browser
@@ -348,6 +334,26 @@ async fn in_a_real_browser_an_operator_signs_in_sees_the_alert_opens_its_history
         .click()
         .await
         .unwrap();
+    browser
+}
+
+#[tokio::test]
+async fn in_a_real_browser_an_operator_signs_in_sees_the_alert_opens_its_history_and_works_the_kill_switch()
+ {
+    use fantoccini::Locator;
+
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let app = spawn_app().await;
+    let mut alert = flat_alert();
+    alert["strategy"] = json!(HOSTILE);
+    alert["id"] = json!("browser-1");
+    let answer: Value = app.post_webhook(&alert).await.json().await.unwrap();
+    let alert_id = answer["alert_id"].as_str().unwrap().to_owned();
+    let leg_status = answer["legs"][0]["status"].as_str().unwrap().to_owned();
+
+    let browser = signed_in_browser(&driver, &app).await;
     let mode = browser.find(Locator::Id("mode")).await.unwrap();
     assert_eq!(mode.text().await.unwrap(), "paper mode");
 
@@ -558,4 +564,47 @@ async fn in_live_mode_the_dashboard_never_replays_an_alert() {
     assert_eq!(resp.status(), 200);
     assert!(resp.text().await.unwrap().contains("paper mode only"));
     assert_eq!(t.sim.orders().len(), 1, "nothing was sent to Dhan");
+}
+
+#[tokio::test]
+async fn in_a_real_browser_the_live_token_counts_down_to_its_expiry() {
+    use fantoccini::Locator;
+
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let t = crate::live::live(dhan_sim::SimConfig::default()).await;
+    t.order("live-browser").await;
+    let browser = signed_in_browser(&driver, &t.app).await;
+
+    assert_eq!(
+        browser
+            .find(Locator::Id("token-state"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "valid"
+    );
+    let countdown = browser.find(Locator::Css(".countdown")).await.unwrap();
+    let first = countdown.text().await.unwrap();
+    assert!(first.contains('h') && first.ends_with('s'), "{first}");
+    // The page's script (allowed by the CSP as /ui/app.js) moves it every second.
+    let mut moved = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if countdown.text().await.unwrap() != first {
+            moved = true;
+            break;
+        }
+    }
+    assert!(moved, "the countdown ticks");
+    std::fs::create_dir_all(screenshot_dir()).unwrap();
+    std::fs::write(
+        screenshot_dir().join("dashboard-live.png"),
+        browser.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    browser.close().await.unwrap();
 }
