@@ -133,8 +133,8 @@ pub(super) async fn market_card(state: &AppState, body: &mut String) {
     let _ = write!(
         body,
         "<section class=\"card\" id=\"market\"><h2>Market (NSE)</h2>\
-         <p><span class=\"pill {}\">{}</span></p><p>Next open: {}</p>\
-         <p>AMO: {} <span class=\"muted\">({})</span></p><p class=\"muted\">When closed: {}</p></section>",
+         <p><span class=\"pill {}\">{}</span></p><p>Next session opens: {} IST</p>\
+         <p>AMO: {} <span class=\"muted\">({})</span></p><p class=\"muted\">An alert while closed: {} (WHEN_CLOSED)</p></section>",
         if open { "good" } else { "meh" },
         if open { "open" } else { "closed" },
         esc(nse["next_open"].as_str().unwrap_or("unknown")),
