@@ -334,6 +334,13 @@ async fn signed_in_browser(driver: &Driver, app: &TestApp) -> fantoccini::Client
         .click()
         .await
         .unwrap();
+    // The form's POST and the redirect finish after the click returns: wait for the dashboard
+    // (bounded by fantoccini's default wait) before looking at it.
+    browser
+        .wait()
+        .for_element(Locator::Id("mode"))
+        .await
+        .expect("the dashboard after signing in");
     browser
 }
 
@@ -416,7 +423,8 @@ async fn in_a_real_browser_an_operator_signs_in_sees_the_alert_opens_its_history
         .await
         .unwrap();
     let payload = browser
-        .find(Locator::Css("#payload pre"))
+        .wait()
+        .for_element(Locator::Css("#payload pre"))
         .await
         .unwrap()
         .text()
@@ -592,7 +600,8 @@ async fn in_a_real_browser_the_live_token_counts_down_to_its_expiry() {
     assert!(first.contains('h') && first.ends_with('s'), "{first}");
     // The page's script (allowed by the CSP as /ui/app.js) moves it every second.
     let mut moved = false;
-    for _ in 0..50 {
+    // A bound, not a timing claim: generous for a loaded machine.
+    for _ in 0..150 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if countdown.text().await.unwrap() != first {
             moved = true;
