@@ -2,7 +2,7 @@
 //! and (when Debian's `chromium` and `chromium-driver` are installed, as `.ci/run` does) a real
 //! browser that signs in, sees an alert, opens its history and works the kill switch.
 
-use std::{sync::Arc, time::Duration};
+use std::{os::unix::process::CommandExt, sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 
@@ -244,6 +244,11 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // chromedriver runs in a process group of its own, with the Chromium it started: end
+        // the whole group, so a failed test leaves no browser behind.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -268,6 +273,7 @@ async fn start_driver() -> Option<Driver> {
         .port();
     let child = std::process::Command::new(&driver)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
