@@ -33,6 +33,7 @@
 //! - Running on their own: [`workers`] (queue, reconciler, order tracker, token refresh,
 //!   scrip-master refresh, square-off).
 //! - Around it: [`config`] (settings from the environment), [`telemetry`] (logging),
+//!   [`metrics`] (the Prometheus metrics behind `GET /metrics` and the dashboard's charts),
 //!   [`http`] (routes, answers, errors, connection serving), [`startup`] (the one place that
 //!   wires settings into components, builds and runs the application), [`cli`] (the commands),
 //!   [`checkup`] (`dhanhook check`), [`crash`] (crash points for fault tests).
@@ -50,6 +51,7 @@ pub mod domain;
 pub mod http;
 pub mod instruments;
 pub mod market;
+pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod ratelimit;

@@ -78,7 +78,11 @@ impl DhanBroker {
     }
 
     async fn send(&self, token: &Token, body: &OrderBody) -> Result<OrderAck, DhanError> {
+        let waited = std::time::Instant::now();
         self.limiter.acquire().await;
+        if let Some(m) = self.keeper.client().metrics() {
+            m.rate_limit_wait(waited.elapsed());
+        }
         self.keeper.client().place_order(&token.value, body).await
     }
 

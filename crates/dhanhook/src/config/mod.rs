@@ -86,6 +86,12 @@ pub struct Settings {
     pub webhook_secret: Option<SecretString>,
     /// `None` disables the admin endpoints (they answer 403 saying how to enable them).
     pub admin_token: Option<SecretString>,
+    /// `METRICS_TOKEN`: a bearer token that reads `GET /metrics` only (for a scraper that
+    /// should not hold the admin token). The admin token reads it too.
+    pub metrics_token: Option<SecretString>,
+    /// `METRICS_ALLOWED_IPS`: addresses that may read `GET /metrics` without a token (a
+    /// Prometheus sidecar on 127.0.0.1, a private network), judged like `ALLOWED_IPS`.
+    pub metrics_allowed_ips: Vec<ipnet::IpNet>,
     pub csv_log_path: PathBuf,
     pub database_url: DatabaseUrl,
     /// Identical alerts (no `id`, no `timenow`) inside this window are duplicates.
@@ -237,6 +243,11 @@ impl Settings {
                     .map_err(|why| ConfigError::new("ALLOWED_IPS", why))?,
             ),
         };
+        let metrics_allowed_ips = match get("METRICS_ALLOWED_IPS") {
+            None => Vec::new(),
+            Some(v) => crate::source_ip::parse_networks(&v, false)
+                .map_err(|why| ConfigError::new("METRICS_ALLOWED_IPS", why))?,
+        };
         let trusted_proxies = match get("TRUSTED_PROXIES") {
             None => Vec::new(),
             Some(v) => crate::source_ip::parse_networks(&v, false)
@@ -265,6 +276,8 @@ impl Settings {
             data_dir,
             webhook_secret: get("WEBHOOK_SECRET").map(SecretString::from),
             admin_token: get("ADMIN_TOKEN").map(SecretString::from),
+            metrics_token: get("METRICS_TOKEN").map(SecretString::from),
+            metrics_allowed_ips,
             csv_log_path,
             database_url,
             dedup_window: Duration::from_secs(dedup_secs),

@@ -9,11 +9,16 @@
 //! - fields that do not apply are omitted, never sent as `""` (Dhan refuses those);
 //! - every call has a connect and a total timeout; nothing here retries an order write.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use reqwest::{Method, RequestBuilder, StatusCode, redirect};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
+
+use crate::metrics::Metrics;
 
 use super::{
     error::{DhanError, DhanErrorKind},
@@ -49,6 +54,9 @@ pub struct DhanClient {
     http: reqwest::Client,
     urls: DhanUrls,
     client_id: String,
+    /// Where each call's round trip is recorded (set once by `startup`; shared by clones, so
+    /// the token keeper's and the broker's copies report to the same place).
+    metrics: Arc<OnceLock<Arc<Metrics>>>,
 }
 
 impl DhanClient {
@@ -77,7 +85,18 @@ impl DhanClient {
                 auth: urls.auth.trim_end_matches('/').to_owned(),
             },
             client_id: client_id.into(),
+            metrics: Arc::default(),
         })
+    }
+
+    /// Records every call's round trip in `metrics` from now on (the first call wins).
+    pub fn report_to(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// The metrics this client reports to, once set.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.get()
     }
 
     pub fn client_id(&self) -> &str {
@@ -417,6 +436,19 @@ impl DhanClient {
     /// call in logs; URLs are never logged.
     async fn call(&self, req: RequestBuilder, what: &'static str) -> Result<Value, DhanError> {
         let started = std::time::Instant::now();
+        let result = self.call_timed(req, what, started).await;
+        if let Some(m) = self.metrics.get() {
+            m.broker_call(what, result.is_ok(), started.elapsed());
+        }
+        result
+    }
+
+    async fn call_timed(
+        &self,
+        req: RequestBuilder,
+        what: &'static str,
+        started: std::time::Instant,
+    ) -> Result<Value, DhanError> {
         let resp = req.send().await.map_err(|e| transport_error(&e, what))?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| transport_error(&e, what))?;

@@ -29,6 +29,22 @@ pub enum DhanErrorKind {
     Unknown,
 }
 
+impl DhanErrorKind {
+    /// A short fixed name, for metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DhanErrorKind::Auth => "auth",
+            DhanErrorKind::RateLimit => "rate_limit",
+            DhanErrorKind::Input => "input",
+            DhanErrorKind::StaticIp => "static_ip",
+            DhanErrorKind::Order => "order",
+            DhanErrorKind::Transient => "transient",
+            DhanErrorKind::Unreachable => "unreachable",
+            DhanErrorKind::Unknown => "unknown",
+        }
+    }
+}
+
 /// A failed Dhan call. `Display` is safe to log and to show to the user: it never contains a
 /// URL (auth URLs carry the PIN and TOTP) or a credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

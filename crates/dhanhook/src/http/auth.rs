@@ -54,7 +54,7 @@ impl FromRequestParts<AppState> for Admin {
 /// The token of an `Authorization` value using the Bearer scheme. The scheme name is
 /// case-insensitive (RFC 7235 §2.1), so `bearer` and `BEARER` from curl scripts or proxies work
 /// too; the token itself is compared exactly.
-fn bearer_token(value: &str) -> Option<&str> {
+pub(super) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")

@@ -13,9 +13,11 @@
 mod answer;
 mod auth;
 mod controls;
+mod dashboard;
 mod error;
 mod guard;
 mod market;
+mod metrics;
 mod ops;
 mod postback;
 pub(crate) mod server;
@@ -51,6 +53,7 @@ use crate::{
     domain::Mode,
     instruments::source::InstrumentSource,
     market::Calendar,
+    metrics::Metrics,
     pipeline::{KillSwitchControl, Pipeline},
     store::Journal,
     token::TokenKeeper,
@@ -105,6 +108,14 @@ struct Inner {
     postback: Option<(SecretString, PostbackHints)>,
     /// `GET`/`POST /kill-switch`.
     kill_switch: KillSwitchControl,
+    /// `GET /metrics` and the dashboard's charts.
+    metrics: Arc<Metrics>,
+    /// `METRICS_TOKEN`: reads `/metrics` only.
+    metrics_token: Option<SecretString>,
+    /// `METRICS_ALLOWED_IPS`: read `/metrics` without a token.
+    metrics_allowed_ips: Vec<ipnet::IpNet>,
+    /// The dashboard's signed-in sessions (in memory).
+    sessions: dashboard::Sessions,
 }
 
 /// What the HTTP layer is built from (by `startup`).
@@ -127,6 +138,9 @@ pub struct AppParts {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub postback: Option<(SecretString, PostbackHints)>,
     pub kill_switch: KillSwitchControl,
+    pub metrics: Arc<Metrics>,
+    pub metrics_token: Option<SecretString>,
+    pub metrics_allowed_ips: Vec<ipnet::IpNet>,
 }
 
 impl AppState {
@@ -152,6 +166,10 @@ impl AppState {
                 ready_journal: std::sync::Mutex::new(None),
                 postback: p.postback,
                 kill_switch: p.kill_switch,
+                metrics: p.metrics,
+                metrics_token: p.metrics_token,
+                metrics_allowed_ips: p.metrics_allowed_ips,
+                sessions: dashboard::Sessions::default(),
             }),
         }
     }
@@ -225,6 +243,8 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/callback", get(token::callback))
         .route("/dhan/postback/{secret}", post(postback::receive))
         .route("/kill-switch", get(controls::status).post(controls::change))
+        .route("/metrics", get(metrics::scrape))
+        .merge(dashboard::routes())
         .route(
             "/webhook",
             post(webhook::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),

@@ -42,6 +42,8 @@ pub(super) async fn root(State(state): State<AppState>) -> Json<serde_json::Valu
             "GET /auth/callback": "where Dhan's login sends the browser (consent flow)",
             "GET /kill-switch": "the kill switch and its last changes (admin)",
             "POST /kill-switch": "{\"on\": bool, \"flatten\": bool, \"broker\": bool, \"note\": \"…\"} (admin)",
+            "GET /metrics": "Prometheus metrics (admin token or METRICS_TOKEN)",
+            "GET /ui": "the operator dashboard in a browser (sign in with the admin token)",
         },
     }))
 }
@@ -284,7 +286,7 @@ pub(super) async fn order(
 /// The alert's status as its legs say it now, like a `/webhook` answer: the journal's column is
 /// written just after a leg moves, and a reader must not see the two disagree. While legs wait
 /// in the queue the journal's view (queued, or processing when claimed) is the one to show.
-fn shown_status(record: &crate::store::AlertRecord) -> crate::store::AlertStatus {
+pub(super) fn shown_status(record: &crate::store::AlertRecord) -> crate::store::AlertStatus {
     if record
         .legs
         .iter()

@@ -27,6 +27,7 @@ use tracing::Instrument;
 use super::{ApiError, AppState, Outcome, error};
 use crate::{
     alert::{FieldProblem, parse_signal},
+    metrics::WebhookOutcome,
     pipeline::{Admitted, Handled, Intake, PipelineError},
     secrets::secrets_match,
     store::AlertStatus,
@@ -39,7 +40,43 @@ fn answer(outcome: Outcome) -> Response {
     } else {
         StatusCode::OK
     };
-    (status, Json(outcome)).into_response()
+    let duplicate = outcome.duplicate;
+    let mut response = (status, Json(outcome)).into_response();
+    if duplicate {
+        response.extensions_mut().insert(WebhookOutcome::Duplicate);
+    }
+    response
+}
+
+/// What the metrics count an answer as: said by the handler where the status alone does not
+/// tell (a duplicate, a refused alert), else read from the status.
+fn outcome_of(response: &Response) -> WebhookOutcome {
+    if let Some(outcome) = response.extensions().get::<WebhookOutcome>() {
+        return *outcome;
+    }
+    match response.status() {
+        s if s.is_success() => WebhookOutcome::Placed,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => {
+            WebhookOutcome::Unauthorized
+        }
+        s if s.is_client_error() => WebhookOutcome::Invalid,
+        _ => WebhookOutcome::Error,
+    }
+}
+
+/// `POST /webhook`, counted and timed for `/metrics` and the dashboard.
+pub(super) async fn receive(
+    state: State<AppState>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = std::time::Instant::now();
+    let metrics = std::sync::Arc::clone(&state.inner.metrics);
+    let clock = std::sync::Arc::clone(&state.inner.clock);
+    let response = handle(state, peer, headers, body).await;
+    metrics.webhook(outcome_of(&response), started.elapsed(), clock.now());
+    response
 }
 
 /// How long the deadline answer may spend reading the journal: a journal slow enough to miss
@@ -60,14 +97,18 @@ async fn at_deadline(state: &AppState, admitted: Admitted) -> Response {
         tracing::warn!(%alert_id, duplicate, "answering before the broker did (ACK_DEADLINE_MS); placement continues");
         return answer(Outcome::of(&record, duplicate, warnings));
     }
-    (
+    let mut response = (
         StatusCode::ACCEPTED,
         Json(json!({"status": "processing", "alert_id": alert_id, "duplicate": duplicate})),
     )
-        .into_response()
+        .into_response();
+    if duplicate {
+        response.extensions_mut().insert(WebhookOutcome::Duplicate);
+    }
+    response
 }
 
-pub(super) async fn receive(
+async fn handle(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: axum::http::HeaderMap,
@@ -191,6 +232,10 @@ pub(super) async fn receive(
             answer(outcome)
         }
         Ok(Err(e)) => {
+            let refused = matches!(
+                e,
+                PipelineError::Unresolvable(_) | PipelineError::Stale { .. }
+            );
             match &e {
                 PipelineError::NotJournaled(e) => {
                     tracing::error!(error = %e, "alert not journaled; nothing placed");
@@ -210,7 +255,11 @@ pub(super) async fn receive(
                     tracing::error!(error = %e, "duplicate alert could not be answered");
                 }
             }
-            ApiError::from(e).into_response()
+            let mut response = ApiError::from(e).into_response();
+            if refused {
+                response.extensions_mut().insert(WebhookOutcome::Refused);
+            }
+            response
         }
         Err(join_error) => {
             tracing::error!(error = %join_error, "alert processing task failed");

@@ -262,6 +262,12 @@ impl InstrumentSource {
         Ok(rows)
     }
 
+    /// When the scrip master in use was loaded (its download time for a cached copy) and how
+    /// many rows it has; `None` while there is none.
+    pub fn loaded(&self) -> Option<(DateTime<Utc>, usize)> {
+        self.read().as_ref().map(|l| (l.as_of, l.instruments.len()))
+    }
+
     pub fn status(&self) -> SourceStatus {
         let now = self.inner.clock.now();
         let last_error = self

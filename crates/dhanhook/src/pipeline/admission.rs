@@ -60,6 +60,8 @@ pub struct Admitter {
     pub queue_wake: Arc<Notify>,
     /// Works out position-aware alerts and SELL checks against the broker's positions.
     pub positions: Arc<PositionDesk>,
+    /// Where the journal's commit time is recorded.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// What admission made of a delivery.
@@ -173,29 +175,27 @@ impl Admitter {
         notes: Vec<String>,
         cancel: Option<Vec<ResolvedLeg>>,
     ) -> Result<Entry, PipelineError> {
-        Ok(
-            match self
-                .journal
-                .admit(&alert)
-                .await
-                .map_err(PipelineError::NotJournaled)?
-            {
-                Admission::Duplicate { alert_id } => Entry::Duplicate { alert_id },
-                Admission::Admitted => {
-                    tracing::info!(alert_id = %alert.id, legs = alert.legs.len(), route = %alert.route, "alert journaled");
-                    crate::crash::point("after_journal");
-                    if alert.initial_status == LegStatus::Queued {
-                        self.queue_wake.notify_one();
-                    }
-                    Entry::New {
-                        alert: Box::new(alert),
-                        stale,
-                        notes,
-                        cancel,
-                    }
+        let committing = std::time::Instant::now();
+        let admitted = self.journal.admit(&alert).await;
+        if let Some(m) = &self.metrics {
+            m.journal_commit(committing.elapsed());
+        }
+        Ok(match admitted.map_err(PipelineError::NotJournaled)? {
+            Admission::Duplicate { alert_id } => Entry::Duplicate { alert_id },
+            Admission::Admitted => {
+                tracing::info!(alert_id = %alert.id, legs = alert.legs.len(), route = %alert.route, "alert journaled");
+                crate::crash::point("after_journal");
+                if alert.initial_status == LegStatus::Queued {
+                    self.queue_wake.notify_one();
                 }
-            },
-        )
+                Entry::New {
+                    alert: Box::new(alert),
+                    stale,
+                    notes,
+                    cancel,
+                }
+            }
+        })
     }
 
     /// Where the alert goes by its venues' hours and its (or the default) closed-market policy.

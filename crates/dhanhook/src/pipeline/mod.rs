@@ -350,6 +350,7 @@ impl Pipeline {
             mode: alert.mode,
             status,
             duplicates: 0,
+            payload: alert.payload.clone(),
             legs: rows,
         }
     }

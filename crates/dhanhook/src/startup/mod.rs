@@ -24,6 +24,7 @@ use crate::{
     },
     instruments::source::{InstrumentSource, SourceConfig},
     market::Calendar,
+    metrics::Metrics,
     notify::{Channels, Notifier},
     pipeline::{
         AdmissionRules, Admitter, Controls, KillSwitchControl, LegPlacer, Pipeline, PositionDesk,
@@ -174,8 +175,11 @@ impl Application {
             }
         };
         let (notifier, notifier_worker) = notifications(&settings, &journal, &clock)?;
+        // One registry per application (tests run many in one process).
+        let metrics = Metrics::new(settings.mode.as_str());
         if let Some(keeper) = &keeper {
             keeper.notify_with(notifier.clone());
+            keeper.client().report_to(Arc::clone(&metrics));
         }
         let summary_notifier = notifier.clone();
         // The start-up reconciliation opens the gate for new orders (see LegPlacer).
@@ -250,6 +254,7 @@ impl Application {
                     settings.instruments.quantity_unit,
                     settings.routing.allow_short,
                 )),
+                metrics: Some(Arc::clone(&metrics)),
             },
             placer.clone(),
         );
@@ -331,6 +336,9 @@ impl Application {
             trusted_proxies: settings.trusted_proxies.clone(),
             postback,
             kill_switch,
+            metrics,
+            metrics_token: settings.metrics_token.clone(),
+            metrics_allowed_ips: settings.metrics_allowed_ips.clone(),
         });
         announce(&settings, &source, addr);
         Ok(Self {

@@ -121,6 +121,15 @@ pub(super) fn announce(settings: &Settings, source: &SecretSource, addr: SocketA
         settings.mode,
         settings.database_url.describe(),
     );
+    if settings.admin_token.is_some() {
+        tracing::info!(
+            "dashboard: http://{local}/ui (sign in with ADMIN_TOKEN); metrics: http://{local}/metrics"
+        );
+    } else {
+        tracing::info!(
+            "dashboard and metrics are off: set ADMIN_TOKEN (and METRICS_TOKEN for a scraper) to use http://{local}/ui and /metrics"
+        );
+    }
     match source {
         SecretSource::Env => tracing::info!("webhook secret: from WEBHOOK_SECRET"),
         SecretSource::File { path, generated } => {

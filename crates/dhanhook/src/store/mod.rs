@@ -488,6 +488,8 @@ pub struct AlertRecord {
     /// run holds it (and none of its legs has moved yet), otherwise as derived from its legs.
     pub status: AlertStatus,
     pub duplicates: i64,
+    /// The alert JSON as received, with the secret removed (the dashboard's history page).
+    pub payload: String,
     pub legs: Vec<OrderRow>,
 }
 

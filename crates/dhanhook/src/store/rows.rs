@@ -57,7 +57,7 @@ pub(super) use reported_status;
 pub(super) const ALERT_RECORD_SELECT: &str = concat!(
     "SELECT a.id, a.received_at, a.mode, ",
     reported_status!(),
-    " AS status, a.duplicates, a.alert_type, a.route, a.queued_until FROM alerts a"
+    " AS status, a.duplicates, a.alert_type, a.route, a.queued_until, a.payload FROM alerts a"
 );
 
 /// A stored spelling as its enum, or [`JournalError::Corrupt`] naming the column.
@@ -95,6 +95,7 @@ where
             AlertStatus::parse,
         )?,
         duplicates: row.try_get("duplicates")?,
+        payload: row.try_get("payload")?,
         legs,
     })
 }

@@ -200,6 +200,14 @@ impl TokenKeeper {
         self.inner.minting.store(true, Ordering::SeqCst);
         let result = self.obtain().await;
         self.inner.minting.store(false, Ordering::SeqCst);
+        if let Some(m) = self.inner.client.metrics() {
+            // Only calls that reached for Dhan's auth host count as attempts.
+            match &result {
+                Ok(_) => m.mint(None),
+                Err(TokenError::Dhan(e)) => m.mint(Some(e.kind.as_str())),
+                Err(_) => {}
+            }
+        }
         // Stored before the lease is released, so the next lease holder sees it.
         if let Ok(token) = &result {
             self.persist(token).await;

@@ -317,6 +317,15 @@ impl TokenKeeper {
         }
     }
 
+    /// When the token in use was issued and when it expires (the `iat` of Dhan's JWT, when it
+    /// carries one), for the metrics; never the token itself.
+    pub fn token_times(&self) -> Option<(Option<DateTime<Utc>>, DateTime<Utc>)> {
+        let token = self.current()?;
+        let issued =
+            crate::dhan::jwt::read_claims(token.value.expose_secret()).and_then(|c| c.issued_at());
+        Some((issued, token.expires_at))
+    }
+
     pub fn client(&self) -> &DhanClient {
         &self.inner.client
     }

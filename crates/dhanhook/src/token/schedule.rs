@@ -105,6 +105,7 @@ impl TokenKeeper {
         };
         match self.inner.client.profile(&token.value).await {
             Ok(_) => {
+                self.count_check("ok");
                 self.mark_accepted(&token);
                 tracing::info!(
                     source = token.source.as_str(),
@@ -112,10 +113,16 @@ impl TokenKeeper {
                     hours_left(token.expires_at, self.now())
                 );
             }
-            Err(e) if e.is_auth() => self.mark_refused(&token, &e.to_string()),
-            Err(e) => tracing::warn!(
-                "could not check the Dhan token with Dhan ({e}); it is used meanwhile and checked again in a minute"
-            ),
+            Err(e) if e.is_auth() => {
+                self.count_check("refused");
+                self.mark_refused(&token, &e.to_string());
+            }
+            Err(e) => {
+                self.count_check("unreachable");
+                tracing::warn!(
+                    "could not check the Dhan token with Dhan ({e}); it is used meanwhile and checked again in a minute"
+                );
+            }
         }
     }
 
@@ -139,6 +146,13 @@ impl TokenKeeper {
         }
     }
 
+    /// Counts a token check (start-up or periodic) in the metrics, when they are kept.
+    fn count_check(&self, result: &'static str) {
+        if let Some(m) = self.inner.client.metrics() {
+            m.health_check(result);
+        }
+    }
+
     fn halted(&self) -> bool {
         self.inner
             .report
@@ -150,6 +164,7 @@ impl TokenKeeper {
     /// `GET /v2/profile` with the current token: logs its state, refreshes if Dhan refuses it.
     async fn health_check(&self) {
         let Some(token) = self.current().filter(|t| !t.refused()) else {
+            self.count_check("no_token");
             tracing::warn!(
                 "Periodic health check: no usable Dhan token ({})",
                 self.status().state
@@ -158,6 +173,7 @@ impl TokenKeeper {
         };
         match self.inner.client.profile(&token.value).await {
             Ok(_) => {
+                self.count_check("ok");
                 self.mark_accepted(&token);
                 tracing::info!(
                     "Periodic health check: Token valid ({:.1} hours remaining)",
@@ -165,12 +181,16 @@ impl TokenKeeper {
                 );
             }
             Err(e) if e.is_auth() => {
+                self.count_check("refused");
                 tracing::warn!("Periodic health check: Dhan refused the token ({e})");
                 if let Err(e) = self.refresh_after_refusal(&token, &e.to_string()).await {
                     tracing::error!("token refresh after a failed health check failed: {e}");
                 }
             }
-            Err(e) => tracing::warn!("Periodic health check: could not reach Dhan ({e})"),
+            Err(e) => {
+                self.count_check("unreachable");
+                tracing::warn!("Periodic health check: could not reach Dhan ({e})");
+            }
         }
     }
 }
