@@ -49,6 +49,10 @@ pub struct SimConfig {
     /// The order-update feed sends the documented PascalCase fields instead of the
     /// camelCase the live feed sends (dhan-api.md §9).
     pub order_update_pascal_case: bool,
+    /// Every response is written in two writes, head then body, as some servers do; with
+    /// Nagle's algorithm on (the simulator never sets `TCP_NODELAY`) a keep-alive client then
+    /// waits for its own delayed ACK before the body arrives (see `split.rs`).
+    pub split_writes: bool,
 }
 
 impl fmt::Debug for SimConfig {
@@ -71,6 +75,7 @@ impl fmt::Debug for SimConfig {
             .field("start_time", &self.start_time)
             .field("postback_url", &self.postback_url)
             .field("order_update_pascal_case", &self.order_update_pascal_case)
+            .field("split_writes", &self.split_writes)
             .finish()
     }
 }
@@ -95,6 +100,7 @@ impl Default for SimConfig {
             start_time: Utc::now(),
             postback_url: None,
             order_update_pascal_case: false,
+            split_writes: false,
         }
     }
 }

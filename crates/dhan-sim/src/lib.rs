@@ -36,6 +36,7 @@ mod orders;
 mod postback;
 mod rest;
 mod server;
+mod split;
 mod state;
 mod telegram;
 mod token;

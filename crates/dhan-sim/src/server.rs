@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::error::ApiError;
+use crate::split::SplitWrites;
 use crate::state::{RecordedRequest, Shared};
 use crate::{auth, control, feed, rest};
 
@@ -130,6 +131,7 @@ async fn serve_connection(
     // A handler that wants the connection dropped signals here; dropping the connection
     // future then closes the socket with nothing written.
     let kill = Arc::new(Notify::new());
+    let split = shared.config.split_writes;
     let service = {
         let kill = kill.clone();
         hyper::service::service_fn(move |req| {
@@ -142,7 +144,7 @@ async fn serve_connection(
     builder.timer(TokioTimer::new());
     // Upgrades: the order-update WebSocket is served on the same listener.
     let conn = builder
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(SplitWrites::new(stream, split)), service)
         .with_upgrades();
     tokio::select! {
         result = conn => {

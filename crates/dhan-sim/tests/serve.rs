@@ -49,3 +49,27 @@ async fn spawn_at_uses_the_given_address() {
         .expect("send");
     assert_eq!(resp.status().as_u16(), 401);
 }
+
+/// `split_writes` changes how a response is written (head, then body), never what: answers
+/// on a kept-alive connection arrive whole. How long the split costs a client is measured by
+/// benchmarks, not asserted here.
+#[tokio::test]
+async fn split_writes_still_answer_whole_responses() {
+    let sim = Sim::spawn(SimConfig {
+        split_writes: true,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("spawn");
+    let http = common::http();
+    for _ in 0..3 {
+        let resp = http
+            .get(format!("{}/profile", sim.base_url()))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status().as_u16(), 401);
+        let body: serde_json::Value = resp.json().await.expect("a whole JSON body");
+        assert!(body.is_object(), "{body}");
+    }
+}
