@@ -200,7 +200,7 @@ async fn a_post_without_the_sessions_csrf_token_or_from_another_site_changes_not
     assert_eq!(genuine.status(), 303);
     assert!(kill_switch_on(&app).await);
     let home = page(&app, &client, &cookie, "/ui").await;
-    assert!(home.contains("ON: new orders are refused"));
+    assert!(home.contains("ON: entries are refused, exits pass"));
 }
 
 #[tokio::test]

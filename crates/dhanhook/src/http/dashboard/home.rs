@@ -157,10 +157,13 @@ pub(super) async fn controls_card(state: &AppState, session: &UiSession, body: &
                 body,
                 "<p>Kill switch: <span class=\"pill {}\" id=\"kill-switch-state\">{}</span></p>",
                 if k.on { "bad" } else { "good" },
-                if k.on {
-                    "ON: new orders are refused"
-                } else {
-                    "off"
+                match (k.on, s.kill_switch.mode()) {
+                    (false, _) => "off",
+                    // KILL_SWITCH_MODE=entries lets exits and cancels through.
+                    (true, crate::config::KillSwitchMode::Entries) => {
+                        "ON: entries are refused, exits pass"
+                    }
+                    (true, crate::config::KillSwitchMode::All) => "ON: every order is refused",
                 }
             );
             if let Some(since) = k.since {
