@@ -226,14 +226,7 @@ pub(super) async fn order(
     State(state): State<AppState>,
     Path(alert_id): Path<String>,
 ) -> Response {
-    let journal = &state.inner.journal;
-    let read = async {
-        let Some(record) = journal.alert(&alert_id).await? else {
-            return Ok(None);
-        };
-        let events = journal.leg_events(&alert_id).await?;
-        Ok::<_, crate::store::JournalError>(Some((record, events)))
-    };
+    let read = state.inner.journal.alert_history(&alert_id);
     match read.await {
         Ok(Some((record, events))) => {
             let legs: Vec<_> = record

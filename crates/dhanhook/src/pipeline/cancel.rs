@@ -40,20 +40,9 @@ impl PositionDesk {
         alert_id: &str,
         resolved: &[ResolvedLeg],
     ) -> Result<Vec<CancelReport>, String> {
-        let mut seen = Vec::new();
         let mut reports = Vec::new();
-        for r in resolved {
-            let key = (r.exchange_segment.clone(), r.security_id.clone());
-            if seen.contains(&key) {
-                continue;
-            }
-            seen.push(key);
-            let rows = self
-                .journal
-                .open_legs_on(&r.security_id, &r.exchange_segment)
-                .await
-                .map_err(|e| format!("dhanhook's open orders could not be read: {e}"))?;
-            for row in rows.into_iter().filter(|row| row.mode == self.mode) {
+        for (_, rows) in self.our_open_legs(resolved).await? {
+            for row in rows {
                 reports.push(self.cancel_one(alert_id, &row).await);
             }
         }

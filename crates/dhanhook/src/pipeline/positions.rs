@@ -451,6 +451,38 @@ impl PositionDesk {
             .unwrap_or(epoch)
     }
 
+    /// dhanhook's legs in this mode that are not final yet, per distinct instrument of
+    /// `resolved` (each instrument read once): what position-aware alerts count and what
+    /// `cancel_order` cancels.
+    ///
+    /// # Errors
+    /// The journal could not list them.
+    pub(super) async fn our_open_legs<'r>(
+        &self,
+        resolved: &'r [ResolvedLeg],
+    ) -> Result<Vec<(&'r ResolvedLeg, Vec<OrderRow>)>, String> {
+        let mut out: Vec<(&ResolvedLeg, Vec<OrderRow>)> = Vec::new();
+        for r in resolved {
+            if out.iter().any(|(seen, _)| {
+                seen.exchange_segment == r.exchange_segment && seen.security_id == r.security_id
+            }) {
+                continue;
+            }
+            let rows = self
+                .journal
+                .open_legs_on(&r.security_id, &r.exchange_segment)
+                .await
+                .map_err(|e| format!("dhanhook's own open orders could not be read: {e}"))?;
+            out.push((
+                r,
+                rows.into_iter()
+                    .filter(|row| row.mode == self.mode)
+                    .collect(),
+            ));
+        }
+        Ok(out)
+    }
+
     /// Reads the broker's positions (and holdings when asked) together with our open legs
     /// on the instruments, repeating the reading until our orders stand still across it.
     async fn snapshot(
@@ -459,23 +491,9 @@ impl PositionDesk {
         need_holdings: bool,
     ) -> Result<Snapshot, String> {
         let mut own_rows: Vec<OrderRow> = Vec::new();
-        let mut seen = Vec::new();
-        for r in resolved {
-            let key = (r.exchange_segment.clone(), r.security_id.clone());
-            if seen.contains(&key) {
-                continue;
-            }
-            seen.push(key);
-            let rows = self
-                .journal
-                .open_legs_on(&r.security_id, &r.exchange_segment)
-                .await
-                .map_err(|e| format!("dhanhook's own open orders could not be read: {e}"))?;
+        for (r, rows) in self.our_open_legs(resolved).await? {
             let since = self.last_close(&r.exchange_segment);
-            own_rows.extend(
-                rows.into_iter()
-                    .filter(|row| row.mode == self.mode && row.received_at >= since),
-            );
+            own_rows.extend(rows.into_iter().filter(|row| row.received_at >= since));
         }
         let read_book = !own_rows.is_empty();
         for _ in 0..SNAPSHOT_ATTEMPTS {

@@ -67,6 +67,19 @@ pub trait AlertJournal: Send + Sync + fmt::Debug {
     /// An alert with its legs, if it exists.
     async fn alert(&self, alert_id: &str) -> Result<Option<AlertRecord>, JournalError>;
 
+    /// An alert with its legs and their history (`GET /orders/{id}`, the dashboard's alert
+    /// page), if it exists.
+    async fn alert_history(
+        &self,
+        alert_id: &str,
+    ) -> Result<Option<(AlertRecord, Vec<LegEvent>)>, JournalError> {
+        let Some(record) = self.alert(alert_id).await? else {
+            return Ok(None);
+        };
+        let events = self.leg_events(alert_id).await?;
+        Ok(Some((record, events)))
+    }
+
     /// The newest order legs first, at most `limit`.
     async fn recent_orders(&self, limit: u32) -> Result<Vec<OrderRow>, JournalError>;
 

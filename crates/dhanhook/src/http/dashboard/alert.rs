@@ -10,14 +10,7 @@ pub(super) async fn alert_page(
     State(state): State<AppState>,
     Path(alert_id): Path<String>,
 ) -> Response {
-    let journal = &state.inner.journal;
-    let read = async {
-        let Some(record) = journal.alert(&alert_id).await? else {
-            return Ok(None);
-        };
-        let events = journal.leg_events(&alert_id).await?;
-        Ok::<_, crate::store::JournalError>(Some((record, events)))
-    };
+    let read = state.inner.journal.alert_history(&alert_id);
     let (record, events) = match read.await {
         Ok(Some(found)) => found,
         Ok(None) => {
