@@ -21,8 +21,12 @@ use crate::{
     domain::{AmoTime, Mode, OnLegReject, QuantityUnit, WhenClosed},
     instruments::source::InstrumentSource,
     market::{self, AmoWindow, Calendar, Route, Venue},
-    store::{Admission, AlertJournal, LegStatus, NewAlert, NewLeg, ResolvedLeg},
+    store::{Admission, AlertJournal, Gate, GateSpec, LegStatus, NewAlert, NewLeg, ResolvedLeg},
 };
+
+/// Which leg of a new alert (if any) is gated inside its admission, and how
+/// ([`super::LegPlacer::admission_gate`]).
+pub(super) type FirstGate<'a> = &'a (dyn Fn(&NewAlert) -> Option<GateSpec> + Sync);
 
 /// How far in the future an alert's `timenow` may be (clock skew) before it is refused.
 const MAX_CLOCK_AHEAD: chrono::Duration = chrono::Duration::seconds(60);
@@ -76,6 +80,9 @@ pub(super) enum Entry {
         notes: Vec<String>,
         /// A `cancel_order` alert: the instruments whose open orders are to be cancelled.
         cancel: Option<Vec<ResolvedLeg>>,
+        /// The first leg's send gate, judged in the admission's transaction (see
+        /// [`super::LegPlacer::admission_gate`]); `None`: not judged yet.
+        first_gate: Option<Gate>,
     },
     /// A live dedupe key points at this earlier alert: nothing new was journaled.
     Duplicate { alert_id: String },
@@ -84,11 +91,14 @@ pub(super) enum Entry {
 impl Admitter {
     /// Resolves, routes and journals one alert. Returns what it became and the warnings its
     /// answer must carry.
+    ///
+    /// `gate` names the leg (if any) whose send gate is to be judged in the same transaction.
     pub(super) async fn admit(
         &self,
         mut signal: Signal,
         intake: Intake,
         resolved: Option<Vec<ResolvedLeg>>,
+        gate: FirstGate<'_>,
     ) -> Result<(Entry, Vec<FieldProblem>), PipelineError> {
         self.apply_eq_product(&mut signal);
         let problems = crate::alert::position_problems(&signal);
@@ -133,7 +143,8 @@ impl Admitter {
             let cancel = stale.is_none().then(|| resolved.clone());
             let alert = self.new_alert(&signal, intake, Vec::new(), &route, now);
             return Ok((
-                self.journal_new(alert, stale, Vec::new(), cancel).await?,
+                self.journal_new(alert, stale, Vec::new(), cancel, gate)
+                    .await?,
                 warnings,
             ));
         }
@@ -142,7 +153,8 @@ impl Admitter {
         if rejected || !self.positions.needed_for(&signal) {
             let alert = self.new_alert(&signal, intake, as_sent(resolved), &route, now);
             return Ok((
-                self.journal_new(alert, stale, Vec::new(), None).await?,
+                self.journal_new(alert, stale, Vec::new(), None, gate)
+                    .await?,
                 warnings,
             ));
         }
@@ -160,7 +172,7 @@ impl Admitter {
                 .await
                 .map_err(PipelineError::PositionsUnreadable)?;
             let alert = self.new_alert(&signal, intake, plan.legs, &route, now);
-            self.journal_new(alert, stale, plan.notes, None).await
+            self.journal_new(alert, stale, plan.notes, None, gate).await
         }
         .await;
         self.positions.release(held).await;
@@ -174,15 +186,16 @@ impl Admitter {
         stale: Option<FieldProblem>,
         notes: Vec<String>,
         cancel: Option<Vec<ResolvedLeg>>,
+        gate: FirstGate<'_>,
     ) -> Result<Entry, PipelineError> {
         let committing = std::time::Instant::now();
-        let admitted = self.journal.admit(&alert).await;
+        let admitted = self.journal.admit_gated(&alert, gate(&alert)).await;
         if let Some(m) = &self.metrics {
             m.journal_commit(committing.elapsed());
         }
         Ok(match admitted.map_err(PipelineError::NotJournaled)? {
-            Admission::Duplicate { alert_id } => Entry::Duplicate { alert_id },
-            Admission::Admitted => {
+            (Admission::Duplicate { alert_id }, _) => Entry::Duplicate { alert_id },
+            (Admission::Admitted, first_gate) => {
                 tracing::info!(alert_id = %alert.id, legs = alert.legs.len(), route = %alert.route, "alert journaled");
                 crate::crash::point("after_journal");
                 if alert.initial_status == LegStatus::Queued {
@@ -193,6 +206,7 @@ impl Admitter {
                     stale,
                     notes,
                     cancel,
+                    first_gate,
                 }
             }
         })

@@ -44,8 +44,8 @@ use crate::{
     config::{ControlSettings, KillSwitchMode, RiskRails},
     domain::OnLegReject,
     store::{
-        ControlJournal, Gate, JournalError, KillSwitch, LegStatus, NewLeg, SendContext,
-        instrument_key,
+        ControlJournal, Gate, GateCounts, GateSpec, JournalError, KillSwitch, LegStatus, NewLeg,
+        SendContext, instrument_key,
     },
 };
 
@@ -58,7 +58,7 @@ pub fn is_exit(leg: &LegOrder) -> bool {
 #[derive(Debug, Clone)]
 pub struct Controls {
     journal: Arc<dyn ControlJournal>,
-    settings: ControlSettings,
+    settings: Arc<ControlSettings>,
     clock: Arc<dyn Clock>,
 }
 
@@ -70,7 +70,7 @@ impl Controls {
     ) -> Self {
         Self {
             journal,
-            settings,
+            settings: Arc::new(settings),
             clock,
         }
     }
@@ -80,11 +80,29 @@ impl Controls {
     /// # Errors
     /// The journal failed or refused the transition: the leg must not be sent.
     pub async fn gate(&self, alert_id: &str, leg: &NewLeg) -> Result<Gate, JournalError> {
+        self.journal.gate_leg(alert_id, self.spec(leg)).await
+    }
+
+    /// What the journal needs to judge `leg` now: by itself ([`Controls::gate`]) or inside its
+    /// alert's admission ([`crate::store::AlertJournal::admit_gated`]).
+    pub fn spec(&self, leg: &NewLeg) -> GateSpec {
         let now = self.clock.now();
-        let rule = |ctx: &SendContext| judge(&self.settings, leg, ctx, now);
-        self.journal
-            .gate_leg(alert_id, leg.leg_no, ist_day(now), &rule, now)
-            .await
+        let (settings, leg_owned) = (Arc::clone(&self.settings), leg.clone());
+        GateSpec {
+            leg_no: leg.leg_no,
+            day: ist_day(now),
+            counts: GateCounts {
+                orders_today: self.settings.rails.max_orders_per_day.is_some(),
+                strategy_orders_today: self
+                    .settings
+                    .rails
+                    .max_orders_per_day_per_strategy
+                    .is_some(),
+                open_instruments: self.settings.rails.max_open_positions.is_some(),
+            },
+            rule: Arc::new(move |ctx: &SendContext| judge(&settings, &leg_owned, ctx, now)),
+            now,
+        }
     }
 }
 

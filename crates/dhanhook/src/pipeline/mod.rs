@@ -8,7 +8,9 @@
 //!    nothing, however many copies arrive at once: the journal's unique key decides.
 //! 3. [`placer`]: each leg is marked SUBMITTING (committed) before its broker call, so a crash
 //!    mid-call leaves a visible "outcome unknown" leg instead of a silent gap; the broker's
-//!    answer is journaled and the leg gets its CSV row.
+//!    answer is journaled and the leg gets its CSV row. The first leg's mark is part of step
+//!    1's transaction, and the last answer carries the alert's status: two commits for a
+//!    one-leg alert.
 //! 4. Each leg carries a deterministic `correlationId` ([`keys`]) stored with it, so the order
 //!    can always be found again at the broker.
 //!
@@ -32,7 +34,9 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use crate::{
     alert::{FieldProblem, Signal},
-    store::{AlertRecord, AlertStatus, JournalError, LegStatus, NewAlert, OrderRow, ResolvedLeg},
+    store::{
+        AlertRecord, AlertStatus, Gate, JournalError, LegStatus, NewAlert, OrderRow, ResolvedLeg,
+    },
 };
 
 use admission::Entry;
@@ -196,7 +200,8 @@ impl Pipeline {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let (entry, warnings) = match self.admitter.admit(signal, intake, resolved).await {
+        let gate = |alert: &NewAlert| self.placer.admission_gate(alert);
+        let (entry, warnings) = match self.admitter.admit(signal, intake, resolved, &gate).await {
             Ok(admitted) => admitted,
             Err(PipelineError::PositionsUnreadable(why)) => {
                 self.placer
@@ -237,6 +242,7 @@ impl Pipeline {
                 stale,
                 notes,
                 cancel,
+                first_gate,
             } => {
                 tell(&alert.id, false);
                 let cancels = match cancel {
@@ -249,7 +255,7 @@ impl Pipeline {
                     ),
                     None => None,
                 };
-                let record = self.place_all(&alert).await;
+                let record = self.place_all(&alert, first_gate).await;
                 match stale {
                     Some(problem) => Err(PipelineError::Stale {
                         alert_id: alert.id,
@@ -303,8 +309,10 @@ impl Pipeline {
     }
 
     /// Places the legs of a freshly journaled alert, in order, recording each step (legs routed
-    /// to the queue or refused are only reported). Returns the alert as it now stands.
-    async fn place_all(&self, alert: &NewAlert) -> AlertRecord {
+    /// to the queue or refused are only reported). `first_gate`: the first leg's verdict, given
+    /// in the admission's transaction. The last leg placed carries the alert's status into its
+    /// answer's commit. Returns the alert as it now stands.
+    async fn place_all(&self, alert: &NewAlert, first_gate: Option<Gate>) -> AlertRecord {
         let mut rows: Vec<OrderRow> = alert
             .legs
             .iter()
@@ -313,31 +321,52 @@ impl Pipeline {
         if alert.initial_status == LegStatus::Received {
             self.placer.wait_for_reconciliation().await;
         }
-        for (leg, row) in alert.legs.iter().zip(rows.iter_mut()) {
+        let last_placed = alert.legs.iter().rposition(|l| l.refused.is_none());
+        let mut first_gate = first_gate;
+        let mut status_recorded = false;
+        for (i, leg) in alert.legs.iter().enumerate() {
             if leg.refused.is_some() {
                 // Refused before sending (a SELL check): journaled so, reported and told.
-                self.placer.log_csv(&alert.alert_type, row).await;
-                self.placer.notifier().leg_changed(row).await;
+                self.placer.log_csv(&alert.alert_type, &rows[i]).await;
+                self.placer.notifier().leg_changed(&rows[i]).await;
                 continue;
             }
             match alert.initial_status {
-                LegStatus::Received => self.placer.place(&alert.id, leg, row).await,
+                LegStatus::Received => {
+                    let gated = if i == 0 {
+                        first_gate.take().map(Ok)
+                    } else {
+                        None
+                    };
+                    let others = (Some(i) == last_placed).then(|| {
+                        rows.iter()
+                            .enumerate()
+                            .filter(|(j, _)| *j != i)
+                            .map(|(_, r)| r.status)
+                            .collect()
+                    });
+                    status_recorded = self
+                        .placer
+                        .place_leg(&alert.id, leg, &mut rows[i], gated, others)
+                        .await;
+                }
                 // Queued legs are placed later by the queue; their CSV row comes then.
                 LegStatus::Queued => continue,
                 _ => {}
             }
-            self.placer.log_csv(&alert.alert_type, row).await;
+            self.placer.log_csv(&alert.alert_type, &rows[i]).await;
         }
         let status = if rows.is_empty() {
             alert.status()
         } else {
             AlertStatus::from_legs(rows.iter().map(|r| r.status))
         };
-        if let Err(error) = self
-            .admitter
-            .journal
-            .set_alert_status(&alert.id, status, self.admitter.clock.now())
-            .await
+        if !status_recorded
+            && let Err(error) = self
+                .admitter
+                .journal
+                .set_alert_status(&alert.id, status, self.admitter.clock.now())
+                .await
         {
             tracing::error!(alert_id = %alert.id, %error, "could not record the alert's status");
         }

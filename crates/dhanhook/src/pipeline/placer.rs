@@ -3,7 +3,12 @@
 //!
 //! Each leg goes SUBMITTING (committed) → broker → the answer journaled, then gets its CSV row.
 //! The SUBMITTING mark comes first so that a crash mid-call leaves a visible "outcome unknown"
-//! leg instead of a silent gap; a leg the journal will not mark is never sent. Nothing new is
+//! leg instead of a silent gap; a leg the journal will not mark is never sent.
+//!
+//! Commits are few on purpose (each is an fsync): the first leg of a fresh alert is marked
+//! SUBMITTING in its admission's transaction ([`LegPlacer::admission_gate`]), and the answer to
+//! an alert's last leg is journaled with the alert's status. A one-leg alert placed at once
+//! thus costs two commits: admission with the mark, then the answer with the status. Nothing new is
 //! sent before the start-up reconciliation has looked up the orders whose fate is unknown
 //! (bounded wait), so a lost order is found before another one goes out.
 
@@ -20,8 +25,8 @@ use crate::{
     domain::AmoTime,
     notify::Notifier,
     store::{
-        AlertJournal, Gate, LegDetail, LegSource, LegStatus, LegUpdate, NewAlert, NewLeg, OrderRow,
-        ResolvedLeg,
+        AlertJournal, AlertStatus, Gate, GateCounts, GateSpec, JournalError, LegDetail, LegSource,
+        LegStatus, LegUpdate, NewAlert, NewLeg, OrderRow, ResolvedLeg,
     },
 };
 
@@ -105,12 +110,51 @@ impl LegPlacer {
         self.csv.append(alert_type, row, self.clock.now()).await;
     }
 
+    /// The gate of `alert`'s first leg, to be judged inside the alert's admission
+    /// ([`AlertJournal::admit_gated`]), when that leg is to be sent at once: the alert is to
+    /// be placed now, the leg was not refused, and the start-up reconciliation has run (until
+    /// then a SUBMITTING leg is the reconciler's to look up, so new legs wait unmarked).
+    pub(crate) fn admission_gate(&self, alert: &NewAlert) -> Option<GateSpec> {
+        if alert.initial_status != LegStatus::Received || !*self.reconciled.borrow() {
+            return None;
+        }
+        let leg = alert.legs.first().filter(|l| l.refused.is_none())?;
+        Some(match &self.controls {
+            Some(controls) => controls.spec(leg),
+            None => {
+                let now = self.clock.now();
+                GateSpec {
+                    leg_no: leg.leg_no,
+                    day: super::controls::ist_day(now),
+                    rule: Arc::new(|_| None),
+                    now,
+                    counts: GateCounts::NONE,
+                }
+            }
+        })
+    }
+
     /// One leg: the controls' gate, SUBMITTING (committed) → broker → result; or BLOCKED, never
     /// sent. `row` mirrors what was journaled.
     pub(crate) async fn place(&self, alert_id: &str, leg: &NewLeg, row: &mut OrderRow) {
-        let gate = match &self.controls {
-            Some(controls) => controls.gate(alert_id, leg).await,
-            None => {
+        self.place_leg(alert_id, leg, row, None, None).await;
+    }
+
+    /// [`LegPlacer::place`], with the gate's verdict when it was already given (`gated`: in
+    /// the admission), and, for an alert's last leg, the other legs' statuses (`others`): the
+    /// alert's status is then journaled with the broker's answer. `true` when it was.
+    pub(crate) async fn place_leg(
+        &self,
+        alert_id: &str,
+        leg: &NewLeg,
+        row: &mut OrderRow,
+        gated: Option<Result<Gate, JournalError>>,
+        others: Option<Vec<LegStatus>>,
+    ) -> bool {
+        let gate = match (gated, &self.controls) {
+            (Some(verdict), _) => verdict,
+            (None, Some(controls)) => controls.gate(alert_id, leg).await,
+            (None, None) => {
                 let submitting = LegUpdate {
                     status: LegStatus::Submitting,
                     broker_order_id: None,
@@ -131,13 +175,13 @@ impl LegPlacer {
                 row.message = Some(reason);
                 self.answered.notify_waiters();
                 self.notifier.leg_changed(row).await;
-                return;
+                return false;
             }
             Err(error) => {
                 // Not sent: without the SUBMITTING mark a crash could not tell whether it was.
                 tracing::error!(alert_id = %alert_id, leg = leg.leg_no, %error, "journal refused SUBMITTING; leg not sent");
                 row.message = Some("not sent: the journal could not record the attempt".to_owned());
-                return;
+                return false;
             }
         }
         row.status = LegStatus::Submitting;
@@ -189,22 +233,32 @@ impl LegPlacer {
             ..LegDetail::default()
         };
         row.detail.filled_qty = detail.filled_qty.or(row.detail.filled_qty);
-        if let Err(error) = self
+        let alert_status = others.map(|mut statuses| {
+            statuses.push(row.status);
+            AlertStatus::from_legs(statuses)
+        });
+        let recorded = match self
             .journal
-            .transition_leg(
+            .transition_leg_and_alert(
                 alert_id,
                 leg.leg_no,
                 &update,
                 &detail,
                 LegSource::Placement,
+                alert_status,
                 self.clock.now(),
             )
             .await
         {
-            tracing::error!(alert_id = %alert_id, leg = leg.leg_no, %error, "could not journal the broker's answer");
-        }
+            Ok(()) => alert_status.is_some(),
+            Err(error) => {
+                tracing::error!(alert_id = %alert_id, leg = leg.leg_no, %error, "could not journal the broker's answer");
+                false
+            }
+        };
         self.answered.notify_waiters();
         self.notifier.leg_changed(row).await;
+        recorded
     }
 }
 

@@ -1,15 +1,21 @@
 //! The journal's part for trader controls: the kill switch (one row shared by every instance,
 //! and its history), and the gate every leg passes just before it is sent.
 //!
-//! The gate is one transaction: it takes the controls lock (SQLite's write lock with
-//! `BEGIN IMMEDIATE`; on PostgreSQL the kill-switch row `FOR UPDATE`), reads what the rules
+//! The gate is one transaction: it takes the controls lock (SQLite's single writer holds the
+//! write lock; on PostgreSQL the kill-switch row `FOR UPDATE`), reads what the rules
 //! need (the kill switch, the orders sent today, the symbols open today, the alert's policy
 //! and its earlier legs), asks the caller's rule, and moves the leg to SUBMITTING or BLOCKED.
 //! So two legs racing on one instance or on two instances cannot both see "99 orders today"
 //! and both go out as the 100th: the count and the mark are one step. The rule itself is the
 //! caller's (`pipeline::controls`), so this layer holds no policy.
 //!
+//! For a leg to be sent at once, the gate runs inside the alert's admission transaction
+//! ([`super::AlertJournal::admit_gated`]): admission and the SUBMITTING mark are then one
+//! commit. Later legs, queued legs and re-sends pass it on their own ([`ControlJournal::gate_leg`]).
+//!
 //! Like the rest of the journal, the SQL is written once for both backends (`controls_journal!`).
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -69,8 +75,56 @@ pub fn instrument_key(security_id: &str, exchange_segment: &str) -> String {
     format!("{security_id}@{exchange_segment}")
 }
 
-/// The rule a leg is judged by: `Some(reason)` blocks it.
-pub type SendRule<'a> = &'a (dyn Fn(&SendContext) -> Option<String> + Send + Sync);
+/// The rule a leg is judged by: `Some(reason)` blocks it. Owned (`Arc`), because the gate
+/// may run later in the journal's writer.
+pub type SendRule = Arc<dyn Fn(&SendContext) -> Option<String> + Send + Sync>;
+
+/// One leg to judge: which, the IST day `[from, to)` the counts are over, the rule, and the
+/// instant of the mark.
+#[derive(Clone)]
+pub struct GateSpec {
+    pub leg_no: u32,
+    pub day: (DateTime<Utc>, DateTime<Utc>),
+    pub rule: SendRule,
+    pub now: DateTime<Utc>,
+    /// The day's counts the rule reads; the others are not computed (left zero or empty).
+    pub counts: GateCounts,
+}
+
+/// Which of [`SendContext`]'s day counts the rule reads. Each is a scan of the day's sent
+/// legs, run while every other write waits, so only the ones a configured limit needs are
+/// computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateCounts {
+    pub orders_today: bool,
+    pub strategy_orders_today: bool,
+    pub open_instruments: bool,
+}
+
+impl GateCounts {
+    /// Every count (for a rule that may read any of them).
+    pub const ALL: Self = Self {
+        orders_today: true,
+        strategy_orders_today: true,
+        open_instruments: true,
+    };
+    /// None (for a rule that reads none).
+    pub const NONE: Self = Self {
+        orders_today: false,
+        strategy_orders_today: false,
+        open_instruments: false,
+    };
+}
+
+impl std::fmt::Debug for GateSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GateSpec")
+            .field("leg_no", &self.leg_no)
+            .field("day", &self.day)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What the gate did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,20 +153,13 @@ pub trait ControlJournal: Send + Sync + std::fmt::Debug {
     /// The last `limit` changes, newest first.
     async fn kill_switch_history(&self, limit: u32) -> Result<Vec<KillSwitchEvent>, JournalError>;
 
-    /// Judges leg `leg_no` of `alert_id` by `rule` over the day `[day_from, day_to)` and marks
-    /// it SUBMITTING or BLOCKED (source placement), as one step under the controls lock.
+    /// Judges leg `spec.leg_no` of `alert_id` by `spec.rule` over `spec.day` and marks it
+    /// SUBMITTING or BLOCKED (source placement), as one step under the controls lock.
     ///
     /// # Errors
     /// The journal failed, or the leg is not in a state it may be sent from
     /// ([`JournalError::IllegalTransition`]); in both cases it must not be sent.
-    async fn gate_leg(
-        &self,
-        alert_id: &str,
-        leg_no: u32,
-        day: (DateTime<Utc>, DateTime<Utc>),
-        rule: SendRule<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<Gate, JournalError>;
+    async fn gate_leg(&self, alert_id: &str, spec: GateSpec) -> Result<Gate, JournalError>;
 }
 
 /// Legs sent in `[$1, $2)`: each leg once, from its SUBMITTING transitions.
@@ -141,10 +188,11 @@ const OPEN_TODAY: &str = "SELECT l.security_id, l.exchange_segment FROM order_le
          OR SUM(CASE WHEN l.status IN ('SUBMITTING', 'UNKNOWN', 'NEEDS_ATTENTION', 'ACCEPTED',
                                        'PENDING', 'PART_TRADED') THEN 1 ELSE 0 END) > 0";
 
-/// Implements [`ControlJournal`] for `$journal` (a struct with a `pool` field); `$begin` starts
-/// a writing transaction, `$lock` is the row-lock clause on the kill-switch row.
+/// Implements [`ControlJournal`] for `$journal` (a struct with a `pool` field and a `write`
+/// method running a transaction on a `$connection`); `$lock` is the row-lock clause on the
+/// kill-switch row.
 macro_rules! controls_journal {
-    ($journal:ty, $begin:expr, $lock:expr) => {
+    ($journal:ty, $connection:ty, $lock:expr) => {
         #[async_trait]
         impl ControlJournal for $journal {
             async fn kill_switch(&self) -> Result<KillSwitch, JournalError> {
@@ -167,29 +215,34 @@ macro_rules! controls_journal {
                 note: Option<&str>,
                 now: DateTime<Utc>,
             ) -> Result<KillSwitch, JournalError> {
-                let mut tx = self.pool.begin_with($begin).await?;
-                let changed = sqlx::query(
-                    "UPDATE kill_switch SET active = $1, since = $2, by_whom = $3, note = $4 WHERE id = 1",
-                )
-                .bind(on)
-                .bind(to_millis(now))
-                .bind(by)
-                .bind(note)
-                .execute(&mut *tx)
+                let (by_owned, note_owned) = (by.to_owned(), note.map(str::to_owned));
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let changed = sqlx::query(
+                            "UPDATE kill_switch SET active = $1, since = $2, by_whom = $3, note = $4 WHERE id = 1",
+                        )
+                        .bind(on)
+                        .bind(to_millis(now))
+                        .bind(&by_owned)
+                        .bind(&note_owned)
+                        .execute(&mut *conn)
+                        .await?;
+                        if changed.rows_affected() != 1 {
+                            return Err(JournalError::Corrupt("the kill_switch row is missing".to_owned()));
+                        }
+                        sqlx::query(
+                            "INSERT INTO kill_switch_events (at, active, by_whom, note) VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(to_millis(now))
+                        .bind(on)
+                        .bind(&by_owned)
+                        .bind(&note_owned)
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(())
+                    })
+                })
                 .await?;
-                if changed.rows_affected() != 1 {
-                    return Err(JournalError::Corrupt("the kill_switch row is missing".to_owned()));
-                }
-                sqlx::query(
-                    "INSERT INTO kill_switch_events (at, active, by_whom, note) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(to_millis(now))
-                .bind(on)
-                .bind(by)
-                .bind(note)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
                 Ok(KillSwitch {
                     on,
                     since: Some(now),
@@ -220,27 +273,37 @@ macro_rules! controls_journal {
                     .collect()
             }
 
-            async fn gate_leg(
-                &self,
+            async fn gate_leg(&self, alert_id: &str, spec: GateSpec) -> Result<Gate, JournalError> {
+                let alert_id = alert_id.to_owned();
+                self.write(move |conn| {
+                    Box::pin(async move { Self::gate_steps(conn, &alert_id, &spec, $lock).await })
+                })
+                .await
+            }
+        }
+
+        impl $journal {
+            /// The gate's reads, the rule and the mark, on `conn` inside the caller's write
+            /// transaction; `lock` is the row-lock clause on the kill-switch row.
+            pub(super) async fn gate_steps(
+                conn: &mut $connection,
                 alert_id: &str,
-                leg_no: u32,
-                day: (DateTime<Utc>, DateTime<Utc>),
-                rule: SendRule<'_>,
-                now: DateTime<Utc>,
+                spec: &GateSpec,
+                lock: &str,
             ) -> Result<Gate, JournalError> {
+                let GateSpec { leg_no, day, rule, now, counts } = spec;
+                let (leg_no, now) = (*leg_no, *now);
                 let illegal = |to| JournalError::IllegalTransition {
                     alert_id: alert_id.to_owned(),
                     leg_no,
                     to,
                 };
                 let (from_ms, to_ms) = (to_millis(day.0), to_millis(day.1));
-                let mut tx = self.pool.begin_with($begin).await?;
                 // The controls lock: every gate, on every instance, passes here one at a time.
                 let ks = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT active, since, by_whom, note FROM kill_switch WHERE id = 1 {}",
-                    $lock
+                    "SELECT active, since, by_whom, note FROM kill_switch WHERE id = 1 {lock}"
                 )))
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *conn)
                 .await?
                 .ok_or_else(|| JournalError::Corrupt("the kill_switch row is missing".to_owned()))?;
                 let kill_switch = KillSwitch {
@@ -256,7 +319,7 @@ macro_rules! controls_journal {
                 )
                 .bind(alert_id)
                 .bind(i64::from(leg_no))
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *conn)
                 .await?
                 .ok_or_else(|| illegal(LegStatus::Submitting))?;
                 let status: String = leg.try_get("status")?;
@@ -273,21 +336,32 @@ macro_rules! controls_journal {
                         JournalError::Corrupt(format!("on_leg_reject {p:?}"))
                     })?,
                 };
-                let orders_today: i64 = sqlx::query_scalar(SENT_TODAY)
+                let orders_today: i64 = if counts.orders_today {
+                    sqlx::query_scalar(SENT_TODAY)
+                        .bind(from_ms)
+                        .bind(to_ms)
+                        .fetch_one(&mut *conn)
+                        .await?
+                } else {
+                    0
+                };
+                let strategy_orders_today: i64 = if counts.strategy_orders_today {
+                    sqlx::query_scalar(SENT_TODAY_BY_STRATEGY)
+                        .bind(from_ms)
+                        .bind(to_ms)
+                        .bind(&strategy)
+                        .fetch_one(&mut *conn)
+                        .await?
+                } else {
+                    0
+                };
+                let open_instruments = if !counts.open_instruments {
+                    Vec::new()
+                } else {
+                    sqlx::query(OPEN_TODAY)
                     .bind(from_ms)
                     .bind(to_ms)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let strategy_orders_today: i64 = sqlx::query_scalar(SENT_TODAY_BY_STRATEGY)
-                    .bind(from_ms)
-                    .bind(to_ms)
-                    .bind(&strategy)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let open_instruments = sqlx::query(OPEN_TODAY)
-                    .bind(from_ms)
-                    .bind(to_ms)
-                    .fetch_all(&mut *tx)
+                    .fetch_all(&mut *conn)
                     .await?
                     .iter()
                     .map(|r| {
@@ -296,13 +370,14 @@ macro_rules! controls_journal {
                             &r.try_get::<String, _>("exchange_segment")?,
                         ))
                     })
-                    .collect::<Result<Vec<_>, JournalError>>()?;
+                    .collect::<Result<Vec<_>, JournalError>>()?
+                };
                 let earlier_legs = sqlx::query(
                     "SELECT leg_no, status FROM order_legs WHERE alert_id = $1 AND leg_no < $2 ORDER BY leg_no",
                 )
                 .bind(alert_id)
                 .bind(i64::from(leg_no))
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut *conn)
                 .await?
                 .iter()
                 .map(|r| {
@@ -340,7 +415,7 @@ macro_rules! controls_journal {
                 .bind(alert_id)
                 .bind(i64::from(leg_no))
                 .bind(from.as_str())
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?;
                 if moved.rows_affected() != 1 {
                     return Err(illegal(next));
@@ -355,9 +430,8 @@ macro_rules! controls_journal {
                 .bind(LegSource::Placement.as_str())
                 .bind(next.as_str())
                 .bind(message)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?;
-                tx.commit().await?;
                 Ok(match verdict {
                     None => Gate::Send,
                     Some(reason) => Gate::Blocked(reason),
@@ -367,5 +441,5 @@ macro_rules! controls_journal {
     };
 }
 
-controls_journal!(super::sqlite::SqliteJournal, "BEGIN IMMEDIATE", "");
-controls_journal!(super::postgres::PgJournal, "BEGIN", "FOR UPDATE");
+controls_journal!(super::sqlite::SqliteJournal, sqlx::SqliteConnection, "");
+controls_journal!(super::postgres::PgJournal, sqlx::PgConnection, "FOR UPDATE");

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Admission, AlertRecord, AlertStatus, JournalError, LegDetail, LegEvent, LegSource, LegUpdate,
-    NewAlert, OrderRow, QueueSummary, StoredToken,
+    Admission, AlertRecord, AlertStatus, Gate, GateSpec, JournalError, LegDetail, LegEvent,
+    LegSource, LegUpdate, NewAlert, OrderRow, QueueSummary, StoredToken,
 };
 
 /// Alerts and their legs: admission, leg transitions, the alert's derived status, and reading
@@ -19,6 +19,16 @@ use super::{
 pub trait AlertJournal: Send + Sync + fmt::Debug {
     /// Journals a new alert, or recognises a redelivery of one whose dedupe key is still live.
     async fn admit(&self, alert: &NewAlert) -> Result<Admission, JournalError>;
+
+    /// [`AlertJournal::admit`], and for a new alert also the send gate of one of its legs
+    /// (`gate`: see [`super::ControlJournal::gate_leg`]) in the same transaction: a leg to be
+    /// sent at once costs one commit for admission and its SUBMITTING mark, not two. The gate's
+    /// verdict is `None` for a repeat (nothing was judged) or when no gate was asked for.
+    async fn admit_gated(
+        &self,
+        alert: &NewAlert,
+        gate: Option<GateSpec>,
+    ) -> Result<(Admission, Option<Gate>), JournalError>;
 
     /// Moves one leg to a new status (only along a legal transition), as the placer does
     /// (its `leg_events` entry names the source `placement`).
@@ -50,6 +60,21 @@ pub trait AlertJournal: Send + Sync + fmt::Debug {
         update: &LegUpdate,
         detail: &LegDetail,
         source: LegSource,
+        now: DateTime<Utc>,
+    ) -> Result<(), JournalError>;
+
+    /// [`AlertJournal::transition_leg`], also recording the alert's overall status (when
+    /// given) in the same transaction: the broker's answer to an alert's last leg and the
+    /// alert's status are one commit.
+    #[allow(clippy::too_many_arguments)] // the transition's parts, as `transition_leg` has them
+    async fn transition_leg_and_alert(
+        &self,
+        alert_id: &str,
+        leg_no: u32,
+        update: &LegUpdate,
+        detail: &LegDetail,
+        source: LegSource,
+        alert_status: Option<AlertStatus>,
         now: DateTime<Utc>,
     ) -> Result<(), JournalError>;
 

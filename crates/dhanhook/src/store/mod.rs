@@ -28,9 +28,11 @@ mod shared;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 pub use controls::{
-    ControlJournal, Gate, KillSwitch, KillSwitchEvent, SendContext, SendRule, instrument_key,
+    ControlJournal, Gate, GateCounts, GateSpec, KillSwitch, KillSwitchEvent, SendContext, SendRule,
+    instrument_key,
 };
 pub use events::{LegDetail, LegEvent, LegSource};
 pub use journal::{
@@ -541,6 +543,10 @@ pub enum JournalError {
     },
     #[error("journal holds a value it does not understand: {0}")]
     Corrupt(String),
+    /// The write's transaction was not committed (the batch it was part of failed, or the
+    /// journal was closing): nothing of it was written.
+    #[error("journal write not committed: {0}")]
+    NotCommitted(String),
 }
 
 impl From<sqlx::Error> for JournalError {

@@ -138,24 +138,28 @@ macro_rules! outbox_journal {
                 messages: &[NewNotification],
                 now: DateTime<Utc>,
             ) -> Result<(), JournalError> {
-                let mut tx = self.pool.begin().await?;
-                for m in messages {
-                    sqlx::query(
-                        "INSERT INTO notifications
+                let messages = messages.to_vec();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        for m in &messages {
+                            sqlx::query(
+                                "INSERT INTO notifications
                              (channel, alert_id, kind, title, body, created_at, next_at)
                          VALUES ($1, $2, $3, $4, $5, $6, $6)",
-                    )
-                    .bind(m.channel.as_str())
-                    .bind(&m.alert_id)
-                    .bind(m.kind.as_str())
-                    .bind(&m.title)
-                    .bind(&m.body)
-                    .bind(to_millis(now))
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(())
+                            )
+                            .bind(m.channel.as_str())
+                            .bind(&m.alert_id)
+                            .bind(m.kind.as_str())
+                            .bind(&m.title)
+                            .bind(&m.body)
+                            .bind(to_millis(now))
+                            .execute(&mut *conn)
+                            .await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn claim_notifications(
@@ -165,12 +169,21 @@ macro_rules! outbox_journal {
                 held_until: DateTime<Utc>,
                 limit: u32,
             ) -> Result<Vec<PendingNotification>, JournalError> {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(CLAIM.replace("{lock}", $lock)))
-                    .bind(holder)
-                    .bind(to_millis(held_until))
-                    .bind(to_millis(now))
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                let holder = holder.to_owned();
+                let rows = self
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            Ok(
+                                sqlx::query(sqlx::AssertSqlSafe(CLAIM.replace("{lock}", $lock)))
+                                    .bind(&holder)
+                                    .bind(to_millis(held_until))
+                                    .bind(to_millis(now))
+                                    .bind(i64::from(limit))
+                                    .fetch_all(&mut *conn)
+                                    .await?,
+                            )
+                        })
+                    })
                     .await?;
                 let mut out = rows.iter().map(pending).collect::<Result<Vec<_>, _>>()?;
                 // RETURNING promises no order.
@@ -184,16 +197,22 @@ macro_rules! outbox_journal {
                 holder: &str,
                 now: DateTime<Utc>,
             ) -> Result<(), JournalError> {
-                sqlx::query(
-                    "UPDATE notifications SET sent_at = $1, holder = NULL, held_until = NULL
+                let holder = holder.to_owned();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        sqlx::query(
+                            "UPDATE notifications SET sent_at = $1, holder = NULL, held_until = NULL
                       WHERE id = $2 AND holder = $3",
-                )
-                .bind(to_millis(now))
-                .bind(id)
-                .bind(holder)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                        )
+                        .bind(to_millis(now))
+                        .bind(id)
+                        .bind(&holder)
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn notification_failed(
@@ -208,21 +227,27 @@ macro_rules! outbox_journal {
                     Some(at) => (Some(to_millis(at)), None),
                     None => (None, Some(to_millis(now))),
                 };
-                sqlx::query(
-                    "UPDATE notifications
+                let (holder, error) = (holder.to_owned(), error.to_owned());
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        sqlx::query(
+                            "UPDATE notifications
                         SET attempts = attempts + 1, last_error = $1,
                             next_at = COALESCE($2, next_at), failed_at = $3,
                             holder = NULL, held_until = NULL
                       WHERE id = $4 AND holder = $5",
-                )
-                .bind(error)
-                .bind(next_at)
-                .bind(failed_at)
-                .bind(id)
-                .bind(holder)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                        )
+                        .bind(&error)
+                        .bind(next_at)
+                        .bind(failed_at)
+                        .bind(id)
+                        .bind(&holder)
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn next_notification_at(&self) -> Result<Option<DateTime<Utc>>, JournalError> {

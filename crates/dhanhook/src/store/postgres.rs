@@ -19,6 +19,9 @@
 //! - [`QueueJournal::claim_due`] picks its alert with `FOR UPDATE SKIP LOCKED`: concurrent runners
 //!   pass over each other's rows instead of claiming the same alert or waiting in line.
 //!
+//! - A leg to be sent at once is gated (the kill-switch row `FOR UPDATE`, then the counts and
+//!   the SUBMITTING mark) inside its alert's admission transaction: one commit, not two.
+//!
 //! Transactions use PostgreSQL's default READ COMMITTED isolation: each statement sees what
 //! other transactions committed before it started, which is what the steps above rely on.
 //! Durability: a committed transaction is flushed before `COMMIT` returns (with the server's
@@ -36,13 +39,14 @@
 use std::{str::FromStr, time::Duration};
 
 use async_trait::async_trait;
+use futures_util::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{
     Connection,
     postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions},
 };
 
-use super::{Admission, JournalError, NewAlert, shared::Backend};
+use super::{Admission, Gate, GateSpec, JournalError, NewAlert, shared::Backend};
 use crate::clock::to_millis;
 
 /// Connections in the pool. Unlike SQLite, writers really run side by side, so this bounds how
@@ -118,9 +122,34 @@ impl PgJournal {
         Ok(Self { pool })
     }
 
-    /// One attempt at admitting `alert`. `Ok(None)`: the dedupe key changed under us between
-    /// two statements (it expired or was replaced); the caller runs the attempt again.
-    async fn try_admit(&self, alert: &NewAlert) -> Result<Option<Admission>, sqlx::Error> {
+    /// Runs `work` in one transaction on a pooled connection, committed if it succeeds.
+    ///
+    /// # Errors
+    /// The work's own error (the transaction is rolled back) or a failed commit.
+    pub(super) async fn write<T, F>(&self, work: F) -> Result<T, JournalError>
+    where
+        T: Send,
+        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<T, JournalError>> + Send,
+    {
+        let mut tx = self.pool.begin().await?;
+        let value = work(&mut tx).await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
+    /// Closes the pool (no writer of its own: see [`PgJournal::write`]).
+    pub(super) async fn close_all(&self) {
+        self.pool.close().await;
+    }
+
+    /// One attempt at admitting `alert` (and gating `gate`'s leg). `Ok(None)`: the dedupe key
+    /// changed under us between two statements (it expired or was replaced); the caller runs
+    /// the attempt again.
+    async fn try_admit(
+        &self,
+        alert: &NewAlert,
+        gate: Option<&GateSpec>,
+    ) -> Result<Option<(Admission, Option<Gate>)>, JournalError> {
         let now = to_millis(alert.received_at);
         let mut tx = self.pool.begin().await?;
         Self::delete_expired_key(&mut tx, &alert.dedupe.key, now).await?;
@@ -136,21 +165,27 @@ impl PgJournal {
             };
             Self::count_duplicate(&mut tx, &alert_id).await?;
             tx.commit().await?;
-            return Ok(Some(Admission::Duplicate { alert_id }));
+            return Ok(Some((Admission::Duplicate { alert_id }, None)));
         }
         Self::insert_alert(&mut tx, alert).await?;
+        let gate = match gate {
+            Some(spec) => Some(Self::gate_steps(&mut tx, &alert.id, spec, "FOR UPDATE").await?),
+            None => None,
+        };
         // The deferred foreign key (dedupe key → alert) is checked here.
         tx.commit().await?;
-        Ok(Some(Admission::Admitted))
+        Ok(Some((Admission::Admitted, gate)))
     }
 }
 
 /// The error is a conflict with a concurrent transaction, which a retry resolves. Connection
 /// errors are deliberately not retried: a commit whose answer was lost may have happened, and
 /// a retry would then report the alert as a duplicate of itself (and it would never be placed).
-fn is_retryable(e: &sqlx::Error) -> bool {
+fn is_retryable(e: &JournalError) -> bool {
     match e {
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| RETRYABLE.contains(&&*code)),
+        JournalError::Database(sqlx::Error::Database(db)) => {
+            db.code().is_some_and(|code| RETRYABLE.contains(&&*code))
+        }
         _ => false,
     }
 }
@@ -161,7 +196,6 @@ impl Backend for PgJournal {
     // one they claimed since the statement began fails the re-check of the claim, so concurrent
     // runners neither claim the same alert nor wait in line for it.
     const CLAIM_LOCK: &'static str = "FOR UPDATE SKIP LOCKED";
-    const BEGIN_WRITE: &'static str = "BEGIN";
 
     async fn apply_migrations(&self) -> Result<(), JournalError> {
         // sqlx holds a PostgreSQL advisory lock while migrating, so instances starting together
@@ -172,10 +206,14 @@ impl Backend for PgJournal {
         Ok(())
     }
 
-    async fn admit_alert(&self, alert: &NewAlert) -> Result<Admission, JournalError> {
+    async fn admit_alert(
+        &self,
+        alert: &NewAlert,
+        gate: Option<GateSpec>,
+    ) -> Result<(Admission, Option<Gate>), JournalError> {
         let mut attempt = 1;
         loop {
-            match self.try_admit(alert).await {
+            match self.try_admit(alert, gate.as_ref()).await {
                 Ok(Some(admission)) => return Ok(admission),
                 Ok(None) if attempt < ADMIT_ATTEMPTS => {
                     tracing::debug!(alert_id = %alert.id, attempt, "dedupe key changed during admission; retrying");
@@ -183,7 +221,7 @@ impl Backend for PgJournal {
                 Err(e) if attempt < ADMIT_ATTEMPTS && is_retryable(&e) => {
                     tracing::debug!(alert_id = %alert.id, attempt, error = %e, "admission conflicted with a concurrent one; retrying");
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
                 Ok(None) => {
                     return Err(JournalError::Database(sqlx::Error::Protocol(format!(
                         "the dedupe key of alert {} kept changing during {ADMIT_ATTEMPTS} admission attempts",

@@ -20,9 +20,9 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::Row;
 
 use super::{
-    Admission, AlertJournal, AlertRecord, AlertStatus, JournalError, JournalLifecycle, Leases,
-    LegDetail, LegEvent, LegSource, LegStatus, LegUpdate, NewAlert, OrderRow, QueueJournal,
-    QueueSummary, ReconcileJournal, StoredToken, TokenStore, TrackJournal,
+    Admission, AlertJournal, AlertRecord, AlertStatus, Gate, GateSpec, JournalError,
+    JournalLifecycle, Leases, LegDetail, LegEvent, LegSource, LegStatus, LegUpdate, NewAlert,
+    OrderRow, QueueJournal, QueueSummary, ReconcileJournal, StoredToken, TokenStore, TrackJournal,
     rows::{self, ALERT_RECORD_SELECT, ORDER_ROW_SELECT, reported_status, waiting},
 };
 use crate::clock::{from_millis, to_millis};
@@ -33,17 +33,17 @@ pub(super) trait Backend {
     /// The locking clause of the query that picks the alert to claim.
     const CLAIM_LOCK: &'static str;
 
-    /// How a transaction that writes starts (SQLite: `BEGIN IMMEDIATE`, the write lock up
-    /// front, waited for within the busy timeout rather than refused mid-transaction).
-    const BEGIN_WRITE: &'static str;
-
     /// Applies the backend's migrations.
     async fn apply_migrations(&self) -> Result<(), JournalError>;
 
-    /// [`AlertJournal::admit`]: the shared steps (`live_key`, `delete_expired_key`,
+    /// [`AlertJournal::admit_gated`]: the shared steps (`live_key`, `delete_expired_key`,
     /// `insert_key`, `count_duplicate`, `insert_alert`) in the order and transaction the
-    /// backend's concurrency needs.
-    async fn admit_alert(&self, alert: &NewAlert) -> Result<Admission, JournalError>;
+    /// backend's concurrency needs, then the gate of `gate`'s leg in the same transaction.
+    async fn admit_alert(
+        &self,
+        alert: &NewAlert,
+        gate: Option<GateSpec>,
+    ) -> Result<(Admission, Option<Gate>), JournalError>;
 
     /// Runs after a token was written.
     async fn token_saved(&self) -> Result<(), JournalError>;
@@ -72,14 +72,24 @@ const PENDING: &str = concat!(
      ORDER BY received_at, id LIMIT $1"
 );
 
-/// Implements every journal trait for `$journal` (a struct with a `pool` field, implementing
-/// [`Backend`]).
+/// Implements every journal trait for `$journal` (a struct with a `pool` field for reads and a
+/// `write` method running a closure as one committed transaction on a `$connection`,
+/// implementing [`Backend`]). Write closures own what they bind (`to_owned`): on SQLite they
+/// run in the writer task.
 macro_rules! shared_journal {
-    ($journal:ty) => {
+    ($journal:ty, $connection:ty) => {
         #[async_trait]
         impl AlertJournal for $journal {
             async fn admit(&self, alert: &NewAlert) -> Result<Admission, JournalError> {
-                self.admit_alert(alert).await
+                Ok(self.admit_alert(alert, None).await?.0)
+            }
+
+            async fn admit_gated(
+                &self,
+                alert: &NewAlert,
+                gate: Option<GateSpec>,
+            ) -> Result<(Admission, Option<Gate>), JournalError> {
+                self.admit_alert(alert, gate).await
             }
 
             async fn transition_leg(
@@ -91,10 +101,29 @@ macro_rules! shared_journal {
                 source: LegSource,
                 now: DateTime<Utc>,
             ) -> Result<(), JournalError> {
-                let illegal = || JournalError::IllegalTransition {
-                    alert_id: alert_id.to_owned(),
-                    leg_no,
-                    to: update.status,
+                self.transition_leg_and_alert(alert_id, leg_no, update, detail, source, None, now)
+                    .await
+            }
+
+            async fn transition_leg_and_alert(
+                &self,
+                alert_id: &str,
+                leg_no: u32,
+                update: &LegUpdate,
+                detail: &LegDetail,
+                source: LegSource,
+                alert_status: Option<AlertStatus>,
+                now: DateTime<Utc>,
+            ) -> Result<(), JournalError> {
+                let (alert_id, update, detail) =
+                    (alert_id.to_owned(), update.clone(), detail.clone());
+                let illegal = {
+                    let (alert_id, to) = (alert_id.clone(), update.status);
+                    move || JournalError::IllegalTransition {
+                        alert_id,
+                        leg_no,
+                        to,
+                    }
                 };
                 // The allowed previous statuses come from LegStatus, the single source of the
                 // rules. They are fixed spellings, so they are written into the statement: no
@@ -109,10 +138,7 @@ macro_rules! shared_journal {
                 // On PostgreSQL a concurrent writer of the same leg holds its row lock; this
                 // UPDATE then re-checks the guard against that writer's result, so a stale
                 // writer cannot move the leg backwards.
-                let mut tx = self
-                    .pool
-                    .begin_with(<$journal as Backend>::BEGIN_WRITE)
-                    .await?;
+                self.write(move |conn| Box::pin(async move {
                 let result = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE order_legs SET status = $1,
                             broker_order_id = COALESCE($2, broker_order_id),
@@ -131,13 +157,13 @@ macro_rules! shared_journal {
                 .bind(update.fill_price)
                 .bind(&update.message)
                 .bind(to_millis(now))
-                .bind(alert_id)
+                .bind(&alert_id)
                 .bind(i64::from(leg_no))
                 .bind(detail.filled_qty)
                 .bind(&detail.exchange_order_id)
                 .bind(detail.exchange_time.map(to_millis))
                 .bind(&detail.reason)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?;
                 if result.rows_affected() != 1 {
                     return Err(illegal());
@@ -146,7 +172,7 @@ macro_rules! shared_journal {
                     "INSERT INTO leg_events (alert_id, leg_no, at, source, status, filled_qty, fill_price, message)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
-                .bind(alert_id)
+                .bind(&alert_id)
                 .bind(i64::from(leg_no))
                 .bind(to_millis(now))
                 .bind(source.as_str())
@@ -154,10 +180,19 @@ macro_rules! shared_journal {
                 .bind(detail.filled_qty)
                 .bind(update.fill_price)
                 .bind(update.message.as_ref().or(detail.reason.as_ref()))
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?;
-                tx.commit().await?;
+                if let Some(status) = alert_status {
+                    sqlx::query("UPDATE alerts SET status = $1, updated_at = $2 WHERE id = $3")
+                        .bind(status.as_str())
+                        .bind(to_millis(now))
+                        .bind(&alert_id)
+                        .execute(&mut *conn)
+                        .await?;
+                }
                 Ok(())
+                }))
+                .await
             }
 
             async fn leg_events(&self, alert_id: &str) -> Result<Vec<LegEvent>, JournalError> {
@@ -179,13 +214,19 @@ macro_rules! shared_journal {
                 status: AlertStatus,
                 now: DateTime<Utc>,
             ) -> Result<(), JournalError> {
-                sqlx::query("UPDATE alerts SET status = $1, updated_at = $2 WHERE id = $3")
-                    .bind(status.as_str())
-                    .bind(to_millis(now))
-                    .bind(alert_id)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                let alert_id = alert_id.to_owned();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        sqlx::query("UPDATE alerts SET status = $1, updated_at = $2 WHERE id = $3")
+                            .bind(status.as_str())
+                            .bind(to_millis(now))
+                            .bind(&alert_id)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn alert(&self, alert_id: &str) -> Result<Option<AlertRecord>, JournalError> {
@@ -267,14 +308,20 @@ macro_rules! shared_journal {
             async fn claim_resend(&self, alert_id: &str, leg_no: u32) -> Result<bool, JournalError> {
                 // A concurrent claimer (PostgreSQL) waits on the row lock, then re-checks
                 // `resends = 0` against the committed increment and updates nothing.
-                let result = sqlx::query(
-                    "UPDATE order_legs SET resends = resends + 1 WHERE alert_id = $1 AND leg_no = $2 AND resends = 0",
-                )
-                .bind(alert_id)
-                .bind(i64::from(leg_no))
-                .execute(&self.pool)
-                .await?;
-                Ok(result.rows_affected() == 1)
+                let alert_id = alert_id.to_owned();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let result = sqlx::query(
+                            "UPDATE order_legs SET resends = resends + 1 WHERE alert_id = $1 AND leg_no = $2 AND resends = 0",
+                        )
+                        .bind(&alert_id)
+                        .bind(i64::from(leg_no))
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(result.rows_affected() == 1)
+                    })
+                })
+                .await
             }
         }
 
@@ -330,6 +377,8 @@ macro_rules! shared_journal {
                 // One statement: the pick and the claim cannot be separated by another runner.
                 // The outer re-check of `claim_holder IS NULL` makes a row claimed meanwhile
                 // yield nothing rather than a second claim.
+                let holder = holder.to_owned();
+                self.write(move |conn| Box::pin(async move {
                 let claimed: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                     "UPDATE alerts SET claim_holder = $2, claimed_at = $1, updated_at = $1
                      WHERE id = (SELECT a.id FROM alerts a WHERE {} AND a.queued_until <= $1
@@ -340,10 +389,12 @@ macro_rules! shared_journal {
                     <$journal as Backend>::CLAIM_LOCK,
                 )))
                 .bind(to_millis(now))
-                .bind(holder)
-                .fetch_optional(&self.pool)
+                .bind(&holder)
+                .fetch_optional(&mut *conn)
                 .await?;
                 Ok(claimed)
+                }))
+                .await
             }
 
             async fn requeue(
@@ -352,28 +403,36 @@ macro_rules! shared_journal {
                 until: DateTime<Utc>,
                 now: DateTime<Utc>,
             ) -> Result<(), JournalError> {
+                let alert_id = alert_id.to_owned();
+                self.write(move |conn| Box::pin(async move {
                 sqlx::query(
                     "UPDATE alerts SET queued_until = $1, updated_at = $2, claim_holder = NULL, claimed_at = NULL
                      WHERE id = $3",
                 )
                 .bind(to_millis(until))
                 .bind(to_millis(now))
-                .bind(alert_id)
-                .execute(&self.pool)
+                .bind(&alert_id)
+                .execute(&mut *conn)
                 .await?;
                 Ok(())
+                }))
+                .await
             }
 
             async fn release_claim(&self, alert_id: &str, holder: &str) -> Result<(), JournalError> {
+                let (alert_id, holder) = (alert_id.to_owned(), holder.to_owned());
+                self.write(move |conn| Box::pin(async move {
                 sqlx::query(
                     "UPDATE alerts SET claim_holder = NULL, claimed_at = NULL
                      WHERE id = $1 AND claim_holder = $2",
                 )
-                .bind(alert_id)
-                .bind(holder)
-                .execute(&self.pool)
+                .bind(&alert_id)
+                .bind(&holder)
+                .execute(&mut *conn)
                 .await?;
                 Ok(())
+                }))
+                .await
             }
 
             async fn recover_claims(
@@ -382,6 +441,7 @@ macro_rules! shared_journal {
                 now: DateTime<Utc>,
             ) -> Result<u64, JournalError> {
                 // A claim whose instant is unknown (NULL) is older than any cut-off.
+                self.write(move |conn| Box::pin(async move {
                 let result = sqlx::query(
                     "UPDATE alerts SET claim_holder = NULL, claimed_at = NULL, updated_at = $1
                      WHERE claim_holder IS NOT NULL AND queued_until IS NOT NULL
@@ -390,9 +450,11 @@ macro_rules! shared_journal {
                 )
                 .bind(to_millis(now))
                 .bind(to_millis(claimed_before))
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await?;
                 Ok(result.rows_affected())
+                }))
+                .await
             }
 
             async fn queue_summary(&self, limit: u32) -> Result<QueueSummary, JournalError> {
@@ -439,6 +501,8 @@ macro_rules! shared_journal {
             }
 
             async fn save_token(&self, token: &StoredToken) -> Result<(), JournalError> {
+                let token = token.clone();
+                self.write(move |conn| Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO dhan_tokens (client_id, token, expires_at, source, obtained_at) VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (client_id) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at,
@@ -449,7 +513,10 @@ macro_rules! shared_journal {
                 .bind(to_millis(token.expires_at))
                 .bind(&token.source)
                 .bind(to_millis(token.obtained_at))
-                .execute(&self.pool)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+                }))
                 .await?;
                 self.token_saved().await
             }
@@ -464,27 +531,35 @@ macro_rules! shared_journal {
                 until: DateTime<Utc>,
                 now: DateTime<Utc>,
             ) -> Result<bool, JournalError> {
+                let (name, holder) = (name.to_owned(), holder.to_owned());
+                self.write(move |conn| Box::pin(async move {
                 let result = sqlx::query(
                     "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3)
                      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
                      WHERE leases.until <= $4 OR leases.holder = excluded.holder",
                 )
-                .bind(name)
-                .bind(holder)
+                .bind(&name)
+                .bind(&holder)
                 .bind(to_millis(until))
                 .bind(to_millis(now))
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await?;
                 Ok(result.rows_affected() == 1)
+                }))
+                .await
             }
 
             async fn release_lease(&self, name: &str, holder: &str) -> Result<(), JournalError> {
+                let (name, holder) = (name.to_owned(), holder.to_owned());
+                self.write(move |conn| Box::pin(async move {
                 sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
-                    .bind(name)
-                    .bind(holder)
-                    .execute(&self.pool)
+                    .bind(&name)
+                    .bind(&holder)
+                    .execute(&mut *conn)
                     .await?;
                 Ok(())
+                }))
+                .await
             }
         }
 
@@ -497,21 +572,24 @@ macro_rules! shared_journal {
             async fn check_writable(&self, now: DateTime<Utc>) -> Result<(), JournalError> {
                 // ON CONFLICT DO UPDATE is atomic on both backends: instances checking at the
                 // same moment both succeed (one after the other on the row lock).
+                self.write(move |conn| Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO heartbeat (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
                 )
                 .bind(to_millis(now))
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await?;
                 Ok(())
+                }))
+                .await
             }
 
             async fn close(&self) {
-                self.pool.close().await;
+                self.close_all().await;
             }
         }
     };
 }
 
-shared_journal!(super::sqlite::SqliteJournal);
-shared_journal!(super::postgres::PgJournal);
+shared_journal!(super::sqlite::SqliteJournal, sqlx::SqliteConnection);
+shared_journal!(super::postgres::PgJournal, sqlx::PgConnection);

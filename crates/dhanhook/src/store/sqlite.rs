@@ -2,33 +2,46 @@
 //!
 //! Durability settings: WAL (readers never block the writer), `synchronous=FULL` (a committed
 //! transaction is on disk before `admit` returns, so an acknowledged alert survives a power
-//! cut), foreign keys on. Writes that must not interleave (`admit`) start with
-//! `BEGIN IMMEDIATE`, which takes SQLite's write lock up front: concurrent deliveries of one
-//! alert queue on the lock (bounded by the busy timeout) instead of racing.
+//! cut), foreign keys on. Every write goes through one writer ([`super::writer`]): a
+//! dedicated connection that runs concurrent writes in one `BEGIN IMMEDIATE` transaction and
+//! one fsync (group commit), so writers never fight for SQLite's lock. Reads use a small pool
+//! beside it.
 //!
 //! Only what differs from PostgreSQL is here; the journal's SQL is shared (`shared.rs`).
 
 use std::{str::FromStr, time::Duration};
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+use futures_util::future::BoxFuture;
+use sqlx::{
+    Connection, SqliteConnection,
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    },
 };
 
-use super::{Admission, JournalError, NewAlert, shared::Backend};
-use crate::clock::to_millis;
+use super::{Admission, JournalError, NewAlert, shared::Backend, writer::Writer};
+use crate::{
+    clock::to_millis,
+    store::{Gate, GateSpec},
+};
 
-/// How long a writer waits for SQLite's write lock before giving up. Admission transactions
-/// take well under a millisecond, so this only runs out when the disk is stuck.
+/// How long the writer waits for SQLite's write lock before giving up. Inside one process
+/// nothing else takes it; another process on the same file (a `dhanhook` command, a backup)
+/// may hold it for a moment, so this only runs out when the disk is stuck.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connections in the pool: SQLite has one writer at a time anyway; a few connections let
-/// readers (`/logs`, duplicate lookups) proceed beside it.
+/// Connections in the read pool: readers (`/logs`, duplicate lookups, the workers' scans)
+/// proceed beside the writer.
 const MAX_CONNECTIONS: u32 = 4;
 
 #[derive(Debug, Clone)]
 pub struct SqliteJournal {
+    /// Reads (and the rare maintenance statement that is not a transaction: migrations, the
+    /// checkpoint after a token is saved).
     pub(super) pool: SqlitePool,
+    /// Every write.
+    writer: Writer,
 }
 
 impl SqliteJournal {
@@ -53,8 +66,9 @@ impl SqliteJournal {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
+        let writer = Writer::start(SqliteConnection::connect_with(&options).await?);
         // The journal holds the Dhan access token and order history: owner-only. SQLite gives
         // its -wal and -shm files the database file's mode.
         if tokio::fs::try_exists(&file).await.unwrap_or(false) {
@@ -65,7 +79,27 @@ impl SqliteJournal {
                 tracing::warn!(path = %file.display(), error = %e, "could not make the journal owner-only");
             }
         }
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
+    }
+
+    /// Runs `work` as (part of) one committed write transaction, through the single writer.
+    ///
+    /// # Errors
+    /// The work's own error (its writes are rolled back) or a failed commit.
+    pub(super) async fn write<T, F>(&self, work: F) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, JournalError>>
+            + Send
+            + 'static,
+    {
+        self.writer.write(Box::new(work)).await
+    }
+
+    /// Stops the writer after what is queued, then closes the read pool.
+    pub(super) async fn close_all(&self) {
+        self.writer.close().await;
+        self.pool.close().await;
     }
 }
 
@@ -73,7 +107,6 @@ impl SqliteJournal {
 impl Backend for SqliteJournal {
     // One writer at a time: the claiming UPDATE cannot interleave with another.
     const CLAIM_LOCK: &'static str = "";
-    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
 
     async fn apply_migrations(&self) -> Result<(), JournalError> {
         sqlx::migrate!("./migrations/sqlite")
@@ -82,28 +115,39 @@ impl Backend for SqliteJournal {
         Ok(())
     }
 
-    /// Read, then decide, then write: safe here because `BEGIN IMMEDIATE` holds the single
-    /// write lock for the whole transaction.
-    async fn admit_alert(&self, alert: &NewAlert) -> Result<Admission, JournalError> {
-        let now = to_millis(alert.received_at);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(alert_id) = Self::live_key(&mut tx, &alert.dedupe.key, now).await? {
-            Self::count_duplicate(&mut tx, &alert_id).await?;
-            tx.commit().await?;
-            return Ok(Admission::Duplicate { alert_id });
-        }
-        Self::delete_expired_key(&mut tx, &alert.dedupe.key, now).await?;
-        // The key's foreign key is checked at once in SQLite: the alert comes first.
-        Self::insert_alert(&mut tx, alert).await?;
-        if !Self::insert_key(&mut tx, alert).await? {
-            // Cannot happen under the write lock: no live key, the expired one deleted.
-            return Err(JournalError::Corrupt(format!(
-                "dedupe key of alert {} appeared during its admission",
-                alert.id
-            )));
-        }
-        tx.commit().await?;
-        Ok(Admission::Admitted)
+    /// Read, then decide, then write: safe here because the single writer runs one job at a
+    /// time inside its `BEGIN IMMEDIATE` transaction.
+    async fn admit_alert(
+        &self,
+        alert: &NewAlert,
+        gate: Option<GateSpec>,
+    ) -> Result<(Admission, Option<Gate>), JournalError> {
+        let alert = alert.clone();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let now = to_millis(alert.received_at);
+                if let Some(alert_id) = Self::live_key(conn, &alert.dedupe.key, now).await? {
+                    Self::count_duplicate(conn, &alert_id).await?;
+                    return Ok((Admission::Duplicate { alert_id }, None));
+                }
+                Self::delete_expired_key(conn, &alert.dedupe.key, now).await?;
+                // The key's foreign key is checked at once in SQLite: the alert comes first.
+                Self::insert_alert(conn, &alert).await?;
+                if !Self::insert_key(conn, &alert).await? {
+                    // Cannot happen under the write lock: no live key, the expired one deleted.
+                    return Err(JournalError::Corrupt(format!(
+                        "dedupe key of alert {} appeared during its admission",
+                        alert.id
+                    )));
+                }
+                let gate = match gate {
+                    Some(spec) => Some(Self::gate_steps(conn, &alert.id, &spec, "").await?),
+                    None => None,
+                };
+                Ok((Admission::Admitted, gate))
+            })
+        })
+        .await
     }
 
     async fn token_saved(&self) -> Result<(), JournalError> {
