@@ -25,8 +25,8 @@ use crate::{
     domain::AmoTime,
     notify::Notifier,
     store::{
-        AlertJournal, AlertStatus, Gate, GateCounts, GateSpec, JournalError, LegDetail, LegSource,
-        LegStatus, LegUpdate, NewAlert, NewLeg, OrderRow, ResolvedLeg,
+        AlertJournal, AlertStatus, AlertStatusChange, Gate, GateCounts, GateSpec, JournalError,
+        LegDetail, LegSource, LegStatus, LegUpdate, NewAlert, NewLeg, OrderRow, ResolvedLeg,
     },
 };
 
@@ -245,7 +245,7 @@ impl LegPlacer {
                 &update,
                 &detail,
                 LegSource::Placement,
-                alert_status,
+                alert_status.map_or(AlertStatusChange::Keep, AlertStatusChange::Set),
                 self.clock.now(),
             )
             .await

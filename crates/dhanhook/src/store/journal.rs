@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Admission, AlertRecord, AlertStatus, Gate, GateSpec, JournalError, LegDetail, LegEvent,
-    LegSource, LegUpdate, NewAlert, OrderRow, QueueSummary, StoredToken,
+    Admission, AlertRecord, AlertStatus, AlertStatusChange, Gate, GateSpec, JournalError,
+    LegDetail, LegEvent, LegSource, LegUpdate, NewAlert, OrderRow, QueueSummary, StoredToken,
 };
 
 /// Alerts and their legs: admission, leg transitions, the alert's derived status, and reading
@@ -63,9 +63,8 @@ pub trait AlertJournal: Send + Sync + fmt::Debug {
         now: DateTime<Utc>,
     ) -> Result<(), JournalError>;
 
-    /// [`AlertJournal::transition_leg`], also recording the alert's overall status (when
-    /// given) in the same transaction: the broker's answer to an alert's last leg and the
-    /// alert's status are one commit.
+    /// [`AlertJournal::transition_leg`], also changing the alert's overall status as `alert`
+    /// says in the same transaction: a leg's move and its alert's status are one commit.
     #[allow(clippy::too_many_arguments)] // the transition's parts, as `transition_leg` has them
     async fn transition_leg_and_alert(
         &self,
@@ -74,7 +73,7 @@ pub trait AlertJournal: Send + Sync + fmt::Debug {
         update: &LegUpdate,
         detail: &LegDetail,
         source: LegSource,
-        alert_status: Option<AlertStatus>,
+        alert: AlertStatusChange,
         now: DateTime<Utc>,
     ) -> Result<(), JournalError>;
 

@@ -231,6 +231,17 @@ impl fmt::Display for LegStatus {
     }
 }
 
+/// What a leg's transition does to its alert's stored status (in the same transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertStatusChange {
+    /// Left as it is.
+    Keep,
+    /// Set to this (the caller derived it from legs it holds in memory).
+    Set(AlertStatus),
+    /// Derived from the alert's legs as they stand after the transition.
+    FromLegs,
+}
+
 /// The overall state of an alert, derived from its legs.
 ///
 /// Ordered by its spelling (see the `Ord` impl), so maps keyed by it list their entries as

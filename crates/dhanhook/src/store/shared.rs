@@ -20,9 +20,10 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::Row;
 
 use super::{
-    Admission, AlertJournal, AlertRecord, AlertStatus, Gate, GateSpec, JournalError,
-    JournalLifecycle, Leases, LegDetail, LegEvent, LegSource, LegStatus, LegUpdate, NewAlert,
-    OrderRow, QueueJournal, QueueSummary, ReconcileJournal, StoredToken, TokenStore, TrackJournal,
+    Admission, AlertJournal, AlertRecord, AlertStatus, AlertStatusChange, Gate, GateSpec,
+    JournalError, JournalLifecycle, Leases, LegDetail, LegEvent, LegSource, LegStatus, LegUpdate,
+    NewAlert, OrderRow, QueueJournal, QueueSummary, ReconcileJournal, StoredToken, TokenStore,
+    TrackJournal,
     rows::{self, ALERT_RECORD_SELECT, ORDER_ROW_SELECT, reported_status, waiting},
 };
 use crate::clock::{from_millis, to_millis};
@@ -101,8 +102,16 @@ macro_rules! shared_journal {
                 source: LegSource,
                 now: DateTime<Utc>,
             ) -> Result<(), JournalError> {
-                self.transition_leg_and_alert(alert_id, leg_no, update, detail, source, None, now)
-                    .await
+                self.transition_leg_and_alert(
+                    alert_id,
+                    leg_no,
+                    update,
+                    detail,
+                    source,
+                    AlertStatusChange::Keep,
+                    now,
+                )
+                .await
             }
 
             async fn transition_leg_and_alert(
@@ -112,7 +121,7 @@ macro_rules! shared_journal {
                 update: &LegUpdate,
                 detail: &LegDetail,
                 source: LegSource,
-                alert_status: Option<AlertStatus>,
+                alert: AlertStatusChange,
                 now: DateTime<Utc>,
             ) -> Result<(), JournalError> {
                 let (alert_id, update, detail) =
@@ -182,7 +191,35 @@ macro_rules! shared_journal {
                 .bind(update.message.as_ref().or(detail.reason.as_ref()))
                 .execute(&mut *conn)
                 .await?;
-                if let Some(status) = alert_status {
+                let status = match alert {
+                    AlertStatusChange::Keep => None,
+                    AlertStatusChange::Set(status) => Some(status),
+                    AlertStatusChange::FromLegs => {
+                        // The alert's row lock first (PostgreSQL): a concurrent move of
+                        // another of its legs commits before the legs are read here, so the
+                        // status derived last sees both moves.
+                        sqlx::query("UPDATE alerts SET updated_at = $1 WHERE id = $2")
+                            .bind(to_millis(now))
+                            .bind(&alert_id)
+                            .execute(&mut *conn)
+                            .await?;
+                        let legs: Vec<String> =
+                            sqlx::query_scalar("SELECT status FROM order_legs WHERE alert_id = $1")
+                                .bind(&alert_id)
+                                .fetch_all(&mut *conn)
+                                .await?;
+                        let legs = legs
+                            .iter()
+                            .map(|s| {
+                                LegStatus::parse(s).ok_or_else(|| {
+                                    JournalError::Corrupt(format!("leg status {s:?}"))
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()?;
+                        Some(AlertStatus::from_legs(legs))
+                    }
+                };
+                if let Some(status) = status {
                     sqlx::query("UPDATE alerts SET status = $1, updated_at = $2 WHERE id = $3")
                         .bind(status.as_str())
                         .bind(to_millis(now))

@@ -15,7 +15,7 @@ use crate::{
     csvlog::CsvLog,
     notify::Notifier,
     store::{
-        AlertJournal, AlertStatus, JournalError, LegDetail, LegSource, LegStatus, LegUpdate,
+        AlertJournal, AlertStatusChange, JournalError, LegDetail, LegSource, LegStatus, LegUpdate,
         OrderRow,
     },
 };
@@ -75,9 +75,18 @@ impl LegProgress {
             reason: state.reason.clone(),
         };
         let now = self.clock.now();
+        // The leg's move and the alert's status derived from its legs: one commit.
         match self
             .alerts
-            .transition_leg(&row.alert_id, row.leg, &update, &detail, source, now)
+            .transition_leg_and_alert(
+                &row.alert_id,
+                row.leg,
+                &update,
+                &detail,
+                source,
+                AlertStatusChange::FromLegs,
+                now,
+            )
             .await
         {
             Ok(()) => {}
@@ -89,10 +98,6 @@ impl LegProgress {
         let Some(record) = self.alerts.alert(&row.alert_id).await? else {
             return Ok(None);
         };
-        let status = AlertStatus::from_legs(record.legs.iter().map(|l| l.status));
-        self.alerts
-            .set_alert_status(&row.alert_id, status, now)
-            .await?;
         let Some(out) = record.legs.into_iter().find(|l| l.leg == row.leg) else {
             return Ok(None);
         };

@@ -198,7 +198,7 @@ impl OrderTracker {
         } else {
             None
         };
-        let mut moved = Vec::new();
+        let mut looked_up = Vec::with_capacity(due.len());
         for (row, source) in due {
             let Some(order_id) = row.order_id.clone() else {
                 continue;
@@ -215,7 +215,19 @@ impl OrderTracker {
                 },
             };
             self.looked(&row, now);
-            if let Some(row) = self.apply(&row, state, source).await? {
+            looked_up.push((row, state, source));
+        }
+        // Recorded side by side: the journal commits moves that arrive together at once
+        // (one fsync for the pass on SQLite, see `store::writer`).
+        let recorded = futures_util::future::join_all(
+            looked_up
+                .iter()
+                .map(|(row, state, source)| self.apply(row, state.clone(), *source)),
+        )
+        .await;
+        let mut moved = Vec::new();
+        for result in recorded {
+            if let Some(row) = result? {
                 moved.push(row);
             }
         }
