@@ -174,6 +174,14 @@ const SENT_TODAY_BY_STRATEGY: &str =
       WHERE e.status = 'SUBMITTING' AND e.at >= $1 AND e.at < $2
         AND a.strategy IS NOT DISTINCT FROM $3) s";
 
+/// `sent_counts`' key for every strategy.
+const ALL_STRATEGIES: &str = "*";
+
+/// `sent_counts`' key for the alerts of `strategy` (`None`: naming none).
+fn strategy_key(strategy: Option<&str>) -> String {
+    strategy.map_or_else(|| "-".to_owned(), |s| format!("s:{s}"))
+}
+
 /// Instruments open today, over the legs sent in `[$1, $2)` (a queued alert of yesterday sent
 /// today counts today): their net filled quantity is not zero, or one of them is still working
 /// at the broker (or has an outcome not yet known).
@@ -283,6 +291,54 @@ macro_rules! controls_journal {
         }
 
         impl $journal {
+            /// Legs sent in the day `[from, to)` (ms), of every strategy (`strategy` `None`) or
+            /// of one (`Some(name)`, `Some(None)` for alerts naming none): from `sent_counts`,
+            /// counted from the day's events the first time the day is asked for.
+            async fn sent_in_day(
+                conn: &mut $connection,
+                (from_ms, to_ms): (i64, i64),
+                strategy: Option<Option<&str>>,
+            ) -> Result<i64, JournalError> {
+                let key = strategy.map_or_else(|| ALL_STRATEGIES.to_owned(), strategy_key);
+                let kept: Option<i64> = sqlx::query_scalar(
+                    "SELECT n FROM sent_counts WHERE day_start = $1 AND strategy_key = $2",
+                )
+                .bind(from_ms)
+                .bind(&key)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if let Some(n) = kept {
+                    return Ok(n);
+                }
+                let n: i64 = match strategy {
+                    None => {
+                        sqlx::query_scalar(SENT_TODAY)
+                            .bind(from_ms)
+                            .bind(to_ms)
+                            .fetch_one(&mut *conn)
+                            .await?
+                    }
+                    Some(name) => {
+                        sqlx::query_scalar(SENT_TODAY_BY_STRATEGY)
+                            .bind(from_ms)
+                            .bind(to_ms)
+                            .bind(name)
+                            .fetch_one(&mut *conn)
+                            .await?
+                    }
+                };
+                sqlx::query(
+                    "INSERT INTO sent_counts (day_start, strategy_key, n) VALUES ($1, $2, $3)
+                     ON CONFLICT (day_start, strategy_key) DO NOTHING",
+                )
+                .bind(from_ms)
+                .bind(&key)
+                .bind(n)
+                .execute(&mut *conn)
+                .await?;
+                Ok(n)
+            }
+
             /// The gate's reads, the rule and the mark, on `conn` inside the caller's write
             /// transaction; `lock` is the row-lock clause on the kill-switch row.
             pub(super) async fn gate_steps(
@@ -337,21 +393,12 @@ macro_rules! controls_journal {
                     })?,
                 };
                 let orders_today: i64 = if counts.orders_today {
-                    sqlx::query_scalar(SENT_TODAY)
-                        .bind(from_ms)
-                        .bind(to_ms)
-                        .fetch_one(&mut *conn)
-                        .await?
+                    Self::sent_in_day(conn, (from_ms, to_ms), None).await?
                 } else {
                     0
                 };
                 let strategy_orders_today: i64 = if counts.strategy_orders_today {
-                    sqlx::query_scalar(SENT_TODAY_BY_STRATEGY)
-                        .bind(from_ms)
-                        .bind(to_ms)
-                        .bind(&strategy)
-                        .fetch_one(&mut *conn)
-                        .await?
+                    Self::sent_in_day(conn, (from_ms, to_ms), Some(strategy.as_deref())).await?
                 } else {
                     0
                 };
@@ -405,6 +452,31 @@ macro_rules! controls_journal {
                     None => (LegStatus::Submitting, None),
                     Some(reason) => (LegStatus::Blocked, Some(reason.as_str())),
                 };
+                if verdict.is_none() {
+                    // Counted once per leg and day, as SENT_TODAY counts (a re-send the same
+                    // day is the same order). Days not counted yet have no row to move.
+                    let sent_before: Option<i32> = sqlx::query_scalar(
+                        "SELECT 1 FROM leg_events WHERE alert_id = $1 AND leg_no = $2
+                            AND status = 'SUBMITTING' AND at >= $3 AND at < $4 LIMIT 1",
+                    )
+                    .bind(alert_id)
+                    .bind(i64::from(leg_no))
+                    .bind(from_ms)
+                    .bind(to_ms)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if sent_before.is_none() {
+                        sqlx::query(
+                            "UPDATE sent_counts SET n = n + 1
+                              WHERE day_start = $1 AND strategy_key IN ($2, $3)",
+                        )
+                        .bind(from_ms)
+                        .bind(ALL_STRATEGIES)
+                        .bind(strategy_key(context.strategy.as_deref()))
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                }
                 let moved = sqlx::query(
                     "UPDATE order_legs SET status = $1, message = COALESCE($2, message), updated_at = $3
                       WHERE alert_id = $4 AND leg_no = $5 AND status = $6",

@@ -45,6 +45,7 @@ use lifecycle::{
 };
 mod claims;
 mod outbox;
+mod sending;
 use claims::{
     a_claim_is_exclusive_until_its_holder_releases_it,
     a_stale_claim_is_recovered_for_another_runner, the_end_of_a_run_and_a_requeue_end_the_claim,
@@ -53,6 +54,7 @@ use outbox::{
     a_failed_message_is_retried_at_its_time_or_given_up,
     an_alerts_messages_are_claimed_in_order_by_one_holder,
 };
+use sending::the_days_sent_count_counts_each_leg_once;
 
 // ---------------------------------------------------------------------------------------------
 // Running a case on each backend
@@ -118,6 +120,7 @@ contract!(
     a_failed_message_is_retried_at_its_time_or_given_up,
     a_transition_is_journaled_with_its_time_source_and_detail,
     legs_to_track_are_the_open_legs_with_an_order_id,
+    the_days_sent_count_counts_each_leg_once,
 );
 
 async fn on_sqlite<F, Fut>(case: F)
