@@ -349,6 +349,57 @@ async fn an_order_queued_past_the_deadline_is_answered_202_at_once_and_placed_on
     );
 }
 
+/// A multi-leg alert: legs are placed one after another, so each is judged as it joins the
+/// limiter. At 1/s the second leg's turn is at least 1.1 s after the first's, past a 1 s
+/// deadline whenever the first leg went: the answer comes as the second leg joins, with the
+/// first leg's broker answer and the second as journaled.
+#[tokio::test]
+async fn a_later_leg_queued_past_the_deadline_gets_202_at_once_with_the_first_legs_answer() {
+    let sim = sim_at(SimConfig::default(), crate::helpers::market_time()).await;
+    let t = start_at(
+        sim,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[("ORDER_RATE_LIMITS", "1/s"), ("ACK_DEADLINE_MS", "1000")],
+        crate::helpers::market_time(),
+    )
+    .await;
+
+    let resp = t.app.post_webhook(&crate::helpers::dhan_alert()).await;
+    let code = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap();
+
+    assert_eq!(code, 202, "{body}");
+    let legs = body["legs"].as_array().unwrap();
+    assert_eq!(legs.len(), 2, "{body}");
+    assert_eq!(
+        legs[0]["status"], "ACCEPTED",
+        "the first leg's answer: {body}"
+    );
+    assert_eq!(
+        legs[1]["status"], "SUBMITTING",
+        "queued, as journaled: {body}"
+    );
+    let note = body["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("leg 2 is queued behind Dhan's order rate limit (1/s"),
+        "{body}"
+    );
+    eventually("both legs at Dhan", || t.sim.orders().len() == 2).await;
+    for _ in 0..3000 {
+        let rows = t.app.journal_orders().await;
+        // Dhan's answer journaled (the market leg may since have been polled to FILLED).
+        if rows
+            .iter()
+            .all(|r| ["ACCEPTED", "PENDING", "FILLED"].contains(&r.status.as_str()))
+        {
+            assert_eq!(t.sim.orders().len(), 2, "each leg once");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("legs never answered: {:?}", t.app.journal_orders().await);
+}
+
 #[tokio::test]
 async fn a_journal_that_refuses_writes_gets_503_and_nothing_is_sent() {
     let t = live(SimConfig::default()).await;
