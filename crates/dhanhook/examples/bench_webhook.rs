@@ -368,6 +368,9 @@ async fn count_fsyncs<F: Future<Output = anyhow::Result<()>>>(
 
 struct RateLimitedReport {
     answers: Latencies,
+    /// The 200s and the 202s apart: a 200 waited for its order's turn within the deadline.
+    answers_200: Latencies,
+    answers_202: Latencies,
     ok: usize,
     accepted: usize,
     other: Vec<String>,
@@ -419,12 +422,19 @@ async fn rate_limited_burst(
     }))
     .await;
     let (mut ms, mut ok, mut accepted, mut other) = (Vec::new(), 0, 0, Vec::new());
+    let (mut ms_200, mut ms_202) = (Vec::new(), Vec::new());
     for answer in answers {
         let (latency, status, body) = answer??;
         ms.push(latency);
         match status.as_u16() {
-            200 => ok += 1,
-            202 => accepted += 1,
+            200 => {
+                ok += 1;
+                ms_200.push(latency);
+            }
+            202 => {
+                accepted += 1;
+                ms_202.push(latency);
+            }
             code if other.len() < 3 => other.push(format!("{code} {body}")),
             _ => {}
         }
@@ -468,6 +478,8 @@ async fn rate_limited_burst(
     drop(dir);
     Ok(RateLimitedReport {
         answers: Latencies::new(ms),
+        answers_200: Latencies::new(ms_200),
+        answers_202: Latencies::new(ms_202),
         ok,
         accepted,
         other,
@@ -492,6 +504,13 @@ fn print_rate_limited(r: &RateLimitedReport, n: usize) {
         ms(r.answers.pct(0.5)),
         ms(r.answers.pct(0.99)),
         ms(r.answers.max())
+    );
+    println!(
+        "| answered 200: p50 / max; answered 202: p50 / max | {} / {}; {} / {} |",
+        ms(r.answers_200.pct(0.5)),
+        ms(r.answers_200.max()),
+        ms(r.answers_202.pct(0.5)),
+        ms(r.answers_202.max())
     );
     println!(
         "| answered within 100 ms (the issue's target: all) | {} of {n} |",
