@@ -8,7 +8,9 @@
 //! `--burst N` (100), `--fsync-sample N` alerts per strace phase (200),
 //! `--data-dir DIR` (a temporary folder under /tmp), and `--postgres URL` (or the environment
 //! variable `BENCH_POSTGRES_URL`) naming a PostgreSQL server, to run everything a second time
-//! with the PostgreSQL journal (in a database of its own, created and dropped by the run).
+//! with the PostgreSQL journal (in a database of its own, created and dropped by the run);
+//! `--rate-limited-burst N` (200; 0 skips it) alerts at once with the real rate limits, and
+//! `--only-rate-limited` to run only that part (SQLite).
 //!
 //! What it does: starts dhan-sim and the real application in this process (the application in
 //! its own tokio runtime, on threads named `dhanhook-app`, so its CPU time can be told apart
@@ -34,7 +36,13 @@
 //!   separate sample (sequential, then 10 clients); strace slows every traced thread, so those
 //!   phases' timings are not reported. Without strace: "not measured";
 //! - peak RSS: VmHWM of this process (application, simulator and client together), reset through
-//!   `/proc/self/clear_refs` before each backend when the kernel allows it.
+//!   `/proc/self/clear_refs` before each backend when the kernel allows it;
+//! - with the real rate limits (issue 15, item 4): a fresh application and simulator, Dhan's caps
+//!   (`10/s,250/m,1000/h,7000/d`, the simulator refusing more than 10 a second) and the default
+//!   `ACK_DEADLINE_MS` (2 s); N alerts sent at once. Printed: the answers' latency p50/p99/max,
+//!   how many were answered 200 (order at Dhan) and 202 (queued behind the limit, placement
+//!   going on), then, once every order has reached the simulator, when the last one did, the
+//!   most order writes it received in any second and how many it refused with 429.
 //!
 //! Figures, not asserts: BENCHMARKS.md records the output.
 
@@ -72,6 +80,8 @@ struct Args {
     fsync_sample: usize,
     data_dir: Option<PathBuf>,
     postgres: Option<String>,
+    rate_limited_burst: usize,
+    only_rate_limited: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -81,6 +91,8 @@ fn parse_args() -> anyhow::Result<Args> {
         burst: 100,
         fsync_sample: 200,
         data_dir: None,
+        rate_limited_burst: 200,
+        only_rate_limited: false,
         postgres: std::env::var("BENCH_POSTGRES_URL")
             .ok()
             .filter(|v| !v.is_empty()),
@@ -98,6 +110,8 @@ fn parse_args() -> anyhow::Result<Args> {
             "--fsync-sample" => args.fsync_sample = value()?.parse()?,
             "--data-dir" => args.data_dir = Some(value()?.into()),
             "--postgres" => args.postgres = Some(value()?),
+            "--rate-limited-burst" => args.rate_limited_burst = value()?.parse()?,
+            "--only-rate-limited" => args.only_rate_limited = true,
             other => {
                 anyhow::bail!("unknown option {other}; see the header of examples/bench_webhook.rs")
             }
@@ -241,6 +255,17 @@ struct Target {
 impl Target {
     /// Sends one new alert; returns the answer's latency in ms.
     async fn send(&self) -> anyhow::Result<f64> {
+        let (ms, status, body) = self.send_answered().await?;
+        if (status != reqwest::StatusCode::OK || body["status"] != "placed")
+            && self.unexpected.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            eprintln!("  first unexpected answer: {status} {body}");
+        }
+        Ok(ms)
+    }
+
+    /// Sends one new alert; returns the answer's latency in ms, its status and its body.
+    async fn send_answered(&self) -> anyhow::Result<(f64, reqwest::StatusCode, Value)> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let alert = json!({"secret": SECRET, "strategy": "bench", "id": format!("{}-{n}", self.prefix),
             "symbol": "NSE:RELIANCE", "action": "buy", "quantity": 1, "product": "intraday",
@@ -250,12 +275,7 @@ impl Target {
         let status = answer.status();
         let body: Value = answer.json().await?;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
-        if (status != reqwest::StatusCode::OK || body["status"] != "placed")
-            && self.unexpected.fetch_add(1, Ordering::Relaxed) == 0
-        {
-            eprintln!("  first unexpected answer: {status} {body}");
-        }
-        Ok(ms)
+        Ok((ms, status, body))
     }
 
     async fn sequential(&self, n: usize) -> anyhow::Result<Latencies> {
@@ -344,6 +364,178 @@ async fn count_fsyncs<F: Future<Output = anyhow::Result<()>>>(
 }
 
 // ---------------------------------------------------------------------------------------------
+// A burst with the real rate limits (issue 15, item 4)
+
+struct RateLimitedReport {
+    answers: Latencies,
+    /// The 200s and the 202s apart: a 200 waited for its order's turn within the deadline.
+    answers_200: Latencies,
+    answers_202: Latencies,
+    ok: usize,
+    accepted: usize,
+    other: Vec<String>,
+    orders_seen: usize,
+    last_order_s: f64,
+    most_in_a_second: usize,
+    refused_429: usize,
+}
+
+async fn rate_limited_burst(
+    args: &Args,
+    app_rt: tokio::runtime::Handle,
+) -> anyhow::Result<RateLimitedReport> {
+    let n = args.rate_limited_burst;
+    // Dhan's own caps at the simulator too (SimConfig's default: 10 orders a second).
+    let sim = dhan_sim::Sim::spawn(dhan_sim::SimConfig {
+        start_time: market_time(),
+        ..dhan_sim::SimConfig::default()
+    })
+    .await?;
+    let dir = match &args.data_dir {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir()?,
+    };
+    // No ORDER_RATE_LIMITS, no ACK_DEADLINE_MS: the defaults, as deployed.
+    let env = live_env(&sim, dir.path());
+    let (base, client, stop_tx) = start_app(&env, &app_rt).await?;
+    let target = Target {
+        client,
+        url: format!("{base}/webhook"),
+        prefix: format!(
+            "bench-rl-{}-{}",
+            std::process::id(),
+            Utc::now().timestamp_millis()
+        ),
+        next: Arc::new(AtomicUsize::new(0)),
+        unexpected: Arc::new(AtomicUsize::new(0)),
+    };
+    // One alert first (connections, the first statements prepared), then 1.2 s so its order
+    // has left the 1-second window: the burst starts with all ten slots free.
+    target.send_answered().await?;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let orders_before = sim.orders().len();
+    let burst_start = sim.now();
+
+    let answers = futures::future::join_all((0..n).map(|_| {
+        let target = target.clone();
+        tokio::spawn(async move { target.send_answered().await })
+    }))
+    .await;
+    let (mut ms, mut ok, mut accepted, mut other) = (Vec::new(), 0, 0, Vec::new());
+    let (mut ms_200, mut ms_202) = (Vec::new(), Vec::new());
+    for answer in answers {
+        let (latency, status, body) = answer??;
+        ms.push(latency);
+        match status.as_u16() {
+            200 => {
+                ok += 1;
+                ms_200.push(latency);
+            }
+            202 => {
+                accepted += 1;
+                ms_202.push(latency);
+            }
+            code if other.len() < 3 => other.push(format!("{code} {body}")),
+            _ => {}
+        }
+    }
+
+    // The orders leave at 10 a second: wait for all of them (bounded), then read the
+    // simulator's log of order writes.
+    let waiting = Instant::now();
+    let limit = Duration::from_secs(20) + Duration::from_millis(150) * n as u32;
+    while sim.orders().len() < orders_before + n && waiting.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let orders: Vec<_> = sim
+        .orders()
+        .into_iter()
+        .skip(orders_before)
+        .filter(|o| o.created_at >= burst_start)
+        .collect();
+    let last_order_s = orders
+        .iter()
+        .map(|o| (o.created_at - burst_start).num_milliseconds() as f64 / 1000.0)
+        .fold(f64::NAN, f64::max);
+    let mut writes: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/orders" && r.at >= burst_start)
+        .collect();
+    writes.sort_by_key(|r| r.at);
+    let most_in_a_second = (0..writes.len())
+        .map(|i| {
+            writes[i..]
+                .iter()
+                .take_while(|w| w.at - writes[i].at < chrono::Duration::seconds(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    let refused_429 = writes.iter().filter(|r| r.status == 429).count();
+    let _ = stop_tx.send(());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(dir);
+    Ok(RateLimitedReport {
+        answers: Latencies::new(ms),
+        answers_200: Latencies::new(ms_200),
+        answers_202: Latencies::new(ms_202),
+        ok,
+        accepted,
+        other,
+        orders_seen: orders.len(),
+        last_order_s,
+        most_in_a_second,
+        refused_429,
+    })
+}
+
+fn print_rate_limited(r: &RateLimitedReport, n: usize) {
+    let ms = |v: f64| format!("{v:.2} ms");
+    println!();
+    println!(
+        "## SQLite — a burst of {n} alerts with the real rate limits (10/s,250/m,1000/h,7000/d), ACK_DEADLINE_MS 2000"
+    );
+    println!();
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| answer p50 / p99 / max | {} / {} / {} |",
+        ms(r.answers.pct(0.5)),
+        ms(r.answers.pct(0.99)),
+        ms(r.answers.max())
+    );
+    println!(
+        "| answered 200: p50 / max; answered 202: p50 / max | {} / {}; {} / {} |",
+        ms(r.answers_200.pct(0.5)),
+        ms(r.answers_200.max()),
+        ms(r.answers_202.pct(0.5)),
+        ms(r.answers_202.max())
+    );
+    println!(
+        "| answered within 100 ms (the issue's target: all) | {} of {n} |",
+        r.answers.0.iter().filter(|ms| **ms <= 100.0).count()
+    );
+    println!(
+        "| answered 200 / 202 / other | {} / {} / {} |",
+        r.ok,
+        r.accepted,
+        n - r.ok - r.accepted
+    );
+    println!(
+        "| orders at the simulator / last one after | {} of {n} / {:.1} s |",
+        r.orders_seen, r.last_order_s
+    );
+    println!(
+        "| most order writes in any second / refused 429 | {} / {} |",
+        r.most_in_a_second, r.refused_429
+    );
+    for o in &r.other {
+        println!("other answer: {o}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // One backend's run
 
 struct Report {
@@ -402,76 +594,33 @@ impl BenchDatabase {
     }
 }
 
-async fn run_backend(
-    args: &Args,
-    postgres: Option<&str>,
-    app_rt: tokio::runtime::Handle,
-) -> anyhow::Result<Report> {
-    let database = match postgres {
-        Some(server) => Some(BenchDatabase::create(server).await?),
-        None => None,
-    };
-    let report = measure_backend(args, database.as_ref().map(|d| d.url.as_str()), app_rt).await;
-    if let Some(db) = database {
-        db.drop().await;
-    }
-    report
-}
-
-async fn measure_backend(
-    args: &Args,
-    postgres: Option<&str>,
-    app_rt: tokio::runtime::Handle,
-) -> anyhow::Result<Report> {
-    let rss_reset = reset_peak_rss();
-    let sim = dhan_sim::Sim::spawn(dhan_sim::SimConfig {
-        start_time: market_time(),
-        orders_per_second: 1_000_000,
-        ..dhan_sim::SimConfig::default()
-    })
-    .await?;
+/// The environment of a live run against `sim` with its journal in `dir` (SQLite unless
+/// `DATABASE_URL` is added): the real rate limits unless `ORDER_RATE_LIMITS` is added.
+fn live_env(sim: &dhan_sim::SimHandle, dir: &std::path::Path) -> Vec<(String, String)> {
     let c = dhan_sim::SimConfig::default();
-    let dir = match &args.data_dir {
-        Some(d) => tempfile::tempdir_in(d)?,
-        None => tempfile::tempdir()?,
-    };
-    let journal = match postgres {
-        Some(_) => "PostgreSQL".to_owned(),
-        None => format!(
-            "SQLite in {} ({})",
-            dir.path().display(),
-            fs_type(dir.path())
-        ),
-    };
-    let mut env: Vec<(String, String)> = vec![
+    vec![
         ("HOST".into(), "127.0.0.1".into()),
         ("PORT".into(), "0".into()),
-        ("DATA_DIR".into(), dir.path().display().to_string()),
+        ("DATA_DIR".into(), dir.display().to_string()),
         ("WEBHOOK_SECRET".into(), SECRET.into()),
         ("INSTRUMENTS_PATH".into(), SAMPLE.into()),
         ("INSTRUMENTS_URL".into(), "off".into()),
         ("ENABLE_DHAN".into(), "true".into()),
         ("DHAN_BASE_URL".into(), sim.base_url()),
         ("DHAN_AUTH_URL".into(), sim.auth_url()),
-        ("DHAN_CLIENT_ID".into(), c.client_id.clone()),
-        ("DHAN_PIN".into(), c.pin.clone()),
-        ("DHAN_TOTP_SECRET".into(), c.totp_secret.clone()),
-        // Lifted: the benchmark measures dhanhook's own cost, not Dhan's order caps.
-        ("ORDER_RATE_LIMITS".into(), "1000000/s".into()),
+        ("DHAN_CLIENT_ID".into(), c.client_id),
+        ("DHAN_PIN".into(), c.pin),
+        ("DHAN_TOTP_SECRET".into(), c.totp_secret),
         ("MAX_ORDERS_PER_DAY".into(), "100000000".into()),
-    ];
-    if let Some(url) = postgres {
-        env.push(("DATABASE_URL".into(), url.to_owned()));
-        // Live mode on PostgreSQL stores the (simulated) Dhan token encrypted: a fresh random
-        // key per run, never written anywhere.
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        use base64::Engine as _;
-        env.push((
-            "TOKEN_KEY".into(),
-            base64::engine::general_purpose::STANDARD.encode(key),
-        ));
-    }
+    ]
+}
+
+/// Starts the application on `app_rt` with `env` (later entries win) and waits until it is
+/// ready; returns its base URL, a client for it, and the sender that stops it.
+async fn start_app(
+    env: &[(String, String)],
+    app_rt: &tokio::runtime::Handle,
+) -> anyhow::Result<(String, reqwest::Client, tokio::sync::oneshot::Sender<()>)> {
     let settings = Settings::from_lookup(|k| {
         env.iter()
             .rev()
@@ -511,6 +660,65 @@ async fn measure_backend(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     anyhow::ensure!(ready, "the application did not become ready");
+    Ok((base, client, stop_tx))
+}
+
+async fn run_backend(
+    args: &Args,
+    postgres: Option<&str>,
+    app_rt: tokio::runtime::Handle,
+) -> anyhow::Result<Report> {
+    let database = match postgres {
+        Some(server) => Some(BenchDatabase::create(server).await?),
+        None => None,
+    };
+    let report = measure_backend(args, database.as_ref().map(|d| d.url.as_str()), app_rt).await;
+    if let Some(db) = database {
+        db.drop().await;
+    }
+    report
+}
+
+async fn measure_backend(
+    args: &Args,
+    postgres: Option<&str>,
+    app_rt: tokio::runtime::Handle,
+) -> anyhow::Result<Report> {
+    let rss_reset = reset_peak_rss();
+    let sim = dhan_sim::Sim::spawn(dhan_sim::SimConfig {
+        start_time: market_time(),
+        orders_per_second: 1_000_000,
+        ..dhan_sim::SimConfig::default()
+    })
+    .await?;
+    let dir = match &args.data_dir {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir()?,
+    };
+    let journal = match postgres {
+        Some(_) => "PostgreSQL".to_owned(),
+        None => format!(
+            "SQLite in {} ({})",
+            dir.path().display(),
+            fs_type(dir.path())
+        ),
+    };
+    let mut env = live_env(&sim, dir.path());
+    // Lifted: the benchmark measures dhanhook's own cost, not Dhan's order caps.
+    env.push(("ORDER_RATE_LIMITS".into(), "1000000/s".into()));
+    if let Some(url) = postgres {
+        env.push(("DATABASE_URL".into(), url.to_owned()));
+        // Live mode on PostgreSQL stores the (simulated) Dhan token encrypted: a fresh random
+        // key per run, never written anywhere.
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        use base64::Engine as _;
+        env.push((
+            "TOKEN_KEY".into(),
+            base64::engine::general_purpose::STANDARD.encode(key),
+        ));
+    }
+    let (base, client, stop_tx) = start_app(&env, &app_rt).await?;
     let target = Target {
         client,
         url: format!("{base}/webhook"),
@@ -727,9 +935,12 @@ fn main() -> anyhow::Result<()> {
         .thread_keep_alive(Duration::from_secs(3600))
         .enable_all()
         .build()?;
-    let mut backends = vec![("SQLite", None)];
-    if let Some(url) = args.postgres.as_deref() {
-        backends.push(("PostgreSQL", Some(url)));
+    let mut backends = Vec::new();
+    if !args.only_rate_limited {
+        backends.push(("SQLite", None));
+        if let Some(url) = args.postgres.as_deref() {
+            backends.push(("PostgreSQL", Some(url)));
+        }
     }
     for (name, url) in backends {
         println!("{name}:");
@@ -745,6 +956,19 @@ fn main() -> anyhow::Result<()> {
         app_rt.shutdown_timeout(Duration::from_millis(500));
         // Printed at once: a failing second backend does not lose the first one's figures.
         print_report(&report?, &args);
+    }
+    if args.rate_limited_burst > 0 {
+        println!(
+            "SQLite, real rate limits: {} alerts at once",
+            args.rate_limited_burst
+        );
+        let app_rt = tokio::runtime::Builder::new_multi_thread()
+            .thread_name(APP_THREADS)
+            .enable_all()
+            .build()?;
+        let report = bench_rt.block_on(rate_limited_burst(&args, app_rt.handle().clone()));
+        app_rt.shutdown_timeout(Duration::from_millis(500));
+        print_rate_limited(&report?, args.rate_limited_burst);
     }
     println!();
     println!("load average before / after: {load_before} / {}", loadavg());

@@ -25,7 +25,7 @@ use crate::{
         DhanError, DhanErrorKind,
         types::{OrderAck, OrderBody, OrderRecord, num_field, parse_ist, str_field},
     },
-    ratelimit::RateLimiter,
+    ratelimit::{RateLimiter, TurnReporter},
     store::{LegStatus, ResolvedLeg},
     token::{Token, TokenKeeper},
 };
@@ -79,7 +79,13 @@ impl DhanBroker {
 
     async fn send(&self, token: &Token, body: &OrderBody) -> Result<OrderAck, DhanError> {
         let waited = std::time::Instant::now();
-        self.limiter.acquire().await;
+        // The turn is known as the order joins the limiter: told to the webhook handler waiting
+        // for this alert (if any), which answers 202 at once when the turn is past its
+        // deadline rather than holding the connection until then.
+        let turn = self.limiter.reserve();
+        TurnReporter::report(body.correlation_id.as_deref().unwrap_or_default(), turn);
+        turn.wait().await;
+        // The time actually spent waiting (not the forecast).
         if let Some(m) = self.keeper.client().metrics() {
             m.rate_limit_wait(waited.elapsed());
         }

@@ -33,6 +33,10 @@ pub struct Outcome {
     /// A `cancel_order` alert: each open order of ours it found and what became of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancels: Option<Vec<CancelReport>>,
+    /// Why the answer came before the broker's, when that is known: a leg queued behind
+    /// Dhan's order rate limit, and when it is expected to leave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Outcome {
@@ -58,6 +62,7 @@ impl Outcome {
             warnings,
             positions: Vec::new(),
             cancels: None,
+            note: None,
         }
     }
 }

@@ -7,9 +7,11 @@
 //! 3. a key that appears twice (`"quantity":1,"quantity":100`) → 422 naming it; an invalid
 //!    alert → 422 listing every `{field, problem}`;
 //! 4. the pipeline journals, dedupes and places it → 200 with the legs (202 if a leg's outcome is
-//!    still unknown at `ACK_DEADLINE_MS`); 503 only if the alert could not be journaled, or the
-//!    journal had not taken it by the deadline. Nothing was sent then, and TradingView's resend
-//!    (after 5 s) is safe either way: a late admission makes the resend a recognised duplicate.
+//!    still unknown at `ACK_DEADLINE_MS`, or at once when a leg is queued in the order rate
+//!    limiter with its turn after that deadline); 503 only if the alert could not be journaled,
+//!    or the journal had not taken it by the deadline. Nothing was sent then, and TradingView's
+//!    resend (after 5 s) is safe either way: a late admission makes the resend a recognised
+//!    duplicate.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -29,6 +31,7 @@ use crate::{
     alert::{FieldProblem, parse_signal},
     metrics::WebhookOutcome,
     pipeline::{Admitted, Handled, Intake, PipelineError},
+    ratelimit::{QueuedOrder, TurnReporter},
     secrets::secrets_match,
     store::AlertStatus,
 };
@@ -87,6 +90,57 @@ const DEADLINE_READ: Duration = Duration::from_millis(500);
 /// a duplicate, the first delivery's placement) is still under way: the legs as they stand,
 /// 202 while any is open.
 async fn at_deadline(state: &AppState, admitted: Admitted) -> Response {
+    from_journal(state, admitted, None).await
+}
+
+/// The answer, given at once, for an alert one of whose orders is queued in the order rate
+/// limiter with its turn after the deadline: waiting would only hold the connection open to
+/// answer the same 202 later. The legs as journaled (the queued one `SUBMITTING`), and a note
+/// saying when the order is expected to leave.
+async fn queued_past_the_deadline(
+    state: &AppState,
+    admitted: Admitted,
+    queued: &QueuedOrder,
+) -> Response {
+    let wait = queued
+        .turn
+        .at
+        .saturating_duration_since(tokio::time::Instant::now());
+    tracing::info!(
+        alert_id = %admitted.alert_id,
+        correlation_id = %queued.correlation_id,
+        wait_ms = wait.as_millis(),
+        "an order waits in the rate limiter past ACK_DEADLINE_MS; answered 202 at once, placement continues"
+    );
+    from_journal(state, admitted, Some(queued)).await
+}
+
+/// What the note of a 202 says about an order queued behind the rate limit (`leg`: its number,
+/// when the journal was read).
+fn queued_note(queued: &QueuedOrder, leg: Option<u32>, alert_id: &str) -> String {
+    let wait = queued
+        .turn
+        .at
+        .saturating_duration_since(tokio::time::Instant::now());
+    let which = leg.map_or_else(|| "an order".to_owned(), |n| format!("leg {n}"));
+    let cap = queued.turn.limited_by.map_or_else(
+        || "ORDER_RATE_LIMITS".to_owned(),
+        |w| format!("{w}, ORDER_RATE_LIMITS"),
+    );
+    format!(
+        "{which} is queued behind Dhan's order rate limit ({cap}); expected to be sent in ~{:.1} s. \
+         Placement continues: GET /orders/{alert_id} shows the broker's answer",
+        wait.as_secs_f64()
+    )
+}
+
+/// The legs as the journal has them, 202 while any is open; `queued` adds the note about an
+/// order waiting for the rate limit.
+async fn from_journal(
+    state: &AppState,
+    admitted: Admitted,
+    queued: Option<&QueuedOrder>,
+) -> Response {
     let Admitted {
         alert_id,
         duplicate,
@@ -94,14 +148,27 @@ async fn at_deadline(state: &AppState, admitted: Admitted) -> Response {
     } = admitted;
     let read = tokio::time::timeout(DEADLINE_READ, state.inner.journal.alert(&alert_id)).await;
     if let Ok(Ok(Some(record))) = read {
-        tracing::warn!(%alert_id, duplicate, "answering before the broker did (ACK_DEADLINE_MS); placement continues");
-        return answer(Outcome::of(&record, duplicate, warnings));
+        if queued.is_none() {
+            tracing::warn!(%alert_id, duplicate, "answering before the broker did (ACK_DEADLINE_MS); placement continues");
+        }
+        let mut outcome = Outcome::of(&record, duplicate, warnings);
+        // Only while the leg still awaits its turn: should Dhan's answer already be journaled
+        // (a very short deadline), the leg's own state says it all.
+        outcome.note = queued.and_then(|q| {
+            let leg = record
+                .legs
+                .iter()
+                .find(|l| l.correlation_id == q.correlation_id && l.status.awaits_broker())?;
+            Some(queued_note(q, Some(leg.leg), &alert_id))
+        });
+        return answer(outcome);
     }
-    let mut response = (
-        StatusCode::ACCEPTED,
-        Json(json!({"status": "processing", "alert_id": alert_id, "duplicate": duplicate})),
-    )
-        .into_response();
+    let note = queued.map(|q| queued_note(q, None, &alert_id));
+    let mut body = json!({"status": "processing", "alert_id": alert_id, "duplicate": duplicate});
+    if let Some(note) = note {
+        body["note"] = json!(note);
+    }
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     if duplicate {
         response.extensions_mut().insert(WebhookOutcome::Duplicate);
     }
@@ -180,21 +247,42 @@ async fn handle(
     // out, placement still runs to completion and shutdown still waits for it. The answer comes
     // by ACK_DEADLINE_MS at the latest (TradingView cancels at 3 s and never resends a
     // timeout): past it, the journal's view (202, legs in flight) is the answer.
+    //
+    // Sooner than the deadline: an order that must wait in the rate limiter past the deadline
+    // reports its turn as it joins (`TurnReporter`, scoped around the task), and the answer is
+    // then the same 202 at once. Turns within the deadline are waited for: 200 with Dhan's
+    // answer. Legs are placed one after another, so a later leg's turn is reported (and
+    // judged) when it joins.
     let pipeline = state.inner.pipeline.clone();
     let (admitted_tx, mut admitted_rx) = tokio::sync::oneshot::channel();
+    let (reporter, mut turns) = TurnReporter::new();
+    let deadline_at = tokio::time::Instant::now() + state.inner.routing.ack_deadline;
     let mut task = state.inner.tasks.spawn(
-        async move {
-            pipeline
-                .handle_reporting(signal, intake, Some(admitted_tx))
-                .await
-        }
-        .in_current_span(),
+        reporter
+            .scope(async move {
+                pipeline
+                    .handle_reporting(signal, intake, Some(admitted_tx))
+                    .await
+            })
+            .in_current_span(),
     );
-    let deadline = tokio::time::sleep(state.inner.routing.ack_deadline);
+    let deadline = tokio::time::sleep_until(deadline_at);
     tokio::pin!(deadline);
-    let finished = tokio::select! {
-        done = &mut task => Some(done),
-        () = &mut deadline => None,
+    let finished = loop {
+        tokio::select! {
+            done = &mut task => break Some(done),
+            () = &mut deadline => break None,
+            Some(queued) = turns.recv() => {
+                if queued.turn.at <= deadline_at {
+                    continue;
+                }
+                // An order joins the limiter only after the alert was journaled (and its leg
+                // marked SUBMITTING), so `Admitted` is there.
+                if let Ok(admitted) = admitted_rx.try_recv() {
+                    return queued_past_the_deadline(&state, admitted, &queued).await;
+                }
+            }
+        }
     };
     let result = match finished {
         Some(done) => done,
