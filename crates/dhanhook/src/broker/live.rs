@@ -80,8 +80,8 @@ impl DhanBroker {
     async fn send(&self, token: &Token, body: &OrderBody) -> Result<OrderAck, DhanError> {
         let waited = std::time::Instant::now();
         // The turn is known as the order joins the limiter: told to the webhook handler waiting
-        // for this alert (if any), which answers 202 at once when the turn is past its
-        // deadline rather than holding the connection until then.
+        // for this alert (if any), which answers 202 at once when the turn is more than a
+        // moment away rather than holding the connection until then.
         let turn = self.limiter.reserve();
         TurnReporter::report(body.correlation_id.as_deref().unwrap_or_default(), turn);
         turn.wait().await;

@@ -8,7 +8,7 @@
 //!    alert → 422 listing every `{field, problem}`;
 //! 4. the pipeline journals, dedupes and places it → 200 with the legs (202 if a leg's outcome is
 //!    still unknown at `ACK_DEADLINE_MS`, or at once when a leg is queued in the order rate
-//!    limiter with its turn after that deadline); 503 only if the alert could not be journaled,
+//!    limiter for longer than [`HOLD_FOR_TURN`]); 503 only if the alert could not be journaled,
 //!    or the journal had not taken it by the deadline. Nothing was sent then, and TradingView's
 //!    resend (after 5 s) is safe either way: a late admission makes the resend a recognised
 //!    duplicate.
@@ -93,9 +93,16 @@ async fn at_deadline(state: &AppState, admitted: Admitted) -> Response {
     from_journal(state, admitted, None).await
 }
 
+/// A leg whose turn in the order rate limiter is at most this far off is waited for, so the
+/// answer carries Dhan's; one queued longer is answered 202 at once. Dhan's 10/s means a turn
+/// is either now or about a second away; a second of an open connection per alert buys
+/// nothing (TradingView treats 200 and 202 alike), and in a burst it held hundreds of
+/// connections open.
+const HOLD_FOR_TURN: Duration = Duration::from_millis(100);
+
 /// The answer, given at once, for an alert one of whose orders is queued in the order rate
-/// limiter with its turn after the deadline: waiting would only hold the connection open to
-/// answer the same 202 later. The legs as journaled (the queued one `SUBMITTING`), and a note
+/// limiter for longer than [`HOLD_FOR_TURN`]: waiting would only hold the connection open to
+/// answer later. The legs as journaled (the queued one `SUBMITTING`), and a note
 /// saying when the order is expected to leave.
 async fn queued_past_the_deadline(
     state: &AppState,
@@ -110,7 +117,7 @@ async fn queued_past_the_deadline(
         alert_id = %admitted.alert_id,
         correlation_id = %queued.correlation_id,
         wait_ms = wait.as_millis(),
-        "an order waits in the rate limiter past ACK_DEADLINE_MS; answered 202 at once, placement continues"
+        "an order waits its turn in the rate limiter; answered 202 at once, placement continues"
     );
     from_journal(state, admitted, Some(queued)).await
 }
@@ -248,9 +255,9 @@ async fn handle(
     // by ACK_DEADLINE_MS at the latest (TradingView cancels at 3 s and never resends a
     // timeout): past it, the journal's view (202, legs in flight) is the answer.
     //
-    // Sooner than the deadline: an order that must wait in the rate limiter past the deadline
-    // reports its turn as it joins (`TurnReporter`, scoped around the task), and the answer is
-    // then the same 202 at once. Turns within the deadline are waited for: 200 with Dhan's
+    // Sooner than the deadline: an order that must wait in the rate limiter reports its turn
+    // as it joins (`TurnReporter`, scoped around the task), and the answer is then the 202 at
+    // once. Turns within `HOLD_FOR_TURN` (and the deadline) are waited for: 200 with Dhan's
     // answer. Legs are placed one after another, so a later leg's turn is reported (and
     // judged) when it joins.
     let pipeline = state.inner.pipeline.clone();
@@ -273,7 +280,8 @@ async fn handle(
             done = &mut task => break Some(done),
             () = &mut deadline => break None,
             Some(queued) = turns.recv() => {
-                if queued.turn.at <= deadline_at {
+                let hold_until = (tokio::time::Instant::now() + HOLD_FOR_TURN).min(deadline_at);
+                if queued.turn.at <= hold_until {
                     continue;
                 }
                 // An order joins the limiter only after the alert was journaled (and its leg
