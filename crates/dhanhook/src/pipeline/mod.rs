@@ -316,7 +316,7 @@ impl Pipeline {
         for (leg, row) in alert.legs.iter().zip(rows.iter_mut()) {
             if leg.refused.is_some() {
                 // Refused before sending (a SELL check): journaled so, reported and told.
-                self.placer.log_csv(&alert.alert_type, row).await;
+                self.placer.log_csv(&alert.alert_type, row);
                 self.placer.notifier().leg_changed(row).await;
                 continue;
             }
@@ -326,7 +326,7 @@ impl Pipeline {
                 LegStatus::Queued => continue,
                 _ => {}
             }
-            self.placer.log_csv(&alert.alert_type, row).await;
+            self.placer.log_csv(&alert.alert_type, row);
         }
         let status = if rows.is_empty() {
             alert.status()
