@@ -75,12 +75,7 @@ impl DhanClient {
             REQUEST_TIMEOUT,
             concat!("dhanhook/", env!("CARGO_PKG_VERSION")),
         )
-        .map_err(|e| {
-            DhanError::transport(
-                DhanErrorKind::Unknown,
-                format!("HTTP client: TLS roots: {e}"),
-            )
-        })?;
+        .map_err(|e| DhanError::transport(DhanErrorKind::Unknown, format!("HTTP client: {e}")))?;
         Ok(Self {
             http,
             urls: DhanUrls {

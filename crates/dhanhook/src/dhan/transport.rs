@@ -19,6 +19,12 @@
 //! Otherwise it keeps reqwest's behaviour that the client relied on: no redirect is followed,
 //! idle connections are pooled, a request is retried by hyper only when the pooled connection
 //! was found closed before anything was sent, and URLs never appear in errors.
+//!
+//! One exception: when the environment names an HTTP(S) proxy (`HTTPS_PROXY`, `HTTP_PROXY`,
+//! `ALL_PROXY`, either case), calls go through reqwest as before, which honours those variables
+//! (and `NO_PROXY`); this transport does not speak to proxies, and a user who routes Dhan calls
+//! through one (e.g. for a whitelisted static IP) must keep doing so. Such calls do without the
+//! `TCP_QUICKACK` cure.
 
 use std::{
     future::Future,
@@ -180,8 +186,40 @@ pub(super) enum SendError {
 #[derive(Debug, Clone)]
 pub(super) struct Transport {
     client: Client<hyper_rustls::HttpsConnector<QuickAckConnector>, Full<Bytes>>,
+    /// Set when the environment names a proxy: every call then goes through it, with reqwest
+    /// (see the module doc).
+    proxied: Option<reqwest::Client>,
     user_agent: HeaderValue,
     timeout: Duration,
+}
+
+/// Whether `lookup` (the environment) names an HTTP(S) proxy, as reqwest reads them.
+fn proxy_named(lookup: impl Fn(&str) -> Option<String>) -> bool {
+    [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .any(|k| lookup(k).is_some_and(|v| !v.trim().is_empty()))
+}
+
+/// A reqwest error as a [`SendError`] (proxied calls).
+fn reqwest_error(e: &reqwest::Error) -> SendError {
+    if e.is_connect() {
+        SendError::Connect
+    } else if e.is_timeout() {
+        SendError::Timeout
+    } else if e.is_body() || e.is_decode() {
+        SendError::CutOff
+    } else if e.is_builder() {
+        SendError::Invalid
+    } else {
+        SendError::Failed
+    }
 }
 
 impl Transport {
@@ -191,10 +229,36 @@ impl Transport {
         connect_timeout: Duration,
         timeout: Duration,
         user_agent: &'static str,
-    ) -> Result<Self, rustls::Error> {
+    ) -> Result<Self, String> {
+        Self::build(
+            connect_timeout,
+            timeout,
+            user_agent,
+            proxy_named(|k| std::env::var(k).ok()),
+        )
+    }
+
+    fn build(
+        connect_timeout: Duration,
+        timeout: Duration,
+        user_agent: &'static str,
+        proxied: bool,
+    ) -> Result<Self, String> {
         use rustls_platform_verifier::ConfigVerifierExt;
+        let proxied = if proxied {
+            let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(connect_timeout)
+                .timeout(timeout)
+                .build()
+                .map_err(|e| e.without_url().to_string())?;
+            Some(client)
+        } else {
+            None
+        };
         // The process-wide crypto provider (ring, installed by the caller).
-        let tls = rustls::ClientConfig::with_platform_verifier()?;
+        let tls = rustls::ClientConfig::with_platform_verifier()
+            .map_err(|e| format!("TLS roots: {e}"))?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -202,6 +266,7 @@ impl Transport {
             .wrap_connector(QuickAckConnector::new(connect_timeout));
         Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(https),
+            proxied,
             user_agent: HeaderValue::from_static(user_agent),
             timeout,
         })
@@ -222,6 +287,14 @@ impl Transport {
     /// See [`SendError`].
     pub(super) async fn send(&self, req: Request) -> Result<(StatusCode, String), SendError> {
         let req = req.into_http(&self.user_agent)?;
+        if let Some(client) = &self.proxied {
+            let req = reqwest::Request::try_from(req).map_err(|_| SendError::Invalid)?;
+            let resp = client.execute(req).await.map_err(|e| reqwest_error(&e))?;
+            let status = resp.status();
+            let text = resp.text().await.map_err(|e| reqwest_error(&e))?;
+            return Ok((status, text));
+        }
+        let req = req.map(Full::new);
         let call = async {
             let resp = self.client.request(req).await.map_err(|e| {
                 if e.is_connect() {
@@ -292,7 +365,7 @@ impl Request {
         self
     }
 
-    fn into_http(self, user_agent: &HeaderValue) -> Result<http::Request<Full<Bytes>>, SendError> {
+    fn into_http(self, user_agent: &HeaderValue) -> Result<http::Request<Bytes>, SendError> {
         let uri = Uri::try_from(self.url?.as_str()).map_err(|_| SendError::Invalid)?;
         let mut req = http::Request::builder()
             .method(self.method)
@@ -302,7 +375,7 @@ impl Request {
             let (name, value) = header?;
             req = req.header(name, value);
         }
-        req.body(Full::new(Bytes::from(self.body.unwrap_or_default())))
+        req.body(Bytes::from(self.body.unwrap_or_default()))
             .map_err(|_| SendError::Invalid)
     }
 }
@@ -372,5 +445,73 @@ mod tests {
             .query(&[("pin", "12 34&x=y")]);
         let http = req.into_http(&HeaderValue::from_static("t")).unwrap();
         assert_eq!(http.uri().query(), Some("pin=12+34%26x%3Dy"));
+    }
+
+    #[test]
+    fn a_proxy_in_the_environment_is_noticed_in_any_case() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert!(!proxy_named(env(&[])));
+        assert!(!proxy_named(env(&[
+            ("HTTPS_PROXY", " "),
+            ("NO_PROXY", "*")
+        ])));
+        assert!(proxy_named(env(&[("https_proxy", "http://10.0.0.1:3128")])));
+        assert!(proxy_named(env(&[("ALL_PROXY", "socks5://10.0.0.1")])));
+        assert!(proxy_named(env(&[("HTTP_PROXY", "http://10.0.0.1:3128")])));
+    }
+
+    /// The proxied path sends the same request and reads the same answer (here straight to a
+    /// local server: the test's environment names no proxy, so reqwest connects directly).
+    #[tokio::test]
+    async fn the_reqwest_path_sends_the_same_request_and_reads_the_answer() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0_u8; 1024];
+            while !String::from_utf8_lossy(&seen).contains("{\"a\":1}") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(
+                    n > 0,
+                    "request cut short: {}",
+                    String::from_utf8_lossy(&seen)
+                );
+                seen.extend_from_slice(&buf[..n]);
+            }
+            socket
+                .write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 11\r\n\r\n{\"ok\":true}")
+                .await
+                .unwrap();
+            String::from_utf8(seen).unwrap()
+        });
+        let t =
+            Transport::build(Duration::from_secs(3), Duration::from_secs(5), "ua/1", true).unwrap();
+        assert!(t.proxied.is_some());
+        let req = t
+            .request(Method::POST, &format!("http://{addr}/v2/orders"))
+            .query(&[("q", "a b")])
+            .header("access-token", "tok")
+            .json(&serde_json::json!({"a": 1}));
+        let (status, text) = t.send(req).await.unwrap();
+        assert_eq!((status.as_u16(), text.as_str()), (201, "{\"ok\":true}"));
+        let seen = server.await.unwrap().to_ascii_lowercase();
+        assert!(
+            seen.starts_with("post /v2/orders?q=a+b http/1.1\r\n"),
+            "{seen}"
+        );
+        assert!(seen.contains("access-token: tok\r\n"), "{seen}");
+        assert!(
+            seen.contains("content-type: application/json\r\n"),
+            "{seen}"
+        );
+        assert!(seen.contains("user-agent: ua/1\r\n"), "{seen}");
     }
 }

@@ -135,12 +135,19 @@ async fn calls_work_against_a_server_that_splits_head_and_body() {
     }
     let book = client.order_book(&token).await.unwrap();
     assert_eq!(book.len(), 5);
-    let found = client
-        .order_by_correlation_id(&token, "DHsplit3")
-        .await
-        .unwrap()
-        .expect("found by correlationId");
-    assert_eq!(found.order_id, ids[3]);
+    // Dhan (and the simulator) shows an order by correlationId only once it leaves TRANSIT.
+    let mut found = None;
+    for _ in 0..1000 {
+        found = client
+            .order_by_correlation_id(&token, "DHsplit3")
+            .await
+            .unwrap();
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(found.expect("found by correlationId").order_id, ids[3]);
     assert_eq!(
         client
             .cancel_order(&token, &ids[0])
