@@ -5,16 +5,18 @@
 //! - redirects are never followed: a redirect could carry the `access-token` header to
 //!   another origin;
 //! - URLs of auth calls are never logged or put in an error (they carry the PIN and TOTP in
-//!   the query string, as Dhan requires): reqwest errors are stripped of their URL;
+//!   the query string, as Dhan requires): transport errors carry no URL;
 //! - fields that do not apply are omitted, never sent as `""` (Dhan refuses those);
-//! - every call has a connect and a total timeout; nothing here retries an order write.
+//! - every call has a connect and a total timeout; nothing here retries an order write;
+//! - answers are acknowledged at once (`TCP_QUICKACK`, see [`super::transport`]), so a server
+//!   that sends an answer's head and body in two writes does not cost ~40 ms a call.
 
 use std::{
     sync::{Arc, OnceLock},
     time::Duration,
 };
 
-use reqwest::{Method, RequestBuilder, StatusCode, redirect};
+use http::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
@@ -22,6 +24,7 @@ use crate::metrics::Metrics;
 
 use super::{
     error::{DhanError, DhanErrorKind},
+    transport::{Request, SendError, Transport},
     types::{IssuedToken, OrderAck, OrderBody, OrderRecord, Profile, StaticIp, str_field},
 };
 
@@ -51,7 +54,7 @@ impl DhanUrls {
 /// A Dhan API client for one account. Cheap to clone (shares its connection pool).
 #[derive(Debug, Clone)]
 pub struct DhanClient {
-    http: reqwest::Client,
+    http: Transport,
     urls: DhanUrls,
     client_id: String,
     /// Where each call's round trip is recorded (set once by `startup`; shared by clones, so
@@ -66,18 +69,13 @@ impl DhanClient {
         // rustls needs a crypto provider chosen once per process; a second install is refused
         // harmlessly.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .redirect(redirect::Policy::none())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("dhanhook/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                DhanError::transport(
-                    DhanErrorKind::Unknown,
-                    format!("HTTP client: {}", e.without_url()),
-                )
-            })?;
+        // No redirect is ever followed (hyper's client follows none).
+        let http = Transport::new(
+            CONNECT_TIMEOUT,
+            REQUEST_TIMEOUT,
+            concat!("dhanhook/", env!("CARGO_PKG_VERSION")),
+        )
+        .map_err(|e| DhanError::transport(DhanErrorKind::Unknown, format!("HTTP client: {e}")))?;
         Ok(Self {
             http,
             urls: DhanUrls {
@@ -121,7 +119,10 @@ impl DhanClient {
     ) -> Result<IssuedToken, DhanError> {
         let req = self
             .http
-            .post(format!("{}/app/generateAccessToken", self.urls.auth))
+            .request(
+                Method::POST,
+                &format!("{}/app/generateAccessToken", self.urls.auth),
+            )
             .query(&[
                 ("dhanClientId", self.client_id.as_str()),
                 ("pin", pin.expose_secret()),
@@ -142,7 +143,10 @@ impl DhanClient {
     ) -> Result<String, DhanError> {
         let req = self
             .http
-            .post(format!("{}/app/generate-consent", self.urls.auth))
+            .request(
+                Method::POST,
+                &format!("{}/app/generate-consent", self.urls.auth),
+            )
             .query(&[("client_id", self.client_id.as_str())])
             .header("app_id", api_key)
             .header("app_secret", api_secret.expose_secret());
@@ -171,7 +175,10 @@ impl DhanClient {
         // Dhan's sources disagree on GET vs POST; the official SDK uses GET.
         let req = self
             .http
-            .get(format!("{}/app/consumeApp-consent", self.urls.auth))
+            .request(
+                Method::GET,
+                &format!("{}/app/consumeApp-consent", self.urls.auth),
+            )
             .query(&[("tokenId", token_id)])
             .header("app_id", api_key)
             .header("app_secret", api_secret.expose_secret());
@@ -395,9 +402,9 @@ impl DhanClient {
 
     // ---- plumbing ----------------------------------------------------------------------
 
-    fn api(&self, method: Method, path: &str, token: &SecretString) -> RequestBuilder {
+    fn api(&self, method: Method, path: &str, token: &SecretString) -> Request {
         self.http
-            .request(method, format!("{}{path}", self.urls.base))
+            .request(method, &format!("{}{path}", self.urls.base))
             .header("access-token", token.expose_secret())
             .header("client-id", &self.client_id)
             .header("Accept", "application/json")
@@ -408,7 +415,7 @@ impl DhanClient {
     /// never come through here.
     async fn read(
         &self,
-        make: impl Fn() -> RequestBuilder,
+        make: impl Fn() -> Request,
         what: &'static str,
     ) -> Result<Value, DhanError> {
         let mut wait = READ_RETRY_BACKOFF;
@@ -434,7 +441,7 @@ impl DhanClient {
 
     /// Sends a request and returns the JSON answer, or the classified error. `what` names the
     /// call in logs; URLs are never logged.
-    async fn call(&self, req: RequestBuilder, what: &'static str) -> Result<Value, DhanError> {
+    async fn call(&self, req: Request, what: &'static str) -> Result<Value, DhanError> {
         let started = std::time::Instant::now();
         let result = self.call_timed(req, what, started).await;
         if let Some(m) = self.metrics.get() {
@@ -445,13 +452,15 @@ impl DhanClient {
 
     async fn call_timed(
         &self,
-        req: RequestBuilder,
+        req: Request,
         what: &'static str,
         started: std::time::Instant,
     ) -> Result<Value, DhanError> {
-        let resp = req.send().await.map_err(|e| transport_error(&e, what))?;
-        let status = resp.status();
-        let text = resp.text().await.map_err(|e| transport_error(&e, what))?;
+        let (status, text) = self
+            .http
+            .send(req)
+            .await
+            .map_err(|e| transport_error(e, what))?;
         tracing::debug!(
             call = what,
             status = status.as_u16(),
@@ -535,20 +544,14 @@ fn http_reason(status: StatusCode) -> String {
 }
 
 /// A transport failure, without its URL (auth URLs carry the PIN and TOTP).
-fn transport_error(e: &reqwest::Error, what: &str) -> DhanError {
-    let kind = if e.is_connect() {
-        DhanErrorKind::Unreachable
-    } else {
-        DhanErrorKind::Transient
-    };
-    let why = if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "could not connect".to_owned()
-    } else if e.is_body() || e.is_decode() {
-        "the response was cut off".to_owned()
-    } else {
-        "the connection failed".to_owned()
+fn transport_error(e: SendError, what: &str) -> DhanError {
+    let (kind, why) = match e {
+        // Nothing was sent: the same as a call Dhan never saw.
+        SendError::Connect => (DhanErrorKind::Unreachable, "could not connect"),
+        SendError::Timeout => (DhanErrorKind::Transient, "timed out"),
+        SendError::CutOff => (DhanErrorKind::Transient, "the response was cut off"),
+        SendError::Failed => (DhanErrorKind::Transient, "the connection failed"),
+        SendError::Invalid => (DhanErrorKind::Unknown, "the request could not be built"),
     };
     DhanError::transport(kind, format!("{what}: {why}"))
 }

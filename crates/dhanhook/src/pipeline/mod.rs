@@ -327,7 +327,7 @@ impl Pipeline {
         for (i, leg) in alert.legs.iter().enumerate() {
             if leg.refused.is_some() {
                 // Refused before sending (a SELL check): journaled so, reported and told.
-                self.placer.log_csv(&alert.alert_type, &rows[i]).await;
+                self.placer.log_csv(&alert.alert_type, &rows[i]);
                 self.placer.notifier().leg_changed(&rows[i]).await;
                 continue;
             }
@@ -354,7 +354,7 @@ impl Pipeline {
                 LegStatus::Queued => continue,
                 _ => {}
             }
-            self.placer.log_csv(&alert.alert_type, &rows[i]).await;
+            self.placer.log_csv(&alert.alert_type, &rows[i]);
         }
         let status = if rows.is_empty() {
             alert.status()

@@ -105,9 +105,10 @@ impl LegPlacer {
         }
     }
 
-    /// Appends the CSV row of a leg whose outcome is known (or refused).
-    pub(crate) async fn log_csv(&self, alert_type: &str, row: &OrderRow) {
-        self.csv.append(alert_type, row, self.clock.now()).await;
+    /// Appends the CSV row of a leg whose outcome is known (or refused). Queued for the CSV
+    /// writer; never waits for the disk.
+    pub(crate) fn log_csv(&self, alert_type: &str, row: &OrderRow) {
+        self.csv.append(alert_type, row, self.clock.now());
     }
 
     /// The gate of `alert`'s first leg, to be judged inside the alert's admission

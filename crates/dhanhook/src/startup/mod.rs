@@ -54,6 +54,8 @@ pub struct Application {
     addr: SocketAddr,
     state: AppState,
     journal: Arc<dyn Journal>,
+    /// The CSV order log, flushed at shutdown (its rows are written off the request path).
+    csv: CsvLog,
     tasks: TaskTracker,
     /// The background workers, started when the application runs.
     workers: Workers,
@@ -208,7 +210,7 @@ impl Application {
         let placer = LegPlacer::new(
             journal.clone(),
             Arc::clone(&broker),
-            csv,
+            csv.clone(),
             Arc::clone(&clock),
             settings.routing.amo_time,
             reconciled_rx,
@@ -346,6 +348,7 @@ impl Application {
             addr,
             state,
             journal,
+            csv,
             tasks,
             workers,
             stop: CancellationToken::new(),
@@ -442,9 +445,15 @@ impl Application {
                 "alert processing still running at the end of SHUTDOWN_TIMEOUT; legs left SUBMITTING are looked up at the next start"
             ),
         }
+        // Every alert task and worker has stopped: no more CSV rows. The ones still queued are
+        // written and synced while the journal closes.
         tokio::select! {
-            () = self.journal.close() => tracing::info!("journal closed; bye"),
-            () = deadline(1.0) => tracing::warn!("the journal did not close within SHUTDOWN_TIMEOUT; exiting"),
+            ((), ()) = async { tokio::join!(self.journal.close(), self.csv.flush()) } => {
+                tracing::info!("journal closed; bye");
+            }
+            () = deadline(1.0) => tracing::warn!(
+                "the journal or the CSV log did not close within SHUTDOWN_TIMEOUT; exiting"
+            ),
         }
         Ok(())
     }

@@ -103,7 +103,7 @@ impl LegProgress {
         };
         if out.status.is_final() {
             // The final-state row of the CSV (see csvlog's module doc).
-            self.csv.append(&record.alert_type, &out, now).await;
+            self.csv.append(&record.alert_type, &out, now);
             self.notifier.leg_changed(&out).await;
         }
         Ok(Some(out))

@@ -301,7 +301,7 @@ impl QueueRunner {
                     continue;
                 }
             }
-            self.placer.log_csv(&record.alert_type, &row).await;
+            self.placer.log_csv(&record.alert_type, &row);
         }
         let status = self.finish(alert_id).await?;
         Ok(result(alert_id, status.into(), None))
@@ -334,7 +334,7 @@ impl QueueRunner {
             let mut row = (*row).clone();
             row.status = LegStatus::Rejected;
             row.message = Some(why.to_owned());
-            self.placer.log_csv(alert_type, &row).await;
+            self.placer.log_csv(alert_type, &row);
         }
         Ok(())
     }

@@ -354,7 +354,7 @@ impl Reconciler {
     async fn after_change(&self, alert_id: &str, row: &OrderRow) -> Result<(), JournalError> {
         if let Some(record) = self.journal.alerts.alert(alert_id).await? {
             if row.status.is_settled() || row.status == LegStatus::NeedsAttention {
-                self.placer.log_csv(&record.alert_type, row).await;
+                self.placer.log_csv(&record.alert_type, row);
             }
             let status = AlertStatus::from_legs(record.legs.iter().map(|l| l.status));
             self.journal

@@ -5,9 +5,13 @@ use dhanhook::dhan::{DhanClient, DhanErrorKind, DhanUrls, types::OrderBody};
 use secrecy::SecretString;
 
 async fn setup() -> (dhan_sim::SimHandle, DhanClient, SecretString) {
+    setup_with(SimConfig::default()).await
+}
+
+async fn setup_with(config: SimConfig) -> (dhan_sim::SimHandle, DhanClient, SecretString) {
     let sim = Sim::spawn(SimConfig {
         fill_delay: std::time::Duration::from_millis(1),
-        ..SimConfig::default()
+        ..config
     })
     .await
     .unwrap();
@@ -105,6 +109,62 @@ async fn orders_are_placed_found_listed_and_cancelled() {
 
     assert_eq!(client.trades(&token).await.unwrap().len(), 1);
     assert_eq!(client.positions(&token).await.unwrap().len(), 1);
+}
+
+/// A server that sends each answer's head and body in two writes (Nagle on): every call on
+/// the kept-alive connection still gets its whole answer, parsed as usual, errors included.
+/// (What it costs in time is measured by `examples/bench_split_writes.rs`, not asserted.)
+#[tokio::test]
+async fn calls_work_against_a_server_that_splits_head_and_body() {
+    let (sim, client, token) = setup_with(SimConfig {
+        split_writes: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let ack = client
+            .place_order(
+                &token,
+                &order(&format!("DHsplit{i}"), "LIMIT", Some(2400.0)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ack.order_status, "TRANSIT");
+        ids.push(ack.order_id);
+    }
+    let book = client.order_book(&token).await.unwrap();
+    assert_eq!(book.len(), 5);
+    // Dhan (and the simulator) shows an order by correlationId only once it leaves TRANSIT.
+    let mut found = None;
+    for _ in 0..1000 {
+        found = client
+            .order_by_correlation_id(&token, "DHsplit3")
+            .await
+            .unwrap();
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(found.expect("found by correlationId").order_id, ids[3]);
+    assert_eq!(
+        client
+            .cancel_order(&token, &ids[0])
+            .await
+            .unwrap()
+            .order_status,
+        "CANCELLED"
+    );
+    let again = client.cancel_order(&token, &ids[0]).await.unwrap_err();
+    assert_eq!(
+        again.kind,
+        DhanErrorKind::Order,
+        "an error answer parsed too"
+    );
+    let profile = client.profile(&token).await.unwrap();
+    assert_eq!(profile.dhan_client_id.as_deref(), Some("1000000001"));
+    assert_eq!(sim.orders().len(), 5, "each order placed exactly once");
 }
 
 #[tokio::test]

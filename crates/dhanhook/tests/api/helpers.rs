@@ -336,7 +336,26 @@ impl TestApp {
         rows
     }
 
-    /// The CSV order log as (header, rows) of fields.
+    /// The CSV order log as (header, rows) of fields, once it holds at least `rows` rows.
+    /// Rows are written off the request path (usually before the answer, but the answer does
+    /// not wait for them), so this polls as a user reading the file a moment later would; the
+    /// bound is generous so a loaded machine does not fail the test.
+    pub async fn csv_rows(&self, rows: usize) -> (Vec<String>, Vec<HashMap<String, String>>) {
+        for _ in 0..1000 {
+            let (header, found) = self.csv();
+            if found.len() >= rows {
+                return (header, found);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let (_, found) = self.csv();
+        panic!(
+            "the CSV log has {} rows after 10 s, not {rows}: {found:?}",
+            found.len()
+        );
+    }
+
+    /// The CSV order log as (header, rows) of fields, as it is on disk now.
     pub fn csv(&self) -> (Vec<String>, Vec<HashMap<String, String>>) {
         let path = self.data_dir().join("webhook_orders.csv");
         let mut reader = csv::Reader::from_path(path).expect("CSV log exists");

@@ -246,7 +246,7 @@ async fn every_leg_outcome_is_a_csv_row_under_one_header() {
     app.post_webhook(&flat_alert()).await;
     app.post_webhook(&dhan_alert()).await;
 
-    let (header, rows) = app.csv();
+    let (header, rows) = app.csv_rows(3).await;
     assert_eq!(
         &header[..21],
         [
@@ -313,7 +313,7 @@ async fn concurrent_distinct_alerts_each_get_one_intact_csv_row() {
     });
     let statuses = futures::future::join_all(sends).await;
     assert!(statuses.iter().all(|s| *s == 200));
-    let (_, rows) = app.csv();
+    let (_, rows) = app.csv_rows(40).await;
     assert_eq!(rows.len(), 40);
     assert_eq!(app.journal_orders().await.len(), 40);
 }
