@@ -3,8 +3,14 @@
 //!
 //! `append` only serialises a row and sends the bytes down a channel; it never waits for the
 //! disk. The writer thread sleeps on the channel; when woken it takes everything queued (up to
-//! [`MAX_BATCH_BYTES`]), writes it with one `write_all`, then `sync_data`s once. A quiet service
-//! writes each row at once; under a burst many rows share one write and one sync.
+//! [`MAX_BATCH_BYTES`]) and writes it with one `write_all`: a reader of the file sees the row
+//! at once. A quiet service writes each row at once; under a burst many rows share one write.
+//!
+//! Syncs are spaced ([`SYNC_EVERY`]): the rows written are `sync_data`ed at most once a
+//! second, when the writer falls idle with rows unsynced, on [`RowWriter::flush`] and at the
+//! end. The journal is the durable record (each alert's commits are synced before it is
+//! answered); the CSV is its spreadsheet copy, and a sync per row doubled the fsyncs of every
+//! alert. A power cut can cost the CSV the rows of its last second, never the journal.
 //!
 //! Why a dedicated std thread rather than a tokio task:
 //! - writing and syncing a file block; on a tokio worker they would stall other requests, and
@@ -27,7 +33,8 @@ use std::{
     fs::File,
     io::{self, Write},
     path::{Path, PathBuf},
-    sync::mpsc,
+    sync::mpsc::{self, RecvTimeoutError},
+    time::{Duration, Instant},
 };
 
 use tokio::sync::oneshot;
@@ -36,6 +43,9 @@ use tokio::sync::oneshot;
 /// bytes each) is one write and one sync; bounded so that a never-ending stream of rows still
 /// gets written and synced regularly.
 const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// Longest a written row stays unsynced (see the module header).
+const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 enum Message {
@@ -82,14 +92,34 @@ impl RowWriter {
     }
 }
 
-/// The writer thread: until every handle is dropped, take what is queued, write it, sync it,
-/// then answer the flushes that were queued behind it.
+/// The writer thread: until every handle is dropped, take what is queued and write it; sync
+/// as the module header says, then answer the flushes that were queued behind it.
 fn run(mut file: File, path: &Path, rx: &mpsc::Receiver<Message>) {
     let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut flushes = Vec::new();
-    // `recv` sleeps until a message comes, and fails only once every sender is gone and the
-    // queue is empty: nothing sent is left behind.
-    while let Ok(first) = rx.recv() {
+    // Rows written since the last sync, and when that was.
+    let mut unsynced = false;
+    let mut synced_at = Instant::now();
+    loop {
+        // `recv` sleeps until a message comes, and fails only once every sender is gone and
+        // the queue is empty: nothing sent is left behind. With rows unsynced, the sleep
+        // ends in time to sync them.
+        let first = if unsynced {
+            match rx.recv_timeout(SYNC_EVERY.saturating_sub(synced_at.elapsed())) {
+                Ok(message) => message,
+                Err(RecvTimeoutError::Timeout) => {
+                    sync(&file, path);
+                    (unsynced, synced_at) = (false, Instant::now());
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(message) => message,
+                Err(_) => break,
+            }
+        };
         let mut rows = 0_usize;
         let mut next = Some(first);
         while let Some(message) = next {
@@ -107,7 +137,8 @@ fn run(mut file: File, path: &Path, rx: &mpsc::Receiver<Message>) {
             };
         }
         if !batch.is_empty() {
-            if let Err(error) = write_batch(&mut file, &batch) {
+            unsynced = true;
+            if let Err(error) = file.write_all(&batch) {
                 // The journal is the source of truth: the rows are there, the CSV misses them.
                 tracing::warn!(
                     path = %path.display(),
@@ -120,17 +151,25 @@ fn run(mut file: File, path: &Path, rx: &mpsc::Receiver<Message>) {
             // A burst may have grown the buffer far beyond a row's size: give it back.
             batch.shrink_to(64 * 1024);
         }
+        if unsynced && (!flushes.is_empty() || synced_at.elapsed() >= SYNC_EVERY) {
+            sync(&file, path);
+            (unsynced, synced_at) = (false, Instant::now());
+        }
         for ack in flushes.drain(..) {
             let _ = ack.send(());
         }
     }
+    if unsynced {
+        sync(&file, path);
+    }
 }
 
-/// One write of whole lines on an `O_APPEND` file (the file is unbuffered: `write_all` of the
-/// batch is the flush), then `sync_data` so the rows survive a power cut as the journal does.
-fn write_batch(file: &mut File, bytes: &[u8]) -> io::Result<()> {
-    file.write_all(bytes)?;
-    file.sync_data()
+/// Puts the rows written so far on disk (the file is unbuffered: each `write_all` of whole
+/// lines on the `O_APPEND` file already reached the kernel).
+fn sync(file: &File, path: &Path) {
+    if let Err(error) = file.sync_data() {
+        tracing::warn!(path = %path.display(), %error, "could not sync the CSV order log");
+    }
 }
 
 #[cfg(test)]
