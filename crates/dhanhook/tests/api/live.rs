@@ -20,7 +20,7 @@ pub(crate) struct Live {
     pub(crate) app: TestApp,
 }
 
-async fn sim_with(config: SimConfig) -> SimHandle {
+pub(crate) async fn sim_with(config: SimConfig) -> SimHandle {
     sim_at(config, market_time()).await
 }
 
@@ -46,7 +46,11 @@ pub(crate) fn live_vars(sim: &SimHandle) -> Vec<(String, String)> {
     ]
 }
 
-async fn start(sim: SimHandle, dir: Arc<tempfile::TempDir>, extra: &[(&str, &str)]) -> Live {
+pub(crate) async fn start(
+    sim: SimHandle,
+    dir: Arc<tempfile::TempDir>,
+    extra: &[(&str, &str)],
+) -> Live {
     start_at(sim, dir, extra, market_time()).await
 }
 
