@@ -16,7 +16,9 @@
 //!
 //! A job is a closure over the connection that owns everything it needs (`'static`), so a
 //! caller that stops waiting (a request past its deadline) leaves its job to complete or fail
-//! on its own: never half-written.
+//! on its own: never half-written. A job that panics (a bug in the code it runs, such as the
+//! send gate's rule) fails alone, like a job that returns an error: its writes are undone and
+//! the writer goes on, rather than every later write of the service failing.
 
 use std::{
     fmt,
@@ -26,7 +28,7 @@ use std::{
     },
 };
 
-use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, future::BoxFuture};
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
@@ -67,7 +69,18 @@ impl<T: Send + 'static> Job for Typed<T> {
             let Some(work) = self.work.take() else {
                 return false;
             };
-            let outcome = work(conn).await;
+            let outcome = match std::panic::AssertUnwindSafe(work(conn))
+                .catch_unwind()
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    tracing::error!("a journal write panicked; it is undone, the writer goes on");
+                    Err(JournalError::NotCommitted(
+                        "the write failed inside the journal (a bug: see the log)".to_owned(),
+                    ))
+                }
+            };
             let ok = outcome.is_ok();
             self.outcome = Some(outcome);
             ok
@@ -344,6 +357,27 @@ mod tests {
             batches, 2,
             "the busy write, then the 20 queued behind it in one commit"
         );
+    }
+
+    /// A write that panics halfway is undone and reported; the writer goes on.
+    #[tokio::test]
+    async fn a_panicking_write_is_undone_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, reader) = writer(&dir).await;
+        let panics: Work<()> = Box::new(|conn| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO t (id, v) VALUES (1, 'half')")
+                    .execute(&mut *conn)
+                    .await?;
+                panic!("a bug in the job");
+            })
+        });
+        assert!(matches!(
+            writer.write(panics).await,
+            Err(JournalError::NotCommitted(_))
+        ));
+        writer.write(insert(2)).await.unwrap();
+        assert_eq!(ids(&reader).await, vec![2]);
     }
 
     /// A failing write on its own is rolled back; the writer goes on.
