@@ -50,6 +50,10 @@ pub(super) trait Backend {
     async fn token_saved(&self) -> Result<(), JournalError>;
 }
 
+/// An alert's overall status (`$1`) at `$2`: `set_alert_status`, and a leg's move that
+/// carries it (`transition_leg_and_alert`).
+const SET_ALERT_STATUS: &str = "UPDATE alerts SET status = $1, updated_at = $2 WHERE id = $3";
+
 /// `SELECT MIN(queued_until)` over the waiting alerts.
 const NEXT_DUE: &str = concat!(
     "SELECT MIN(a.queued_until) FROM alerts a WHERE ",
@@ -220,7 +224,7 @@ macro_rules! shared_journal {
                     }
                 };
                 if let Some(status) = status {
-                    sqlx::query("UPDATE alerts SET status = $1, updated_at = $2 WHERE id = $3")
+                    sqlx::query(SET_ALERT_STATUS)
                         .bind(status.as_str())
                         .bind(to_millis(now))
                         .bind(&alert_id)
@@ -254,7 +258,7 @@ macro_rules! shared_journal {
                 let alert_id = alert_id.to_owned();
                 self.write(move |conn| {
                     Box::pin(async move {
-                        sqlx::query("UPDATE alerts SET status = $1, updated_at = $2 WHERE id = $3")
+                        sqlx::query(SET_ALERT_STATUS)
                             .bind(status.as_str())
                             .bind(to_millis(now))
                             .bind(&alert_id)
