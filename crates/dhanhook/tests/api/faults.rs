@@ -324,6 +324,18 @@ async fn an_order_queued_past_the_deadline_is_answered_202_at_once_and_placed_on
         .map(|o| o.correlation_id.clone())
         .collect();
     assert_eq!(sent, expected, "each alert's order, once");
+    // The simulator logs a request just after it records the order: wait for the log too.
+    let order_writes = || {
+        t.sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/v2/orders")
+            .count()
+    };
+    eventually("8 order writes in the simulator's log", || {
+        order_writes() >= 8
+    })
+    .await;
     let mut writes: Vec<_> = t
         .sim
         .requests()
